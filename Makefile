@@ -1,0 +1,46 @@
+# ssd-companion: `make figures` and `make test` do all set-up on a fresh machine.
+# Every target creates .venv on first use (about 2 minutes: torch, then the package).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DATASET ?= embedded
+PROFILE ?= quick
+DEVICE ?= auto
+
+.PHONY: env figures test lab bench lint clean-runs help
+
+help:
+	@echo "make figures  regenerate the figures into figures/ (DATASET=$(DATASET) PROFILE=$(PROFILE))"
+	@echo "make test     run the test suite"
+	@echo "make lab      open JupyterLab on notebooks/"
+	@echo "make bench    print training and sampling speed on this machine"
+	@echo "make lint     ruff check"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+env: $(STAMP)
+
+figures: env
+	$(PY) -m ssd_lib.figures --dataset $(DATASET) --profile $(PROFILE) --device $(DEVICE)
+
+test: env
+	$(PY) -m pytest -q
+
+lab: env
+	$(VENV)/bin/jupyter lab notebooks
+
+bench: env
+	$(PY) -m ssd_lib.bench --device $(DEVICE)
+
+lint: env
+	$(VENV)/bin/ruff check ssd_lib tests
+
+clean-runs:
+	rm -rf runs

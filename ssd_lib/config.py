@@ -1,0 +1,247 @@
+"""Training configuration: one dataclass, named presets, named compute profiles.
+
+A *preset* is a recipe from the paper (which networks, which loss, which data range, which
+step order). A *profile* is a compute budget (how many epochs and steps, how wide the StyleGAN
+baseline is). ``make_config("paper", profile="quick")`` is the release's recipe on a budget a
+laptop can afford; ``make_config("paper", profile="paper")`` is the paper's 20 epochs.
+
+Every field is validated when the config is built; a bad value raises ``ConfigError`` naming
+the field, the value and what is allowed. ``to_dict``/``from_dict`` round-trip through JSON,
+and the JSON is stored in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+GENERATORS = ("ssd", "dcgan", "mapping_dcgan", "stylegan")
+DISCRIMINATORS = ("sn", "plain", "stylegan")
+LOSSES = ("bce", "wgan_gp")
+STEP_ORDERS = ("g_then_d", "d_then_g")
+REAL_RANGES = ("[0, 1]", "[-1, 1]")
+SUBSET_MODES = ("first", "random")
+PRECISIONS = ("fp32", "bf16")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and what is allowed."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (the device is not part of it)."""
+
+    preset: str = "paper"
+    profile: str = "paper"
+    # Networks (PAPER.md, "Architecture").
+    generator: str = "ssd"
+    discriminator: str = "sn"
+    nz: int = 100
+    ngf: int = 64
+    ndf: int = 64
+    tied_mapping: bool = True
+    mapping_layers: int = 4
+    stylegan_width: float = 1.0
+    # Data.
+    dataset: str = "embedded"
+    data_fraction: float = 1.0
+    subset_mode: str = "first"
+    real_range: str = "[0, 1]"
+    # Recipe.
+    loss: str = "bce"
+    gp_weight: float = 10.0
+    step_order: str = "g_then_d"
+    d_loss_scale: float = 0.5
+    lr_g: float = 5e-4
+    lr_d: float = 5e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    batch_size: int = 32
+    drop_last: bool = False
+    epochs: int = 20
+    max_steps: int = 0  # 0: no cap beyond ``epochs``
+    seed: int = 42
+    precision: str = "fp32"
+    # Logging.
+    spectral_every: int = 1
+    sample_count: int = 64
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: at epoch ends only
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(self.betas))
+        _validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown config field(s) {unknown}; known fields: {sorted(known)}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def config_hash(self) -> str:
+        """Short stable hash of every field; runs are cached under it."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:10]
+
+    @property
+    def uses_mapping(self) -> bool:
+        return self.generator in ("ssd", "mapping_dcgan", "stylegan")
+
+    @property
+    def z_dim(self) -> int:
+        return self.nz
+
+
+def _fail(name: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"TrainConfig.{name}={value!r} is invalid; allowed: {allowed}")
+
+
+def _validate(c: TrainConfig) -> None:
+    choices = {
+        "generator": GENERATORS,
+        "discriminator": DISCRIMINATORS,
+        "loss": LOSSES,
+        "step_order": STEP_ORDERS,
+        "real_range": REAL_RANGES,
+        "subset_mode": SUBSET_MODES,
+        "precision": PRECISIONS,
+    }
+    for name, allowed in choices.items():
+        if getattr(c, name) not in allowed:
+            _fail(name, getattr(c, name), f"one of {list(allowed)}")
+    positive_ints = (
+        "nz",
+        "ngf",
+        "ndf",
+        "mapping_layers",
+        "batch_size",
+        "epochs",
+        "spectral_every",
+        "sample_count",
+    )
+    for name in positive_ints:
+        v = getattr(c, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            _fail(name, v, "an integer >= 1")
+    for name in ("max_steps", "checkpoint_every", "seed"):
+        v = getattr(c, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            _fail(name, v, "an integer >= 0")
+    for name in ("lr_g", "lr_d", "gp_weight", "d_loss_scale", "stylegan_width"):
+        v = getattr(c, name)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 1e3:
+            _fail(name, v, "a number in (0, 1000]")
+    if not isinstance(c.data_fraction, (int, float)) or not 0 < c.data_fraction <= 1:
+        _fail("data_fraction", c.data_fraction, "a number in (0, 1]")
+    if len(c.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in c.betas):
+        _fail("betas", c.betas, "two numbers in [0, 1)")
+    for name in ("tied_mapping", "drop_last"):
+        if not isinstance(getattr(c, name), bool):
+            _fail(name, getattr(c, name), "True or False")
+    if not isinstance(c.dataset, str) or not c.dataset:
+        _fail("dataset", c.dataset, "a non-empty dataset name")
+    # Combinations that cannot work.
+    if (c.generator == "stylegan") != (c.discriminator == "stylegan"):
+        _fail(
+            "discriminator",
+            c.discriminator,
+            "'stylegan' exactly when generator='stylegan' (the two are built as a pair)",
+        )
+    if c.loss == "wgan_gp" and c.discriminator != "stylegan":
+        _fail("loss", c.loss, "'bce' for the DCGAN discriminators (they end in a sigmoid)")
+    if c.nz != 100 and c.generator != "stylegan":
+        _fail("nz", c.nz, "100 for the paper's generators (their mapping is 100 wide)")
+
+
+# name -> (one-line description, field overrides on top of the TrainConfig defaults)
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "paper": (
+        "SSD exactly as the release trains it: tied mapping, reals in [0, 1] against a tanh "
+        "generator, G step then D step on regenerated fakes, D loss halved.",
+        {},
+    ),
+    "corrected": (
+        "SSD networks with the usual recipe: reals in [-1, 1], D step then G step on the same "
+        "fakes, D loss summed.",
+        {"real_range": "[-1, 1]", "step_order": "d_then_g", "d_loss_scale": 1.0},
+    ),
+    "dcgan": (
+        "The DCGAN baseline: z straight into a BatchNorm generator, discriminator without SN; "
+        "the release's recipe.",
+        {"generator": "dcgan", "discriminator": "plain"},
+    ),
+    "no_sn": (
+        "Ablation of paper Fig. 2/4/6: the SSD generator against the discriminator without SN.",
+        {"discriminator": "plain"},
+    ),
+    "no_adain": (
+        "Ablation of paper Fig. 5: mapping network output fed to a BatchNorm DCGAN generator, "
+        "no AdaIN; SN discriminator.",
+        {"generator": "mapping_dcgan"},
+    ),
+    "stylegan": (
+        "StyleGAN (2019-style) baseline at 64x64: 8x512 mapping, noise inputs, WGAN-GP, "
+        "reals in [-1, 1], Adam 1e-3 (0, 0.99).",
+        {
+            "generator": "stylegan",
+            "discriminator": "stylegan",
+            "nz": 512,
+            "loss": "wgan_gp",
+            "real_range": "[-1, 1]",
+            "step_order": "d_then_g",
+            "d_loss_scale": 1.0,
+            "lr_g": 1e-3,
+            "lr_d": 1e-3,
+            "betas": (0.0, 0.99),
+        },
+    ),
+}
+
+# name -> (one-line description, field overrides applied after the preset)
+PROFILES: dict[str, tuple[str, dict[str, Any]]] = {
+    "paper": ("The paper's budget: 20 epochs, full-width StyleGAN.", {"epochs": 20}),
+    "quick": (
+        "A CPU budget for laptops and classrooms: 3 epochs, StyleGAN at quarter width.",
+        {"epochs": 3, "stylegan_width": 0.25},
+    ),
+    "smoke": (
+        "A seconds-long run for tests: 3 steps of batch 8, tiny StyleGAN.",
+        {"epochs": 1, "max_steps": 3, "batch_size": 8, "stylegan_width": 0.0625, "sample_count": 8},
+    ),
+}
+
+
+def make_config(preset: str = "paper", profile: str = "paper", **overrides: Any) -> TrainConfig:
+    """The config for ``preset`` on the budget ``profile``, with ``overrides`` applied last."""
+    if preset not in PRESETS:
+        raise ConfigError(f"preset={preset!r} is unknown; known presets: {list(PRESETS)}")
+    if profile not in PROFILES:
+        raise ConfigError(f"profile={profile!r} is unknown; known profiles: {list(PROFILES)}")
+    fields = {"preset": preset, "profile": profile, **PRESETS[preset][1], **PROFILES[profile][1]}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {unknown}; known fields: {sorted(known)}")
+    fields.update(overrides)
+    return TrainConfig(**fields)
+
+
+def describe_presets() -> str:
+    """One line per preset and profile, for notebooks and ``--help``."""
+    lines = ["presets:"] + [f"  {k:10s} {v[0]}" for k, v in PRESETS.items()]
+    lines += ["profiles:"] + [f"  {k:10s} {v[0]}" for k, v in PROFILES.items()]
+    return "\n".join(lines)

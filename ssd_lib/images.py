@@ -1,0 +1,79 @@
+"""Image tensors, their value ranges, and sample grids.
+
+Three value ranges occur in this project, and every conversion between them happens here:
+
+- ``uint8``: stored images, integers in [0, 255], shape (N, 3, H, W).
+- ``"[0, 1]"``: what the authors' release fed the discriminator (ToTensor output).
+- ``"[-1, 1]"``: what a tanh generator produces, and what the corrected recipe feeds D.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ssd_lib.atomic import atomic_write
+
+VALUE_RANGES = ("[0, 1]", "[-1, 1]")
+
+
+def check_value_range(value_range: str) -> str:
+    if value_range not in VALUE_RANGES:
+        raise ValueError(
+            f"value_range={value_range!r} is not supported; use one of {list(VALUE_RANGES)}"
+        )
+    return value_range
+
+
+def uint8_to_float(images: torch.Tensor, value_range: str) -> torch.Tensor:
+    """uint8 (N, C, H, W) in [0, 255] -> float32 in ``value_range``."""
+    check_value_range(value_range)
+    if images.dtype != torch.uint8:
+        raise TypeError(f"images must be uint8, got {images.dtype}")
+    x = images.float() / 255.0
+    return x if value_range == "[0, 1]" else x * 2.0 - 1.0
+
+
+def float_to_uint8(images: torch.Tensor, value_range: str) -> torch.Tensor:
+    """float (N, C, H, W) in ``value_range`` -> uint8 in [0, 255], clipped and rounded."""
+    check_value_range(value_range)
+    x = images.detach().float()
+    if value_range == "[-1, 1]":
+        x = (x + 1.0) / 2.0
+    return (x.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+
+
+def make_grid(
+    images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: int = 255
+) -> np.ndarray:
+    """Tile uint8 images (N, 3, H, W) into one (H', W', 3) uint8 array, ``nrow`` per row."""
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise ValueError(
+            f"make_grid needs uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+        )
+    n, c, h, w = images.shape
+    ncol = min(nrow, n)
+    nrows = (n + ncol - 1) // ncol
+    grid = np.full(
+        (nrows * (h + padding) + padding, ncol * (w + padding) + padding, c), pad_value, np.uint8
+    )
+    arr = images.permute(0, 2, 3, 1).cpu().numpy()
+    for i in range(n):
+        r, col = divmod(i, ncol)
+        y, x = padding + r * (h + padding), padding + col * (w + padding)
+        grid[y : y + h, x : x + w] = arr[i]
+    return grid if c == 3 else grid[..., 0]
+
+
+def save_image(array: np.ndarray, path: str | Path) -> Path:
+    """Save a uint8 (H, W, 3) array as PNG, atomically."""
+    image = Image.fromarray(array)
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
+    """Save uint8 images (N, 3, H, W) as one PNG grid, atomically."""
+    return save_image(make_grid(images, nrow=nrow), path)

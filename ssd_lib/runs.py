@@ -1,0 +1,106 @@
+"""Run directories: one folder per (config, dataset), found again by the config's hash.
+
+    runs/<preset>-<profile>-<dataset>-<hash>/
+        config.json               the TrainConfig
+        status.json               state (running / interrupted / complete), step, epoch
+        checkpoints/latest.*      safetensors + JSON (see checkpoint.py)
+        samples/epoch_001.png     sample grid at fixed z after each epoch
+        history.csv               one row per training step
+
+Notebooks never build paths by hand: ``find_run(cfg, dataset)`` returns the ``Run`` if it
+exists, and ``train`` reuses a complete one instead of training again.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ssd_lib.checkpoint import load_checkpoint, load_state_strict, split_prefix
+from ssd_lib.config import TrainConfig
+from ssd_lib.models import build_generator
+
+
+def default_runs_root() -> Path:
+    """``$SSD_RUNS_DIR`` or the repository's ``runs/``."""
+    env = os.environ.get("SSD_RUNS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "runs"
+
+
+def run_name(cfg: TrainConfig, dataset_hash: str) -> str:
+    key = hashlib.sha256((cfg.to_json() + dataset_hash).encode()).hexdigest()[:10]
+    return f"{cfg.preset}-{cfg.profile}-{cfg.dataset}-{key}"
+
+
+class Run:
+    """A run directory, complete or not."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, state={self.status.get('state', 'new')!r})"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoints" / "latest"
+
+    @property
+    def status(self) -> dict[str, Any]:
+        p = self.path / "status.json"
+        return json.loads(p.read_text()) if p.is_file() else {}
+
+    @property
+    def complete(self) -> bool:
+        return self.status.get("state") == "complete"
+
+    @property
+    def config(self) -> TrainConfig:
+        return TrainConfig.from_dict(json.loads((self.path / "config.json").read_text()))
+
+    def label(self) -> str:
+        """Who made a figure: dataset, preset, profile and checkpoint step, in one line."""
+        cfg, st = self.config, self.status
+        return (
+            f"dataset={cfg.dataset} preset={cfg.preset} profile={cfg.profile} "
+            f"checkpoint={self.path.name}@step{st.get('step', '?')}"
+        )
+
+    def history(self) -> dict[str, np.ndarray]:
+        """Per-step records (columns of equal length; NaN where a value was not measured)."""
+        p = self.path / "history.csv"
+        with open(p, newline="") as f:
+            rows = list(csv.DictReader(f))
+        if not rows:
+            return {}
+        return {k: np.array([float(r[k]) if r[k] != "" else np.nan for r in rows]) for k in rows[0]}
+
+    def sample_grids(self) -> list[Path]:
+        return sorted((self.path / "samples").glob("*.png"))
+
+    def load_generator(self, device: str | torch.device = "cpu") -> nn.Module:
+        """The generator of the latest checkpoint, in eval mode."""
+        tensors, meta = load_checkpoint(self.checkpoint)
+        cfg = TrainConfig.from_dict(meta["config"])
+        g = build_generator(cfg)
+        load_state_strict(g, split_prefix(tensors, "G"), f"{self.checkpoint}.safetensors [G]")
+        return g.to(device).eval()
+
+
+def find_run(cfg: TrainConfig, dataset_hash: str, root: str | Path | None = None) -> Run | None:
+    """The run for ``cfg`` on the dataset with ``dataset_hash``, if its folder exists."""
+    path = Path(root or default_runs_root()) / run_name(cfg, dataset_hash)
+    return Run(path) if (path / "config.json").is_file() else None
+
+
+def list_runs(root: str | Path | None = None) -> list[Run]:
+    root = Path(root or default_runs_root())
+    return [Run(p.parent) for p in sorted(root.glob("*/config.json"))]

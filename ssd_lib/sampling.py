@@ -1,0 +1,49 @@
+"""Drawing images from a generator: fixed latent codes, batched, returned as uint8."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ssd_lib.images import float_to_uint8
+
+
+def sample_z(n: int, z_dim: int, seed: int) -> torch.Tensor:
+    """``n`` standard-normal codes (n, z_dim) from a private generator seeded with ``seed``."""
+    if n < 1:
+        raise ValueError(f"n={n!r} must be a positive integer")
+    return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def generate(
+    generator: nn.Module,
+    z: torch.Tensor,
+    value_range: str,
+    batch_size: int = 256,
+    truncation_psi: float = 1.0,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Images for codes ``z`` as uint8 (N, 3, 64, 64).
+
+    ``value_range`` is the range the generator was trained to imitate (``cfg.real_range``):
+    the release's recipe teaches a tanh generator to produce [0, 1] content, so its outputs are
+    read as [0, 1]; the other presets as [-1, 1]. The generator's train/eval mode and the
+    global RNG (used by StyleGAN's noise inputs) are restored afterwards.
+    """
+    device = torch.device(device) if device is not None else next(generator.parameters()).device
+    was_training = generator.training
+    generator.eval()
+    out = []
+    try:
+        with torch.random.fork_rng(devices=[]):
+            for chunk in z.split(batch_size):
+                chunk = chunk.to(device)
+                if truncation_psi != 1.0:
+                    img = generator(chunk, truncation_psi=truncation_psi)
+                else:
+                    img = generator(chunk)
+                out.append(float_to_uint8(img.float(), value_range).cpu())
+    finally:
+        generator.train(was_training)
+    return torch.cat(out)

@@ -1,0 +1,420 @@
+"""One training loop for every preset.
+
+One iteration, as the release does it (``step_order="g_then_d"``)::
+
+    z ~ N(0, I)
+    G step: loss_G = BCE(D(G(z)), 1)                      -> update G
+    D step: fake = G(z) again, with the updated G and the same z
+            loss_D = scale * (BCE(D(x), 1) + BCE(D(fake), 0))   -> update D
+
+and as most GAN code does it (``"d_then_g"``): fake = G(z) once, the D step on ``fake``
+detached, then the G step on the same ``fake`` through the updated D.
+
+Everything random comes from generators owned by the trainer (data order, z) or from the
+global torch RNG seeded once (initial weights, StyleGAN noise); all of them are stored in the
+checkpoint, so a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ssd_lib import __version__
+from ssd_lib.atomic import atomic_write_json, atomic_write_text
+from ssd_lib.checkpoint import (
+    load_checkpoint,
+    load_state_strict,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    save_checkpoint,
+    split_prefix,
+)
+from ssd_lib.config import ConfigError, TrainConfig
+from ssd_lib.data.cache import ImageSplit, PreparedDataset
+from ssd_lib.images import save_grid, uint8_to_float
+from ssd_lib.models import build_discriminator, build_generator
+from ssd_lib.runs import Run, default_runs_root, run_name
+from ssd_lib.sampling import generate
+from ssd_lib.spectral import SpectralTracker
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """ "auto" picks CUDA, then Apple's MPS, then the CPU."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _grad_norm(module: torch.nn.Module) -> float:
+    norms = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+
+
+@contextlib.contextmanager
+def _stop_on_signals(flag: dict[str, Any]) -> Iterator[None]:
+    """Turn Ctrl-C / SIGTERM into a flag the loop checks between steps (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        flag["stop"] = signal.Signals(signum).name
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+class Trainer:
+    """Holds the networks, optimisers, RNGs and history of one run; ``fit`` trains it."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        data: ImageSplit,
+        run_dir: str | Path,
+        device: str | torch.device = "cpu",
+        show_progress: bool = True,
+    ) -> None:
+        self.cfg, self.data, self.run_dir = cfg, data, Path(run_dir)
+        self.device = resolve_device(device)
+        self.show_progress = show_progress
+        torch.manual_seed(cfg.seed)  # initial weights (and StyleGAN's noise afterwards)
+        self.G = build_generator(cfg).to(self.device).train()
+        self.D = build_discriminator(cfg).to(self.device).train()
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+        self.noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.epoch_start_state = torch.Generator().manual_seed(cfg.seed).get_state()
+        self.fixed_z = torch.randn(
+            cfg.sample_count, cfg.nz, generator=torch.Generator().manual_seed(cfg.seed + 2)
+        )
+        convs = self.D.tracked_convs() if hasattr(self.D, "tracked_convs") else {}
+        self.tracker = SpectralTracker(convs) if convs else None
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self.history: list[dict[str, float]] = []
+        self.elapsed = 0.0
+        n, b = len(data), cfg.batch_size
+        if n < b and cfg.drop_last:
+            raise ConfigError(
+                f"TrainConfig.batch_size={b} exceeds the {n} training images "
+                "while drop_last=True; lower batch_size"
+            )
+        self.steps_per_epoch = n // b if cfg.drop_last else math.ceil(n / b)
+        total = cfg.epochs * self.steps_per_epoch
+        self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
+        self.autocast = torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"
+        )
+
+    # ---- one iteration -------------------------------------------------------------------
+    def _D(self, x: torch.Tensor) -> torch.Tensor:
+        with self.autocast:
+            return self.D(x).float()
+
+    def _G(self, z: torch.Tensor) -> torch.Tensor:
+        with self.autocast:
+            return self.G(z)
+
+    def _g_loss(self, d_fake: torch.Tensor) -> torch.Tensor:
+        if self.cfg.loss == "bce":
+            return F.binary_cross_entropy(d_fake, torch.ones_like(d_fake))
+        return -d_fake.mean()
+
+    def _d_loss(
+        self, d_real: torch.Tensor, d_fake: torch.Tensor, real: torch.Tensor, fake: torch.Tensor
+    ) -> torch.Tensor:
+        if self.cfg.loss == "bce":
+            loss = F.binary_cross_entropy(d_real, torch.ones_like(d_real)) + F.binary_cross_entropy(
+                d_fake, torch.zeros_like(d_fake)
+            )
+            return self.cfg.d_loss_scale * loss
+        # WGAN-GP (Gulrajani et al.) with ProGAN's small drift term keeping scores near 0.
+        alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+        mixed = (alpha * real + (1 - alpha) * fake.detach()).requires_grad_(True)
+        (grad,) = torch.autograd.grad(self._D(mixed).sum(), mixed, create_graph=True)
+        penalty = (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+        loss = d_fake.mean() - d_real.mean() + self.cfg.gp_weight * penalty
+        return self.cfg.d_loss_scale * (loss + 1e-3 * d_real.pow(2).mean())
+
+    def _update(
+        self, opt: torch.optim.Optimizer, loss: torch.Tensor, module: torch.nn.Module
+    ) -> float:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = _grad_norm(module)
+        opt.step()
+        return norm
+
+    def _g_step(self, fake: torch.Tensor) -> dict[str, float]:
+        self.D.requires_grad_(False)  # G's loss needs no gradients for D's weights
+        try:
+            loss = self._g_loss(self._D(fake))
+            norm = self._update(self.opt_g, loss, self.G)
+        finally:
+            self.D.requires_grad_(True)
+        return {"loss_g": loss.item(), "grad_norm_g": norm}
+
+    def _d_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+        d_real, d_fake = self._D(real), self._D(fake)
+        loss = self._d_loss(d_real, d_fake, real, fake)
+        norm = self._update(self.opt_d, loss, self.D)
+        threshold = 0.5 if self.cfg.loss == "bce" else 0.0
+        acc = 0.5 * (
+            float((d_real > threshold).float().mean()) + float((d_fake < threshold).float().mean())
+        )
+        return {
+            "loss_d": loss.item(),
+            "grad_norm_d": norm,
+            "d_real": d_real.mean().item(),
+            "d_fake": d_fake.mean().item(),
+            "d_acc": acc,
+        }
+
+    def train_step(self, real: torch.Tensor) -> dict[str, float]:
+        """One G update and one D update on a batch of reals in ``cfg.real_range``."""
+        z = torch.randn(real.shape[0], self.cfg.nz, generator=self.noise_gen).to(self.device)
+        if self.cfg.step_order == "g_then_d":
+            stats = self._g_step(self._G(z))
+            with torch.no_grad():
+                fake = self._G(z)  # the release regenerates the fakes with the updated G
+            stats.update(self._d_step(real, fake))
+        else:
+            fake = self._G(z)
+            stats = self._d_step(real, fake.detach())
+            stats.update(self._g_step(fake))
+        return stats
+
+    # ---- the loop ------------------------------------------------------------------------
+    def fit(self) -> str:
+        """Train until ``total_steps``; returns "complete" or "interrupted" (Ctrl-C, SIGTERM)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.run_dir / "config.json", self.cfg.to_dict())
+        self._write_status("running")
+        flag: dict[str, Any] = {}
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            disable=not self.show_progress,
+            desc=f"{self.cfg.preset}/{self.cfg.profile}",
+            unit="step",
+            dynamic_ncols=True,
+        )
+        t0 = time.perf_counter()
+        state = "complete"
+        with _stop_on_signals(flag), bar:
+            while self.step < self.total_steps:
+                epoch_gen = torch.Generator()
+                epoch_gen.set_state(self.epoch_start_state)
+                perm = torch.randperm(len(self.data), generator=epoch_gen)
+                while self.batch_in_epoch < self.steps_per_epoch and self.step < self.total_steps:
+                    b, bs = self.batch_in_epoch, self.cfg.batch_size
+                    real = uint8_to_float(
+                        self.data.images[perm[b * bs : (b + 1) * bs]], self.cfg.real_range
+                    ).to(self.device)
+                    stats = self.train_step(real)
+                    self.step += 1
+                    self.batch_in_epoch += 1
+                    if self.tracker and self.step % self.cfg.spectral_every == 0:
+                        stats.update(self.tracker.measure())
+                    self.history.append({"step": self.step, "epoch": self.epoch, **stats})
+                    bar.update(1)
+                    if self.step % 10 == 0 or self.step == self.total_steps:
+                        bar.set_postfix(
+                            loss_g=f"{stats['loss_g']:.3f}",
+                            loss_d=f"{stats['loss_d']:.3f}",
+                            refresh=False,
+                        )
+                    if flag.get("stop"):
+                        break
+                    if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
+                        self.elapsed += time.perf_counter() - t0
+                        t0 = time.perf_counter()
+                        self.save()
+                if flag.get("stop"):
+                    state = "interrupted"
+                    break
+                if self.batch_in_epoch == self.steps_per_epoch:  # the epoch is over
+                    self.epoch += 1
+                    self.batch_in_epoch = 0
+                    self.epoch_start_state = epoch_gen.get_state()
+                    self.save_samples(self.run_dir / "samples" / f"epoch_{self.epoch:03d}.png")
+                self.elapsed += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                self.save()
+        self.elapsed += time.perf_counter() - t0
+        self.save()
+        if (
+            state == "complete"
+            and not (self.run_dir / "samples" / f"epoch_{self.epoch:03d}.png").exists()
+        ):
+            self.save_samples(self.run_dir / "samples" / f"step_{self.step:06d}.png")
+        self._write_status(state)
+        if state == "interrupted":
+            log.warning(
+                "stopped by %s at step %d of %d; the checkpoint in %s is saved. "
+                "Call train() with the same config again to resume.",
+                flag["stop"],
+                self.step,
+                self.total_steps,
+                self.run_dir,
+            )
+        return state
+
+    def save_samples(self, path: Path) -> Path:
+        images = generate(self.G, self.fixed_z, self.cfg.real_range, device=self.device)
+        return save_grid(images, path, nrow=8)
+
+    # ---- persistence ---------------------------------------------------------------------
+    def _write_status(self, state: str) -> None:
+        atomic_write_json(
+            self.run_dir / "status.json",
+            {
+                "state": state,
+                "step": self.step,
+                "total_steps": self.total_steps,
+                "epoch": self.epoch,
+                "elapsed_s": round(self.elapsed, 3),
+            },
+        )
+
+    def _history_columns(self) -> list[str]:
+        cols: dict[str, None] = {}
+        for row in self.history:
+            cols.update(dict.fromkeys(row))
+        return list(cols)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        t = {f"G.{k}": v for k, v in self.G.state_dict().items()}
+        t.update({f"D.{k}": v for k, v in self.D.state_dict().items()})
+        t.update(optimizer_to_tensors(self.opt_g, "opt_g")[0])
+        t.update(optimizer_to_tensors(self.opt_d, "opt_d")[0])
+        t["rng.epoch_start"] = self.epoch_start_state
+        t["rng.noise"] = self.noise_gen.get_state()
+        t["rng.torch_cpu"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            t["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        if self.tracker:
+            t.update({f"tracker.{k}": v for k, v in self.tracker.v.items()})
+        for col in self._history_columns():
+            t[f"history.{col}"] = torch.tensor(
+                [r.get(col, math.nan) for r in self.history], dtype=torch.float64
+            )
+        return t
+
+    def save(self) -> Path:
+        meta = {
+            "config": self.cfg.to_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "total_steps": self.total_steps,
+            "elapsed_s": self.elapsed,
+            "history_columns": self._history_columns(),
+            "opt_g": optimizer_to_tensors(self.opt_g, "opt_g")[1],
+            "opt_d": optimizer_to_tensors(self.opt_d, "opt_d")[1],
+            "versions": {"ssd_lib": __version__, "torch": torch.__version__},
+            "device": str(self.device),
+        }
+        path = save_checkpoint(self.run_dir / "checkpoints" / "latest", self.state_tensors(), meta)
+        self._write_history_csv()
+        return path
+
+    def _write_history_csv(self) -> None:
+        cols = self._history_columns()
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=cols, restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.history)
+        atomic_write_text(self.run_dir / "history.csv", buf.getvalue())
+
+    def load(self, stem: str | Path) -> None:
+        """Restore everything ``save`` wrote; training then continues bit-identically on CPU."""
+        tensors, meta = load_checkpoint(stem)
+        saved = TrainConfig.from_dict(meta["config"])
+        if saved != self.cfg:
+            raise ConfigError(
+                f"checkpoint {stem} was made with a different config; "
+                "start a new run directory or load it with its own config"
+            )
+        load_state_strict(self.G, split_prefix(tensors, "G"), f"{stem} [G]")
+        load_state_strict(self.D, split_prefix(tensors, "D"), f"{stem} [D]")
+        optimizer_from_tensors(self.opt_g, tensors, meta["opt_g"], "opt_g")
+        optimizer_from_tensors(self.opt_d, tensors, meta["opt_d"], "opt_d")
+        self.epoch_start_state = tensors["rng.epoch_start"]
+        self.noise_gen.set_state(tensors["rng.noise"])
+        torch.set_rng_state(tensors["rng.torch_cpu"])
+        if "rng.cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        if self.tracker:
+            self.tracker.v = split_prefix(tensors, "tracker")
+        self.step, self.epoch = meta["step"], meta["epoch"]
+        self.batch_in_epoch, self.elapsed = meta["batch_in_epoch"], meta["elapsed_s"]
+        cols = meta["history_columns"]
+        columns = {c: tensors[f"history.{c}"].tolist() for c in cols}
+        self.history = [
+            {
+                c: (int(columns[c][i]) if c in ("step", "epoch") else columns[c][i])
+                for c in cols
+                if not math.isnan(columns[c][i])
+            }
+            for i in range(self.step)
+        ]
+
+
+def train(
+    cfg: TrainConfig,
+    dataset: PreparedDataset | None = None,
+    runs_root: str | Path | None = None,
+    device: str | torch.device = "auto",
+    resume: bool = True,
+    show_progress: bool = True,
+) -> Run:
+    """Train ``cfg`` (or reuse its complete run) and return the ``Run``.
+
+    ``dataset`` defaults to preparing ``cfg.dataset``; its name must match ``cfg.dataset``.
+    An interrupted or unfinished run in the same folder is resumed unless ``resume=False``.
+    """
+    if dataset is None:
+        from ssd_lib.data import prepare_dataset
+
+        dataset = prepare_dataset(cfg.dataset)
+    if dataset.name != cfg.dataset:
+        raise ConfigError(
+            f"TrainConfig.dataset={cfg.dataset!r} but the dataset passed is "
+            f"{dataset.name!r}; set dataset={dataset.name!r} in the config"
+        )
+    run = Run(Path(runs_root or default_runs_root()) / run_name(cfg, dataset.content_hash))
+    if run.complete and resume:
+        log.info("reusing the complete run %s", run.path)
+        return run
+    split = dataset.train.subset(cfg.data_fraction, cfg.subset_mode, seed=cfg.seed)
+    trainer = Trainer(cfg, split, run.path, device=device, show_progress=show_progress)
+    if resume and run.checkpoint.with_suffix(".json").is_file():
+        trainer.load(run.checkpoint)
+        log.info("resuming %s at step %d", run.path, trainer.step)
+    trainer.fit()
+    return run

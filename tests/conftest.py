@@ -1,0 +1,33 @@
+"""Shared fixtures: tiny datasets and isolated data/run folders."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ssd_lib.data.cache import ImageSplit, load_prepared, write_prepared
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path, monkeypatch):
+    """No test reads or writes the repository's data/ or runs/."""
+    monkeypatch.setenv("SSD_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SSD_RUNS_DIR", str(tmp_path / "runs"))
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path):
+    """40 train / 8 val random 64x64 images with two fake factors, prepared as 'tiny'."""
+    g = torch.Generator().manual_seed(0)
+    train = ImageSplit(
+        torch.randint(0, 256, (40, 3, 64, 64), dtype=torch.uint8, generator=g),
+        torch.rand(40, 2, generator=g),
+        ["a", "b"],
+    )
+    val = ImageSplit(
+        torch.randint(0, 256, (8, 3, 64, 64), dtype=torch.uint8, generator=g),
+        torch.rand(8, 2, generator=g),
+        ["a", "b"],
+    )
+    write_prepared("tiny", {"train": train, "val": val}, {"kind": "test"}, root=tmp_path / "data")
+    return load_prepared("tiny", root=tmp_path / "data")

@@ -1,0 +1,98 @@
+"""Presets, profiles and validation of TrainConfig."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ssd_lib.config import (
+    PRESETS,
+    PROFILES,
+    ConfigError,
+    TrainConfig,
+    describe_presets,
+    make_config,
+)
+
+
+def test_paper_preset_is_the_releases_recipe():
+    c = make_config("paper")
+    assert (c.generator, c.discriminator, c.tied_mapping) == ("ssd", "sn", True)
+    assert c.real_range == "[0, 1]" and c.step_order == "g_then_d" and c.d_loss_scale == 0.5
+    assert (c.lr_g, c.lr_d, c.betas) == (5e-4, 5e-4, (0.5, 0.999))
+    assert (c.batch_size, c.epochs, c.seed, c.loss) == (32, 20, 42, "bce")
+
+
+def test_corrected_differs_from_paper_only_in_the_recipe_quirks():
+    paper, corrected = make_config("paper").to_dict(), make_config("corrected").to_dict()
+    changed = {k for k in paper if paper[k] != corrected[k]}
+    assert changed == {"preset", "real_range", "step_order", "d_loss_scale"}
+    assert corrected["real_range"] == "[-1, 1]" and corrected["step_order"] == "d_then_g"
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_preset_has_a_one_line_description_and_round_trips_json(preset):
+    description = PRESETS[preset][0]
+    assert description and "\n" not in description
+    c = make_config(preset, "smoke")
+    assert TrainConfig.from_dict(json.loads(c.to_json())) == c
+    assert preset in describe_presets()
+
+
+def test_profiles_change_budget_not_recipe():
+    paper, quick = make_config("paper", "paper"), make_config("paper", "quick")
+    diff = {k for k, v in paper.to_dict().items() if quick.to_dict()[k] != v}
+    assert diff <= {
+        "profile",
+        "epochs",
+        "max_steps",
+        "batch_size",
+        "stylegan_width",
+        "sample_count",
+    }
+    assert set(PROFILES) >= {"paper", "quick", "smoke"}
+
+
+def test_config_hash_is_stable_and_sensitive():
+    a, b = make_config("paper"), make_config("paper")
+    assert a.config_hash() == b.config_hash()
+    assert a.config_hash() != make_config("paper", seed=1).config_hash()
+
+
+@pytest.mark.parametrize(
+    "field, value, allowed",
+    [
+        ("lr_g", -1.0, "a number in (0, 1000]"),
+        ("batch_size", 0, "an integer >= 1"),
+        ("real_range", "[0, 255]", "one of ['[0, 1]', '[-1, 1]']"),
+        ("data_fraction", 1.5, "a number in (0, 1]"),
+        ("betas", (0.5, 1.2), "two numbers in [0, 1)"),
+        ("precision", "fp8", "one of ['fp32', 'bf16']"),
+        ("tied_mapping", "yes", "True or False"),
+        ("epochs", 2.5, "an integer >= 1"),
+    ],
+)
+def test_invalid_values_name_the_field_the_value_and_the_allowed_range(field, value, allowed):
+    with pytest.raises(ConfigError) as err:
+        make_config("paper", **{field: value})
+    msg = str(err.value)
+    assert f"TrainConfig.{field}={value!r}" in msg and allowed in msg
+
+
+def test_unknown_names_list_the_known_ones():
+    with pytest.raises(ConfigError, match=r"known presets: \['paper'"):
+        make_config("papr")
+    with pytest.raises(ConfigError, match="known profiles"):
+        make_config("paper", "huge")
+    with pytest.raises(ConfigError, match=r"unknown config field\(s\) \['lr'\]"):
+        make_config("paper", lr=0.1)
+    with pytest.raises(ConfigError, match="unknown config field"):
+        TrainConfig.from_dict({**make_config().to_dict(), "extra": 1})
+
+
+def test_impossible_combinations_are_refused():
+    with pytest.raises(ConfigError, match="discriminator"):
+        make_config("paper", discriminator="stylegan")
+    with pytest.raises(ConfigError, match="loss"):
+        make_config("paper", loss="wgan_gp")

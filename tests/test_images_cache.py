@@ -1,0 +1,98 @@
+"""Value-range conversions, grids, atomic writes and the prepared-dataset cache."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ssd_lib.atomic import atomic_write, atomic_write_json
+from ssd_lib.data.cache import (
+    CacheError,
+    ImageSplit,
+    is_prepared,
+    load_prepared,
+    read_manifest,
+    write_prepared,
+)
+from ssd_lib.images import float_to_uint8, make_grid, uint8_to_float
+
+
+def test_value_range_round_trips_and_endpoints():
+    x = torch.tensor([0, 128, 255], dtype=torch.uint8).reshape(1, 3, 1, 1)
+    unit, signed = uint8_to_float(x, "[0, 1]"), uint8_to_float(x, "[-1, 1]")
+    assert unit.flatten().tolist() == pytest.approx([0.0, 128 / 255, 1.0])
+    assert signed.flatten().tolist() == pytest.approx([-1.0, 2 * 128 / 255 - 1, 1.0], abs=1e-6)
+    assert torch.equal(float_to_uint8(unit, "[0, 1]"), x)
+    assert torch.equal(float_to_uint8(signed, "[-1, 1]"), x)
+
+
+def test_writing_a_signed_tensor_as_unit_range_is_visibly_wrong():
+    # The classic mistake: a [-1, 1] image saved as if it were [0, 1] clips its dark half.
+    signed = torch.linspace(-1, 1, 11).reshape(1, 1, 1, 11).expand(1, 3, 1, 11)
+    right, wrong = float_to_uint8(signed, "[-1, 1]"), float_to_uint8(signed, "[0, 1]")
+    assert right[0, 0, 0, 0] == 0 and right[0, 0, 0, -1] == 255
+    assert (wrong[0, 0, 0, :6] == 0).all()  # half the ramp collapsed to black
+
+
+def test_unknown_value_range_is_refused():
+    with pytest.raises(ValueError, match=r"value_range='0-255'"):
+        uint8_to_float(torch.zeros(1, 3, 2, 2, dtype=torch.uint8), "0-255")
+
+
+def test_make_grid_places_images_row_major():
+    imgs = torch.stack([torch.full((3, 2, 2), i * 10, dtype=torch.uint8) for i in range(5)])
+    grid = make_grid(imgs, nrow=3, padding=1)
+    assert grid.shape == (2 * 3 + 1, 3 * 3 + 1, 3)
+    assert grid[1, 1, 0] == 0 and grid[1, 4, 0] == 10 and grid[4, 1, 0] == 30
+    assert grid[4, 7, 0] == 255  # the empty sixth cell stays padding
+
+
+def test_atomic_write_leaves_old_file_on_error(tmp_path):
+    target = tmp_path / "x.json"
+    atomic_write_json(target, {"a": 1})
+
+    def boom(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, boom)
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]  # no temp file left
+
+
+def test_cache_round_trip_and_tamper_detection(tmp_path):
+    imgs = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8)
+    split = ImageSplit(imgs, torch.arange(20.0).reshape(10, 2), ["u", "v"])
+    write_prepared("toy", {"train": split}, {"kind": "test"}, root=tmp_path)
+    assert is_prepared("toy", tmp_path)
+    ds = load_prepared("toy", tmp_path)
+    assert torch.equal(ds.train.images, imgs) and ds.train.factor_names == ["u", "v"]
+    assert ds.val is None and read_manifest("toy", tmp_path)["splits"]["train"]["count"] == 10
+    # Replace the tensor file with other content: the hash check must catch it.
+    other = ImageSplit(imgs.flip(0), split.factors, ["u", "v"])
+    write_prepared("other", {"train": other}, {"kind": "test"}, root=tmp_path)
+    (tmp_path / "toy" / "train.safetensors").write_bytes(
+        (tmp_path / "other" / "train.safetensors").read_bytes()
+    )
+    with pytest.raises(CacheError, match="does not match the content hash"):
+        load_prepared("toy", tmp_path)
+
+
+def test_missing_dataset_error_says_how_to_prepare(tmp_path):
+    with pytest.raises(CacheError, match=r"prepare_dataset\('nope'\)"):
+        load_prepared("nope", tmp_path)
+
+
+def test_subsets_first_k_percent_and_seeded_random():
+    imgs = torch.arange(20, dtype=torch.uint8).reshape(20, 1, 1, 1).expand(20, 3, 1, 1).clone()
+    split = ImageSplit(imgs)
+    first = split.subset(0.25)
+    assert first.images[:, 0, 0, 0].tolist() == [0, 1, 2, 3, 4]
+    r1, r2 = split.subset(0.5, "random", seed=3), split.subset(0.5, "random", seed=3)
+    assert torch.equal(r1.images, r2.images) and len(r1) == 10
+    assert r1.images[:, 0, 0, 0].tolist() != list(range(10))
+    with pytest.raises(ValueError, match="fraction=0"):
+        split.subset(0)
