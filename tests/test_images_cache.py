@@ -63,6 +63,12 @@ def test_atomic_write_leaves_old_file_on_error(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]  # no temp file left
 
 
+def test_atomic_write_gives_the_mode_a_plain_open_would(tmp_path):
+    atomic_write_json(tmp_path / "a.json", {})
+    (tmp_path / "b.json").write_text("{}")
+    assert (tmp_path / "a.json").stat().st_mode == (tmp_path / "b.json").stat().st_mode
+
+
 def test_cache_round_trip_and_tamper_detection(tmp_path):
     imgs = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8)
     split = ImageSplit(imgs, torch.arange(20.0).reshape(10, 2), ["u", "v"])
