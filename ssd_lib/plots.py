@@ -6,6 +6,7 @@ same in a notebook, a script and a test, and never change the global backend.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +31,18 @@ def moving_average(x: np.ndarray, window: int) -> np.ndarray:
         return (c[idx] - c[lo]) / (n[idx] - n[lo])
 
 
+STAMP_FONTSIZE = 7
+
+
 def stamp(fig: Figure, label: str) -> Figure:
-    """Write ``label`` (dataset, preset, profile, checkpoint) along the bottom of ``fig``."""
-    fig.text(0.01, 0.005, label, fontsize=7, color="0.35", ha="left", va="bottom")
+    """Write ``label`` (dataset, preset, profile, checkpoint) along the bottom of ``fig``,
+    wrapped to the figure's width, and keep the axes clear of it."""
+    # About 16 characters per inch at 7 pt; wrap on spaces so no word is cut.
+    text = textwrap.fill(label, width=max(20, int(fig.get_figwidth() * 16)))
+    n_lines = text.count("\n") + 1
+    fig.text(0.01, 0.005, text, fontsize=STAMP_FONTSIZE, color="0.35", ha="left", va="bottom")
+    bottom = (n_lines * 1.3 * STAMP_FONTSIZE / 72 + 0.05) / fig.get_figheight()
+    fig.get_layout_engine().set(rect=(0, bottom, 1, 1 - bottom))  # (left, bottom, w, h)
     return fig
 
 
@@ -54,7 +64,6 @@ def loss_figure(history: dict[str, np.ndarray], label: str, window: int = 25) ->
         )
         ax.set(title=f"{name} loss", xlabel="step", ylabel=key)
         ax.legend(loc="upper right", fontsize=8)
-    fig.get_layout_engine().set(rect=(0, 0.04, 1, 0.96))
     return stamp(fig, label)
 
 
@@ -67,7 +76,6 @@ def grid_figure(images: torch.Tensor, title: str, label: str, nrow: int = 8) -> 
     ax.imshow(grid, interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(title, fontsize=10)
-    fig.get_layout_engine().set(rect=(0, 0.04, 1, 0.96))
     return stamp(fig, label)
 
 
