@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from ssd_lib.checkpoint import load_checkpoint
 from ssd_lib.config import PRESETS, ConfigError, make_config
 from ssd_lib.runs import find_run, list_runs
 from ssd_lib.train import Trainer, train
@@ -39,6 +40,8 @@ def test_every_preset_trains_a_few_steps_and_records_history(preset, tiny_datase
     g = run.load_generator()
     assert g(torch.randn(2, cfg.nz)).shape == (2, 3, 64, 64)
     assert run.sample_grids()  # a grid at the end of the (cut-short) training
+    _, meta = load_checkpoint(run.checkpoint)
+    assert meta["config"] == cfg.to_dict()  # every checkpoint carries its config
 
 
 def test_sn_keeps_effective_sigma_near_one_while_plain_weights_do_not(tiny_dataset):
