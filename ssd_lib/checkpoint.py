@@ -1,14 +1,15 @@
 """Checkpoints as safetensors (tensors) + JSON (everything else); loading never unpickles.
 
-A checkpoint is a pair of files with one stem::
+A checkpoint is a JSON file and the tensor file it names::
 
-    latest.safetensors   model weights, optimiser moments, RNG states, loss history
-    latest.json          config, step counters, optimiser hyper-parameters, the SHA-256 of
-                         the .safetensors file
+    latest.json                     config, step counters, optimiser hyper-parameters, and
+                                    the name and SHA-256 of its tensor file
+    latest-<sha256[:16]>.safetensors  model weights, optimiser moments, RNG states, history
 
-Both are written atomically, the tensors first. The JSON names the hash of the tensor file it
-belongs to, so a pair from two different saves (a crash between the two renames) is detected
-on load instead of being trusted.
+The tensor file is named by its content and written first; the JSON is renamed over the old
+one second; only then are tensor files no JSON names any more deleted. A crash at any point
+therefore leaves the previous checkpoint loadable, and a damaged tensor file is detected by
+its hash instead of being trusted.
 """
 
 from __future__ import annotations
@@ -39,37 +40,66 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def checkpoint_paths(stem: str | Path) -> tuple[Path, Path]:
-    stem = Path(stem)
-    return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+def json_path(stem: str | Path) -> Path:
+    return Path(stem).with_suffix(".json")
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {path} does not exist")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is not valid JSON: {err}") from err
+    if not isinstance(meta, dict) or "tensors_file" not in meta:
+        raise CheckpointError(f"{path} is not a checkpoint description (no 'tensors_file')")
+    return meta
+
+
+def tensor_path(stem: str | Path) -> Path:
+    """The tensor file the checkpoint ``stem`` currently names."""
+    return json_path(stem).parent / _read_meta(json_path(stem))["tensors_file"]
 
 
 def save_checkpoint(
     stem: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
 ) -> Path:
-    """Write ``tensors`` and ``meta`` under ``stem`` (no suffix); returns the JSON path."""
-    tensor_path, json_path = checkpoint_paths(stem)
+    """Write ``tensors`` and ``meta`` as the checkpoint ``stem``; returns the JSON path."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
     flat = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-    atomic_write(tensor_path, lambda tmp: save_file(flat, str(tmp)))
-    meta = {**meta, "format_version": FORMAT_VERSION, "tensors_sha256": _sha256(tensor_path)}
-    atomic_write_json(json_path, meta)
-    return json_path
+    staged = stem.parent / f".{stem.name}-staged.safetensors"
+    atomic_write(staged, lambda tmp: save_file(flat, str(tmp)))
+    digest = _sha256(staged)
+    final = stem.parent / f"{stem.name}-{digest[:16]}.safetensors"
+    staged.replace(final)
+    meta = {
+        **meta,
+        "format_version": FORMAT_VERSION,
+        "tensors_file": final.name,
+        "tensors_sha256": digest,
+    }
+    atomic_write_json(json_path(stem), meta)
+    # Only now that the JSON names the new file may the old one go.
+    for old in stem.parent.glob(f"{stem.name}-*.safetensors"):
+        if old != final:
+            old.unlink(missing_ok=True)
+    return json_path(stem)
 
 
 def load_checkpoint(stem: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a checkpoint pair; raises ``CheckpointError`` naming the file and the problem."""
-    tensor_path, json_path = checkpoint_paths(stem)
-    for p in (tensor_path, json_path):
-        if not p.is_file():
-            raise CheckpointError(f"checkpoint file {p} does not exist")
-    try:
-        meta = json.loads(json_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{json_path} is not valid JSON: {err}") from err
+    """Read a checkpoint; raises ``CheckpointError`` naming the file and the problem."""
+    meta_path = json_path(stem)
+    meta = _read_meta(meta_path)
+    tensor_path = meta_path.parent / meta["tensors_file"]
+    if not tensor_path.is_file():
+        raise CheckpointError(
+            f"checkpoint tensor file {tensor_path} (named in {meta_path}) does not exist"
+        )
     if meta.get("tensors_sha256") != _sha256(tensor_path):
         raise CheckpointError(
-            f"{tensor_path} does not match the hash recorded in {json_path}; the pair comes from "
-            "two different saves or the file was damaged"
+            f"{tensor_path} does not match the hash recorded in {meta_path}; the file was "
+            "damaged or replaced"
         )
     try:
         tensors = load_file(str(tensor_path))

@@ -71,7 +71,10 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: at epoch ends only
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "betas", tuple(self.betas))
+        try:
+            object.__setattr__(self, "betas", tuple(self.betas))
+        except TypeError:
+            _fail("betas", self.betas, "two numbers in [0, 1)")
         _validate(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,10 +148,17 @@ def _validate(c: TrainConfig) -> None:
         v = getattr(c, name)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 1e3:
             _fail(name, v, "a number in (0, 1000]")
-    if not isinstance(c.data_fraction, (int, float)) or not 0 < c.data_fraction <= 1:
+    frac = c.data_fraction
+    if not isinstance(frac, (int, float)) or isinstance(frac, bool) or not 0 < frac <= 1:
         _fail("data_fraction", c.data_fraction, "a number in (0, 1]")
-    if len(c.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in c.betas):
+    if len(c.betas) != 2 or not all(
+        isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in c.betas
+    ):
         _fail("betas", c.betas, "two numbers in [0, 1)")
+    if c.preset not in PRESETS:
+        _fail("preset", c.preset, f"one of {list(PRESETS)}")
+    if c.profile not in PROFILES:
+        _fail("profile", c.profile, f"one of {list(PROFILES)}")
     for name in ("tied_mapping", "drop_last"):
         if not isinstance(getattr(c, name), bool):
             _fail(name, getattr(c, name), "True or False")
@@ -163,6 +173,12 @@ def _validate(c: TrainConfig) -> None:
         )
     if c.loss == "wgan_gp" and c.discriminator != "stylegan":
         _fail("loss", c.loss, "'bce' for the DCGAN discriminators (they end in a sigmoid)")
+    if c.loss == "bce" and c.discriminator == "stylegan":
+        _fail(
+            "loss",
+            c.loss,
+            "'wgan_gp' for the StyleGAN discriminator (it returns a score, not a probability)",
+        )
     if c.nz != 100 and c.generator != "stylegan":
         _fail("nz", c.nz, "100 for the paper's generators (their mapping is 100 wide)")
 

@@ -32,11 +32,16 @@ def generate(
     global RNG (used by StyleGAN's noise inputs) are restored afterwards.
     """
     device = torch.device(device) if device is not None else next(generator.parameters()).device
+    if truncation_psi != 1.0 and getattr(generator, "num_ws", 0) == 0:
+        raise ValueError(
+            f"truncation_psi={truncation_psi!r} needs a generator with a mapping "
+            f"network; {type(generator).__name__} has none (use 1.0)"
+        )
     was_training = generator.training
     generator.eval()
     out = []
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             for chunk in z.split(batch_size):
                 chunk = chunk.to(device)
                 if truncation_psi != 1.0:

@@ -85,7 +85,8 @@ def _stop_on_signals(flag: dict[str, Any]) -> Iterator[None]:
         yield
     finally:
         for s, h in old.items():
-            signal.signal(s, h)
+            # A handler installed from C reads back as None and cannot be re-installed.
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
 class Trainer:
@@ -114,6 +115,7 @@ class Trainer:
         )
         convs = self.D.tracked_convs() if hasattr(self.D, "tracked_convs") else {}
         self.tracker = SpectralTracker(convs) if convs else None
+        self.data_hash = data.content_hash()
         self.step = self.epoch = self.batch_in_epoch = 0
         self.history: list[dict[str, float]] = []
         self.elapsed = 0.0
@@ -224,18 +226,18 @@ class Trainer:
             dynamic_ncols=True,
         )
         t0 = time.perf_counter()
-        state = "complete"
+        # Everything up to the last status write runs under the guard, so a second Ctrl-C
+        # while the final checkpoint is written cannot cut it in half.
         with _stop_on_signals(flag), bar:
-            while self.step < self.total_steps:
+            while self.step < self.total_steps and not flag.get("stop"):
                 epoch_gen = torch.Generator()
                 epoch_gen.set_state(self.epoch_start_state)
                 perm = torch.randperm(len(self.data), generator=epoch_gen)
                 while self.batch_in_epoch < self.steps_per_epoch and self.step < self.total_steps:
                     b, bs = self.batch_in_epoch, self.cfg.batch_size
-                    real = uint8_to_float(
-                        self.data.images[perm[b * bs : (b + 1) * bs]], self.cfg.real_range
-                    ).to(self.device)
-                    stats = self.train_step(real)
+                    idx = perm[b * bs : (b + 1) * bs]
+                    real = uint8_to_float(self.data.images[idx], self.cfg.real_range)
+                    stats = self.train_step(real.to(self.device))
                     self.step += 1
                     self.batch_in_epoch += 1
                     if self.tracker and self.step % self.cfg.spectral_every == 0:
@@ -254,9 +256,6 @@ class Trainer:
                         self.elapsed += time.perf_counter() - t0
                         t0 = time.perf_counter()
                         self.save()
-                if flag.get("stop"):
-                    state = "interrupted"
-                    break
                 if self.batch_in_epoch == self.steps_per_epoch:  # the epoch is over
                     self.epoch += 1
                     self.batch_in_epoch = 0
@@ -265,14 +264,13 @@ class Trainer:
                 self.elapsed += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 self.save()
-        self.elapsed += time.perf_counter() - t0
-        self.save()
-        if (
-            state == "complete"
-            and not (self.run_dir / "samples" / f"epoch_{self.epoch:03d}.png").exists()
-        ):
-            self.save_samples(self.run_dir / "samples" / f"step_{self.step:06d}.png")
-        self._write_status(state)
+            self.elapsed += time.perf_counter() - t0
+            state = "complete" if self.step >= self.total_steps else "interrupted"
+            self.save()
+            final_grid = self.run_dir / "samples" / f"epoch_{self.epoch:03d}.png"
+            if state == "complete" and not (self.batch_in_epoch == 0 and final_grid.exists()):
+                self.save_samples(self.run_dir / "samples" / f"step_{self.step:06d}.png")
+            self._write_status(state)
         if state == "interrupted":
             log.warning(
                 "stopped by %s at step %d of %d; the checkpoint in %s is saved. "
@@ -337,6 +335,7 @@ class Trainer:
             "opt_g": optimizer_to_tensors(self.opt_g, "opt_g")[1],
             "opt_d": optimizer_to_tensors(self.opt_d, "opt_d")[1],
             "versions": {"ssd_lib": __version__, "torch": torch.__version__},
+            "data": {"n": len(self.data), "content_hash": self.data_hash},
             "device": str(self.device),
         }
         path = save_checkpoint(self.run_dir / "checkpoints" / "latest", self.state_tensors(), meta)
@@ -359,6 +358,13 @@ class Trainer:
             raise ConfigError(
                 f"checkpoint {stem} was made with a different config; "
                 "start a new run directory or load it with its own config"
+            )
+        data = meta.get("data", {})
+        if data.get("content_hash") != self.data_hash:
+            raise ConfigError(
+                f"checkpoint {stem} was trained on other images ({data.get('n')} "
+                f"images, hash {str(data.get('content_hash'))[:12]}) than the "
+                f"{len(self.data)} given now; resume it with its own data"
             )
         load_state_strict(self.G, split_prefix(tensors, "G"), f"{stem} [G]")
         load_state_strict(self.D, split_prefix(tensors, "D"), f"{stem} [D]")

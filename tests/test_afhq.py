@@ -87,6 +87,11 @@ def test_prepare_downloads_verifies_and_caches_dogs_only(tmp_path, server, monke
     sha = _sha256(www / "afhq.zip")
     ds = _prepare(tmp_path, f"{base}/afhq.zip", known_hash=sha)
     assert ds.name == "afhq-dog"
+    # The source-resolution dog JPEGs stay for the paper's FID protocol; cats never do.
+    val_dir = Path(ds.manifest["source_dirs"]["val"])
+    assert len(list(val_dir.iterdir())) == N_VAL
+    assert len(list(Path(ds.manifest["source_dirs"]["train"]).iterdir())) == N_TRAIN
+    assert not list((tmp_path / "data").glob("**/cat*"))
     assert ds.train.images.shape == (N_TRAIN, 3, 64, 64) and ds.train.images.dtype == torch.uint8
     assert ds.val.images.shape == (N_VAL, 3, 64, 64)
     # cats, wild and the __MACOSX fork were ignored: every image is a dog colour, in file order
@@ -212,5 +217,10 @@ def test_default_pinned_hash_refuses_an_archive_that_is_not_the_real_one(tmp_pat
     assert afhq.AFHQ_SHA256 and len(afhq.AFHQ_SHA256.split(":")[-1]) == 64
     zip_path = _write_zip(tmp_path / "afhq.zip")
     with pytest.raises(AFHQError, match="expected hash"):
-        prepare_afhq(root=tmp_path / "data", archive=zip_path, expected_train=N_TRAIN,
-                     expected_val=N_VAL, show_progress=False)
+        prepare_afhq(
+            root=tmp_path / "data",
+            archive=zip_path,
+            expected_train=N_TRAIN,
+            expected_val=N_VAL,
+            show_progress=False,
+        )

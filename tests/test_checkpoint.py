@@ -14,6 +14,7 @@ from ssd_lib.checkpoint import (
     optimizer_from_tensors,
     optimizer_to_tensors,
     save_checkpoint,
+    tensor_path,
 )
 from ssd_lib.models import DCGANGenerator, SSDGenerator
 
@@ -25,19 +26,39 @@ def test_round_trip_preserves_tensors_and_meta(tmp_path):
     assert meta["step"] == 5 and set(loaded) == {"a", "b"}
     assert torch.equal(loaded["a"], tensors["a"]) and loaded["b"].dtype == torch.int64
     # Nothing pickled: the files are a safetensors header and plain JSON.
-    assert (tmp_path / "ck.safetensors").read_bytes()[8:9] == b"{"
+    assert tensor_path(tmp_path / "ck").read_bytes()[8:9] == b"{"
     json.loads((tmp_path / "ck.json").read_text())
+
+
+def test_crash_between_the_two_writes_leaves_the_previous_checkpoint_loadable(
+    tmp_path, monkeypatch
+):
+    save_checkpoint(tmp_path / "ck", {"a": torch.zeros(3)}, {"step": 1})
+    import ssd_lib.checkpoint as ck
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # e.g. a second Ctrl-C, or the process killed here
+
+    monkeypatch.setattr(ck, "atomic_write_json", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path / "ck", {"a": torch.ones(3)}, {"step": 2})
+    monkeypatch.undo()
+    tensors, meta = load_checkpoint(tmp_path / "ck")
+    assert meta["step"] == 1 and torch.equal(tensors["a"], torch.zeros(3))
+    save_checkpoint(tmp_path / "ck", {"a": torch.ones(3)}, {"step": 3})
+    assert len(list(tmp_path.glob("ck-*.safetensors"))) == 1  # orphans are cleaned up
 
 
 def test_mismatched_pair_and_truncated_file_are_detected(tmp_path):
     save_checkpoint(tmp_path / "one", {"a": torch.zeros(3)}, {"step": 1})
     save_checkpoint(tmp_path / "two", {"a": torch.ones(3)}, {"step": 2})
-    (tmp_path / "one.safetensors").write_bytes((tmp_path / "two.safetensors").read_bytes())
+    one, two = tensor_path(tmp_path / "one"), tensor_path(tmp_path / "two")
+    one.write_bytes(two.read_bytes())
     with pytest.raises(CheckpointError, match="does not match the hash"):
         load_checkpoint(tmp_path / "one")
-    data = (tmp_path / "two.safetensors").read_bytes()
-    (tmp_path / "two.safetensors").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="two.safetensors"):
+    data = two.read_bytes()
+    two.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=two.name):
         load_checkpoint(tmp_path / "two")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "three")

@@ -92,6 +92,12 @@ def test_unknown_names_list_the_known_ones():
 
 
 def test_impossible_combinations_are_refused():
+    with pytest.raises(ConfigError, match="'wgan_gp' for the StyleGAN discriminator"):
+        make_config("stylegan", loss="bce")
+    with pytest.raises(ConfigError, match="data_fraction=True"):
+        make_config("paper", data_fraction=True)
+    with pytest.raises(ConfigError, match="betas=0.5"):
+        make_config("paper", betas=0.5)
     with pytest.raises(ConfigError, match="discriminator"):
         make_config("paper", discriminator="stylegan")
     with pytest.raises(ConfigError, match="loss"):

@@ -100,5 +100,7 @@ def test_subsets_first_k_percent_and_seeded_random():
     r1, r2 = split.subset(0.5, "random", seed=3), split.subset(0.5, "random", seed=3)
     assert torch.equal(r1.images, r2.images) and len(r1) == 10
     assert r1.images[:, 0, 0, 0].tolist() != list(range(10))
+    hundred = ImageSplit(torch.zeros(100, 3, 1, 1, dtype=torch.uint8))
+    assert len(hundred.subset(0.29)) == 29  # int(100 * 0.29) would be 28
     with pytest.raises(ValueError, match="fraction=0"):
         split.subset(0)

@@ -51,6 +51,7 @@ EXPECTED_TRAIN = 4739
 EXPECTED_VAL = 500
 IMAGE_SIZE = 64
 SPLITS = ("train", "val")
+SOURCE_FOLDER = "afhq-dog-source"  # the extracted 512x512 dog JPEGs, kept for the FID protocol
 
 
 class AFHQError(RuntimeError):
@@ -294,8 +295,10 @@ def prepare_afhq(
     digest = _pinned_sha256(known_hash) or _archive_sha256(archive_path, known_hash is None)
 
     root.mkdir(parents=True, exist_ok=True)
-    # Extract into a temporary folder inside root (same disk, removed afterwards): only the
-    # decoded 64x64 tensors are kept; the archive stays in download_dir for re-preparing.
+    # Extract into a temporary folder inside root (same disk). After the counts and decoding
+    # check out, the dog JPEGs move to a stable folder: the paper's FID protocol measures
+    # against them at their source resolution (512x512), not against the 64x64 cache.
+    source_root = root / SOURCE_FOLDER
     with tempfile.TemporaryDirectory(prefix=".afhq-extract-", dir=root) as tmp:
         dirs = dict(zip(SPLITS, extract_dogs(archive_path, Path(tmp), show_progress), strict=True))
         counts = {s: sum(1 for p in d.iterdir() if p.is_file()) for s, d in dirs.items()}
@@ -318,6 +321,10 @@ def prepare_afhq(
                     f"(first: {bad}); the archive is damaged. Delete it and download it again."
                 )
             splits[s] = ImageSplit(images)
+        shutil.rmtree(source_root, ignore_errors=True)
+        source_root.mkdir(parents=True)
+        for s, d in dirs.items():
+            d.rename(source_root / s)
 
     source = {
         "kind": "afhq",
@@ -327,5 +334,6 @@ def prepare_afhq(
         "antialias": antialias,
         "counts": counts,
     }
-    write_prepared(name, splits, source, root=root)
+    source_dirs = {s: str((source_root / s).resolve()) for s in SPLITS}
+    write_prepared(name, splits, source, root=root, extra={"source_dirs": source_dirs})
     return load_prepared(name, root)

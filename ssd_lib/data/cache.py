@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,7 +93,8 @@ class ImageSplit:
         if mode not in SUBSET_MODES:
             raise ValueError(f"mode={mode!r} must be one of {list(SUBSET_MODES)}")
         n = len(self)
-        k = max(1, int(n * fraction))
+        # floor(n * fraction), robust to binary rounding (int(100 * 0.29) would give 28).
+        k = max(1, math.floor(n * fraction + 1e-9))
         if k == n:
             return self
         if mode == "first":

@@ -39,7 +39,10 @@ class Discriminator(nn.Module):
         h = nn.functional.leaky_relu(self.first(x), 0.2)
         for conv, bn in zip(self.middle, self.bns, strict=True):
             h = nn.functional.leaky_relu(bn(conv(h)), 0.2)
-        return torch.sigmoid(self.last(h)).flatten()  # (N,)
+        # The output layer runs in fp32 even under bf16 autocast: bf16 rounds sigmoid(8)
+        # to exactly 1, which would clamp BCE at 100 with zero gradient.
+        with torch.autocast(h.device.type, enabled=False):
+            return torch.sigmoid(self.last(h.float())).flatten()  # (N,)
 
     def tracked_convs(self) -> dict[str, nn.Conv2d]:
         """The three middle convolutions, whose spectra the trainer records (with or without SN)."""
