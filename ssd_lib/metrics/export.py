@@ -1,0 +1,86 @@
+"""Image folders for the FID libraries: generated samples and real splits as PNG files.
+
+Both libraries read images from files, so samples must be written as files; that is where
+value ranges go wrong. ``export_generated`` always converts through ``sampling.generate``
+with the range the run's config declares (``cfg.real_range``): the release's recipe teaches
+its tanh generator to produce [0, 1] content, the other presets [-1, 1].
+
+A folder is written under a temporary name and renamed into place when complete, so a
+half-written export is never mistaken for a finished one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from tqdm.auto import tqdm
+
+from ssd_lib.sampling import generate, sample_z
+
+DONE_MARKER = ".complete"
+
+
+def _write_pngs(images: torch.Tensor, folder: Path, show_progress: bool, desc: str) -> None:
+    arr = images.permute(0, 2, 3, 1).numpy()
+    for i in tqdm(range(len(arr)), desc=desc, disable=not show_progress, unit="img"):
+        Image.fromarray(np.ascontiguousarray(arr[i])).save(folder / f"{i:06d}.png")
+
+
+def write_image_folder(
+    images: torch.Tensor, folder: str | Path, show_progress: bool = True, desc: str = "writing PNGs"
+) -> Path:
+    """Write uint8 images (N, 3, H, W) as ``000000.png ...`` into ``folder``, atomically."""
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(
+            f"images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}"
+        )
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        _write_pngs(images, tmp, show_progress, desc)
+        (tmp / DONE_MARKER).write_text(f"{len(images)}\n")
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def is_complete(folder: str | Path, n: int) -> bool:
+    marker = Path(folder) / DONE_MARKER
+    return marker.is_file() and marker.read_text().strip() == str(n)
+
+
+def export_generated(
+    generator: nn.Module,
+    value_range: str,
+    n: int,
+    folder: str | Path,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    show_progress: bool = True,
+) -> Path:
+    """Draw ``n`` samples with codes from ``seed`` and write them as PNGs into ``folder``.
+
+    ``value_range`` is the range the generator was trained to imitate (``cfg.real_range``).
+    """
+    z = sample_z(n, generator.z_dim, seed)
+    images = generate(generator, z, value_range, batch_size=batch_size, device=device)
+    return write_image_folder(images, folder, show_progress, desc=f"writing {n} samples")
+
+
+def export_split(images: torch.Tensor, folder: str | Path, show_progress: bool = True) -> Path:
+    """Write a real split once; an existing complete folder of the same size is reused."""
+    if is_complete(folder, len(images)):
+        return Path(folder)
+    return write_image_folder(images, folder, show_progress, desc=f"writing {len(images)} reals")

@@ -1,0 +1,148 @@
+"""Inception features through pytorch-fid and clean-fid, each with its own resizing.
+
+- pytorch-fid: images are read as [0, 1] tensors and resized to 299x299 *inside* its
+  Inception network with bilinear interpolation and no antialiasing; a 512-pixel image is
+  sampled with gaps (aliased), a 64-pixel one is blown up.
+- clean-fid ("clean" mode): each image is resized to 299x299 by PIL's bicubic filter, which
+  antialiases, before the TorchScript Inception sees it.
+
+We use the libraries' own feature-extraction functions, so their resizing is exactly theirs.
+Features of real image sets are cached per dataset, split, resolution, library and weights
+file (``FeatureCache``); a second evaluation computes only the generated side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file, save_file
+
+from ssd_lib.atomic import atomic_write, atomic_write_json
+from ssd_lib.metrics.weights import CLEAN_FID, PYTORCH_FID, WeightsStatus, require_weights
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"image folder {folder} holds no image files {list(IMAGE_SUFFIXES)}")
+    return files
+
+
+def extract_features(
+    files: list[Path],
+    library: str,
+    device: torch.device | str = "cpu",
+    batch_size: int = 50,
+    show_progress: bool = True,
+) -> tuple[np.ndarray, WeightsStatus]:
+    """2048-d pool features (N, 2048) of ``files`` as ``library`` computes them for FID."""
+    status = require_weights(library)  # fails at once, before any library call, if missing
+    device = torch.device(device)
+    files = [str(f) for f in files]
+    if library == PYTORCH_FID:
+        from pytorch_fid.fid_score import get_activations
+        from pytorch_fid.inception import InceptionV3
+
+        model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).to(device).eval()
+        feats = get_activations(
+            files,
+            model,
+            batch_size=min(batch_size, len(files)),
+            dims=2048,
+            device=device,
+            num_workers=0,
+        )
+    elif library == CLEAN_FID:
+        from cleanfid.fid import get_files_features
+        from cleanfid.inception_torchscript import InceptionV3W
+
+        with warnings.catch_warnings():
+            # clean-fid's network is a TorchScript file; torch marks jit.load deprecated.
+            warnings.simplefilter("ignore", FutureWarning)
+            model = InceptionV3W(str(status.path.parent), download=False, resize_inside=False)
+        model = model.to(device).eval()
+        feats = get_files_features(
+            files,
+            model=lambda x: model(x),
+            num_workers=0,
+            batch_size=batch_size,
+            device=device,
+            mode="clean",
+            description=f"clean-fid features ({len(files)} images)",
+            verbose=show_progress,
+        )
+    else:
+        raise ValueError(f"library={library!r} must be {PYTORCH_FID!r} or {CLEAN_FID!r}")
+    return np.asarray(feats, dtype=np.float64), status
+
+
+class FeatureCache:
+    """Real-set features on disk: ``<folder>/<library>-<key>.safetensors`` + a JSON sidecar.
+
+    The key hashes everything that changes the features: the images' identity (the dataset
+    content hash, the split, the resolution, the count), the library, and the weights file.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def key(self, library: str, weights_sha256: str, **identity: object) -> str:
+        blob = json.dumps(
+            {"library": library, "weights": weights_sha256, **identity}, sort_keys=True
+        )
+        return f"{library}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+    def get(self, key: str) -> np.ndarray | None:
+        path = self.folder / f"{key}.safetensors"
+        if not path.is_file():
+            return None
+        return load_file(str(path))["features"]
+
+    def put(self, key: str, features: np.ndarray, description: dict) -> None:
+        feats = np.ascontiguousarray(features)
+        atomic_write(
+            self.folder / f"{key}.safetensors", lambda tmp: save_file({"features": feats}, str(tmp))
+        )
+        atomic_write_json(self.folder / f"{key}.json", description)
+
+
+def cached_features(
+    files: list[Path],
+    library: str,
+    cache: FeatureCache | None,
+    identity: dict,
+    device: torch.device | str = "cpu",
+    batch_size: int = 50,
+    show_progress: bool = True,
+) -> tuple[np.ndarray, WeightsStatus, bool]:
+    """Features of a real image set, from ``cache`` when it has them; returns (feats, weights,
+    from_cache)."""
+    status = require_weights(library)
+    if cache is not None:
+        key = cache.key(library, status.sha256 or "", **identity)
+        hit = cache.get(key)
+        if hit is not None and len(hit) == len(files):
+            log.info("real-set %s features from cache %s", library, key)
+            return hit.astype(np.float64), status, True
+    feats, status = extract_features(files, library, device, batch_size, show_progress)
+    if cache is not None:
+        cache.put(
+            key,
+            feats,
+            {"library": library, "weights_sha256": status.sha256, "n": len(files), **identity},
+        )
+    return feats, status, False
