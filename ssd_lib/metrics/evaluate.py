@@ -37,7 +37,7 @@ from ssd_lib.metrics.features import (
     rank_note,
 )
 from ssd_lib.metrics.inception import FeatureCache, cached_features, extract_features, list_images
-from ssd_lib.metrics.weights import CLEAN_FID, LIBRARIES, PYTORCH_FID
+from ssd_lib.metrics.weights import CLEAN_FID, LIBRARIES, PYTORCH_FID, require_weights
 from ssd_lib.runs import Run
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,8 @@ def evaluate_run(
     bad = [lib for lib in libraries if lib not in LIBRARIES]
     if bad or not libraries:
         raise ValueError(f"libraries={libraries!r}: each must be one of {list(LIBRARIES)}")
+    for library in libraries:  # fail at once, before generating anything
+        require_weights(library)
     cfg = run.config
     n_gen = n if n is not None else len(dataset.train)
     check_count("frechet", n_gen, "the generated set", min_samples)

@@ -1,0 +1,444 @@
+"""Offline metrics for the embedded dogs, from a small factor-prediction CNN ("toy" metrics).
+
+The embedded dataset knows every image's factors (fur colour, ear states, ...). A small CNN
+trained once to predict them gives two things, with no download:
+
+1. features (its penultimate layer) for a Frechet distance and a KID, named "FD-toy" and
+   "KID-toy": they are not FID/KID, which are defined on Inception features.
+2. factor predictions, which turn mode collapse into numbers: per-factor distances (how far
+   the generated distribution of each predicted factor is from the real one) and combination
+   coverage (how many of e.g. the 2 x 2 x 6 ear/ear/fur combinations the generator makes).
+
+Real and generated images go through the same predictor, so its errors affect both sides
+alike. The net has seen the train images, though, so even unseen real dogs sit a little away
+from them: ``toy_metrics(net, dataset.train.images, dataset.val.images)`` is the floor a
+perfect generator would reach, not 0. The trained net is cached next to the dataset.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ssd_lib.checkpoint import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
+from ssd_lib.data.cache import PreparedDataset
+from ssd_lib.data.embedded import FACTORS
+from ssd_lib.images import uint8_to_float
+from ssd_lib.metrics import features
+from ssd_lib.metrics.features import MetricResult
+
+log = logging.getLogger(__name__)
+
+NET_VERSION = 1  # bump when the architecture or the training recipe changes
+DEFAULT_COMBO = ("left_ear_up", "right_ear_up", "fur_colour")  # 2 x 2 x 6 = 24 combinations
+DEFAULT_EPOCHS, DEFAULT_BATCH_SIZE, DEFAULT_LR = 12, 64, 2e-3
+DEFAULT_WIDTHS, DEFAULT_FEATURE_DIM = (32, 64, 128, 256), 128
+CACHE_FOLDER = "factor_net"
+# Weight of each continuous factor's MSE (targets in [0, 1]) against the cross-entropies. At
+# 12 (= 1 / variance of a uniform target) the regression gradients swamp the shared layers
+# early and eye colour stalls near chance; at 1 the continuous factors learn slowly.
+_MSE_WEIGHT = 4.0
+
+
+class MissingFactorsError(ValueError):
+    """The dataset has no ground-truth factors (or unknown ones), so no toy metrics."""
+
+
+def _spec(name: str) -> dict[str, Any]:
+    """What a head needs to know about one factor: kind, and n_classes or range."""
+    desc = FACTORS[name]
+    if desc["kind"] == "continuous":
+        return {"kind": "continuous", "range": [float(v) for v in desc["range"]]}
+    return {"kind": desc["kind"], "n_classes": int(desc["n_classes"])}
+
+
+def _check_int(name: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name}={value!r} must be an integer >= {low}")
+    return int(value)
+
+
+def _check_factor_data(dataset: PreparedDataset) -> list[str]:
+    names = list(dataset.train.factor_names)
+    if dataset.train.factors is None or not names:
+        raise MissingFactorsError(
+            f"dataset {dataset.name!r} has no ground-truth factors; the toy metrics (FD-toy, "
+            "KID-toy, factor distances, combination coverage) need the embedded data's factors. "
+            "Use ssd_lib.data.embedded.prepare_embedded(), or Inception metrics for this data."
+        )
+    unknown = [n for n in names if n not in FACTORS]
+    if unknown:
+        raise MissingFactorsError(
+            f"dataset {dataset.name!r} has factors {unknown} that the embedded data does not "
+            f"define; the toy metrics know only {list(FACTORS)}"
+        )
+    return names
+
+
+class FactorNet(nn.Module):
+    """Four stride-2 conv blocks, global average pool, a feature layer, one head per factor.
+
+    Input: float (N, 3, H, W) in [-1, 1], or uint8 in [0, 255] (converted). Heads: logits
+    over n_classes for binary/categorical factors (binary: 2 classes); for continuous ones a
+    single value, the factor rescaled to [0, 1] over its range in ``FACTORS``.
+    """
+
+    def __init__(
+        self,
+        factor_names: list[str] | tuple[str, ...],
+        feature_dim: int = DEFAULT_FEATURE_DIM,
+        widths: tuple[int, ...] = DEFAULT_WIDTHS,
+        image_size: int = 64,
+    ) -> None:
+        super().__init__()
+        if not factor_names or any(n not in FACTORS for n in factor_names):
+            raise ValueError(f"factor_names={list(factor_names)!r}; allowed: {list(FACTORS)}")
+        self.factor_names = list(factor_names)
+        self.specs = {name: _spec(name) for name in self.factor_names}
+        self.config = {"factor_names": self.factor_names, "feature_dim": int(feature_dim),
+                       "widths": [int(w) for w in widths], "image_size": int(image_size)}
+        blocks, c_in = [], 3
+        for c in widths:  # 64 -> 32 -> 16 -> 8 -> 4 pixels
+            blocks += [nn.Conv2d(c_in, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
+            c_in = c
+        self.body = nn.Sequential(*blocks)
+        self.feature = nn.Sequential(nn.Linear(c_in, feature_dim), nn.ReLU())
+        self.heads = nn.ModuleDict(
+            {name: nn.Linear(feature_dim, s.get("n_classes", 1)) for name, s in self.specs.items()}
+        )
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (N, 3, H, W) -> penultimate features (N, feature_dim), non-negative."""
+        x = uint8_to_float(x, "[-1, 1]") if x.dtype == torch.uint8 else x.float()
+        return self.feature(self.body(x).mean(dim=(2, 3)))  # pool (N, C, H/16, W/16) -> (N, C)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Raw head outputs per factor: logits (N, n_classes) or normalised values (N,)."""
+        h = self.features(x)
+        return {name: head(h).squeeze(1) if self.specs[name]["kind"] == "continuous" else head(h)
+                for name, head in self.heads.items()}
+
+    def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per factor: class index (N,) int64, or value (N,) float in natural units clipped to
+        the factor's range (e.g. degrees in [-20, 20] for head_rotation_deg)."""
+        out = {}
+        for name, y in self.forward(x).items():
+            if self.specs[name]["kind"] == "continuous":
+                lo, hi = self.specs[name]["range"]
+                out[name] = lo + (hi - lo) * y.clamp(0.0, 1.0)
+            else:
+                out[name] = y.argmax(dim=1)
+        return out
+
+
+@dataclass
+class FactorNetResult:
+    """A trained FactorNet (in eval mode), where it came from, and how well it predicts.
+
+    scores: per factor on the val split, {"accuracy", "majority"} (the share of the most
+    common class, i.e. the accuracy of always guessing it) or {"r2", "mae"} (natural units).
+    train_seconds: wall-clock training time of the run that made the net (also when cached).
+    """
+
+    net: FactorNet
+    seed: int
+    dataset_hash: str
+    scores: dict[str, dict[str, float]]
+    train_seconds: float
+    train_config: dict[str, Any]
+    from_cache: bool = False
+    path: Path | None = None
+
+    @property
+    def feature_network(self) -> str:
+        return f"toy factor CNN, seed {self.seed}, dataset hash {self.dataset_hash[:12]}"
+
+
+@torch.no_grad()
+def embed(
+    net: FactorNet, images: torch.Tensor, batch_size: int = 256
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """uint8 images (N, 3, S, S) -> features float64 (N, D) and predictions per factor (N,)."""
+    size = net.config["image_size"]
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1:] != (3, size, size):
+        raise ValueError(f"images must be uint8 (N, 3, {size}, {size}) like the net's training "
+                         f"data, got {images.dtype} {tuple(images.shape)}")
+    was_training, device = net.training, next(net.parameters()).device
+    net.eval()
+    feats, preds = [], {name: [] for name in net.factor_names}
+    try:
+        for chunk in images.split(batch_size):
+            x = chunk.to(device)
+            feats.append(net.features(x).double().cpu())
+            for name, p in net.predict(x).items():
+                preds[name].append(p.cpu())
+    finally:
+        net.train(was_training)
+    return torch.cat(feats).numpy(), {k: torch.cat(v).numpy() for k, v in preds.items()}
+
+
+def _loss(net: FactorNet, outputs: dict, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over factors of cross-entropy, or weighted MSE on targets rescaled to [0, 1]."""
+    terms = []
+    for i, (name, y) in enumerate(outputs.items()):
+        s, t = net.specs[name], targets[:, i]
+        if s["kind"] == "continuous":
+            lo, hi = s["range"]
+            terms.append(F.mse_loss(y, (t - lo) / (hi - lo)) * _MSE_WEIGHT)
+        else:
+            terms.append(F.cross_entropy(y, t.long()))
+    return torch.stack(terms).mean()
+
+
+def held_out_scores(
+    net: FactorNet, images: torch.Tensor, factors: torch.Tensor
+) -> dict[str, dict[str, float]]:
+    """Per-factor scores as in ``FactorNetResult``; factors float (N, F), net's column order."""
+    _, preds = embed(net, images)
+    scores = {}
+    for i, name in enumerate(net.factor_names):
+        truth, p = factors[:, i].double().numpy(), preds[name]
+        if net.specs[name]["kind"] == "continuous":
+            r2 = 1.0 - ((p - truth) ** 2).sum() / max(((truth - truth.mean()) ** 2).sum(), 1e-12)
+            scores[name] = {"r2": float(r2), "mae": float(np.abs(p - truth).mean())}
+        else:
+            counts = np.bincount(truth.astype(np.int64), minlength=net.specs[name]["n_classes"])
+            scores[name] = {"accuracy": float((p == truth).mean()),
+                            "majority": float(counts.max() / len(truth))}
+    return scores
+
+
+def train_factor_net(
+    dataset: PreparedDataset,
+    seed: int = 0,
+    epochs: int = DEFAULT_EPOCHS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    lr: float = DEFAULT_LR,
+    feature_dim: int = DEFAULT_FEATURE_DIM,
+    widths: tuple[int, ...] = DEFAULT_WIDTHS,
+    show_progress: bool = True,
+) -> FactorNetResult:
+    """Train a FactorNet on ``dataset.train`` (CPU) and score it on ``dataset.val`` (if any).
+
+    Adam with a cosine-decayed learning rate and no augmentation (a flip would swap the left
+    and right ears, a rotation would change head_rotation_deg). Initial weights come from
+    ``torch.manual_seed(seed)`` inside ``torch.random.fork_rng`` and shuffling from a private
+    generator, so the global RNG is left as it was.
+    """
+    names = _check_factor_data(dataset)
+    seed, epochs = _check_int("seed", seed, 0), _check_int("epochs", epochs, 1)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    images, factors = dataset.train.images, dataset.train.factors
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = FactorNet(names, feature_dim, widths, dataset.image_size)
+    shuffle = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    steps = epochs * math.ceil(len(images) / batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    start = time.perf_counter()
+    net.train()
+    bar = tqdm(range(epochs), desc="training factor net", unit="epoch", disable=not show_progress)
+    for epoch in bar:
+        total = 0.0
+        for idx in torch.randperm(len(images), generator=shuffle).split(batch_size):
+            loss = _loss(net, net(images[idx]), factors[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+        bar.set_postfix(loss=f"{total / len(images):.3f}")
+        log.debug("factor net epoch %d: loss %.4f", epoch, total / len(images))
+    seconds = time.perf_counter() - start
+    net.eval()
+    scores: dict[str, dict[str, float]] = {}
+    if dataset.val is None or dataset.val.factors is None:
+        log.warning("dataset %s has no val split with factors: no held-out scores", dataset.name)
+    else:
+        scores = held_out_scores(net, dataset.val.images, dataset.val.factors)
+    log.info("trained factor net in %.1f s; held-out scores %s", seconds, scores)
+    recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "feature_dim": feature_dim,
+              "widths": [int(w) for w in widths], "net_version": NET_VERSION}
+    return FactorNetResult(net, seed, dataset.content_hash, scores, seconds, recipe)
+
+
+def load_or_train_factor_net(
+    dataset: PreparedDataset,
+    seed: int = 0,
+    root: str | Path | None = None,
+    epochs: int = DEFAULT_EPOCHS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    feature_dim: int = DEFAULT_FEATURE_DIM,
+    widths: tuple[int, ...] = DEFAULT_WIDTHS,
+    force: bool = False,
+    show_progress: bool = True,
+) -> FactorNetResult:
+    """The cached FactorNet for (dataset hash, seed, recipe); trains and saves it if needed.
+
+    Cache: the checkpoint ``<root>/factor_net_s<seed>`` (JSON + safetensors), ``root``
+    defaulting to ``<dataset.path>/factor_net``. A cache made for another dataset hash, recipe
+    or factor set, or one that fails to load, is trained over (with a warning).
+    """
+    names = _check_factor_data(dataset)
+    seed = _check_int("seed", seed, 0)
+    stem = Path(root or Path(dataset.path) / CACHE_FOLDER) / f"factor_net_s{seed}"
+    recipe = {"epochs": epochs, "batch_size": batch_size, "lr": DEFAULT_LR,
+              "feature_dim": feature_dim, "widths": [int(w) for w in widths],
+              "net_version": NET_VERSION}
+    key = {"dataset_hash": dataset.content_hash, "seed": seed, "train_config": recipe,
+           "specs": {n: _spec(n) for n in names}}
+    if not force and stem.with_suffix(".json").is_file():
+        try:
+            tensors, meta = load_checkpoint(stem)
+            stale = [k for k, v in key.items() if meta.get(k) != v]
+            if not stale:
+                with torch.random.fork_rng(devices=[]):  # init is overwritten; keep RNG intact
+                    net = FactorNet(**meta["net_config"])
+                load_state_strict(net, tensors, str(stem))
+                log.info("loaded factor net from %s", stem)
+                return FactorNetResult(net.eval(), seed, dataset.content_hash, meta["scores"],
+                                       meta["train_seconds"], recipe, True, stem)
+            log.warning("factor net cache %s differs in %s; training a new one", stem, stale)
+        except (CheckpointError, KeyError, TypeError, ValueError) as err:
+            log.warning("factor net cache %s is unusable (%s); training a new one", stem, err)
+    result = train_factor_net(dataset, seed, epochs, batch_size, DEFAULT_LR, feature_dim,
+                              widths, show_progress)
+    meta = {**key, "net_config": result.net.config, "scores": result.scores,
+            "train_seconds": result.train_seconds, "dataset_name": dataset.name}
+    save_checkpoint(stem, result.net.state_dict(), meta)
+    result.path = stem
+    return result
+
+
+def wasserstein_1d(u: Any, v: Any) -> float:
+    """Wasserstein-1 distance between two 1-D samples: the area between their empirical
+    CDFs, in the samples' units."""
+    u, v = np.sort(np.asarray(u, np.float64)), np.sort(np.asarray(v, np.float64))
+    grid = np.sort(np.concatenate([u, v]))
+    cdf_u = np.searchsorted(u, grid[:-1], side="right") / len(u)
+    cdf_v = np.searchsorted(v, grid[:-1], side="right") / len(v)
+    return float(np.sum(np.abs(cdf_u - cdf_v) * np.diff(grid)))
+
+
+def _entropy_bits(counts: np.ndarray) -> float:
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def toy_metrics(
+    net: FactorNetResult,
+    real_images: torch.Tensor,
+    fake_images: torch.Tensor,
+    combo_factors: tuple[str, ...] = DEFAULT_COMBO,
+    min_count: int = 1,
+    k: int = 5,
+    batch_size: int = 256,
+    min_samples: int | None = None,
+) -> dict[str, MetricResult]:
+    """All toy metrics between real and generated uint8 images (N, 3, 64, 64) in [0, 255].
+
+    Keys (each result's ``name`` is its key): "FD-toy", "KID-toy"; "precision-toy",
+    "recall-toy", "density-toy", "coverage-toy" (k-NN balls on the toy features);
+    "factor-distance-toy/<factor>": total variation between the predicted class distributions
+    (0 = equal, 1 = disjoint; class shares in details) or W1 between predicted values divided
+    by the factor's range (0..1); "combo-coverage-toy": share of the ``combo_factors``
+    combinations predicted at least ``min_count`` times among the fakes (details: the same
+    share among the reals, the missing combinations); "combo-entropy-toy": entropy (bits) of
+    the fakes' combination histogram (details: the reals', the maximum log2(#combinations)).
+    """
+    specs = net.net.specs
+    bad = [f for f in combo_factors if f not in specs or specs[f]["kind"] == "continuous"]
+    if bad or not combo_factors:
+        allowed = [n for n, s in specs.items() if s["kind"] != "continuous"]
+        raise ValueError(f"combo_factors={combo_factors!r}: {bad} not allowed; use binary or "
+                         f"categorical factors from {allowed}")
+    _check_int("min_count", min_count, 1)
+    feat_r, pred_r = embed(net.net, real_images, batch_size)
+    feat_f, pred_f = embed(net.net, fake_images, batch_size)
+    tag = {"feature_network": net.feature_network}
+
+    def result(name: str, value: float, **details: Any) -> MetricResult:
+        return MetricResult(name, float(value), len(feat_r), len(feat_f), {**details, **tag})
+
+    out = {
+        "FD-toy": features.frechet_distance(feat_r, feat_f, "FD-toy", min_samples),
+        "KID-toy": features.kernel_distance(feat_r, feat_f, "KID-toy", min_samples=min_samples),
+    }
+    for key, r in features.precision_recall(feat_r, feat_f, k, min_samples).items():
+        out[f"{key}-toy"] = MetricResult(f"{key}-toy", r.value, r.n_real, r.n_fake, r.details)
+    for r in out.values():
+        r.details.update(tag)
+    for name, s in specs.items():
+        a, b, key = pred_r[name], pred_f[name], f"factor-distance-toy/{name}"
+        if s["kind"] == "continuous":
+            lo, hi = s["range"]
+            out[key] = result(key, wasserstein_1d(a, b) / (hi - lo), distance="W1 / range",
+                              range=[lo, hi], real_mean=float(a.mean()), fake_mean=float(b.mean()))
+        else:
+            p = np.bincount(a, minlength=s["n_classes"]) / len(a)
+            q = np.bincount(b, minlength=s["n_classes"]) / len(b)
+            out[key] = result(key, 0.5 * np.abs(p - q).sum(), distance="total variation",
+                              classes=FACTORS[name].get("values", list(range(s["n_classes"]))),
+                              real_share=p.round(4).tolist(), fake_share=q.round(4).tolist())
+
+    sizes = [specs[f]["n_classes"] for f in combo_factors]
+    n_combos = math.prod(sizes)
+    h_r, h_f = (np.bincount(np.ravel_multi_index([pred[f] for f in combo_factors], sizes),
+                            minlength=n_combos) for pred in (pred_r, pred_f))
+    missing = [dict(zip(combo_factors, map(int, np.unravel_index(i, sizes)), strict=True))
+               for i in np.flatnonzero(h_f < min_count)]
+    common = {"factors": list(combo_factors), "n_combinations": n_combos}
+    out["combo-coverage-toy"] = result(
+        "combo-coverage-toy", (h_f >= min_count).mean(),
+        real_value=float((h_r >= min_count).mean()), min_count=min_count,
+        missing=missing[:50], n_missing=len(missing), **common)
+    out["combo-entropy-toy"] = result(
+        "combo-entropy-toy", _entropy_bits(h_f), real_value=_entropy_bits(h_r),
+        max_value=math.log2(n_combos), unit="bits", **common)
+    return out
+
+
+def evaluate_generator_toy(
+    generator: nn.Module,
+    value_range: str,
+    dataset: PreparedDataset,
+    n: int = 5000,
+    seed: int = 0,
+    net: FactorNetResult | None = None,
+    batch_size: int = 256,
+    **metric_kwargs: Any,
+) -> dict[str, MetricResult]:
+    """Toy metrics of ``n`` samples (codes ``sample_z(n, generator.z_dim, seed)``) against
+    ``n`` train images: all of them if there are fewer, else drawn without replacement with
+    ``seed``. Each result's n_real says how many real images were used.
+
+    ``value_range`` is the range the generator imitates (see ``ssd_lib.sampling.generate``);
+    ``net`` defaults to ``load_or_train_factor_net(dataset)``; ``metric_kwargs`` go to
+    ``toy_metrics``.
+    """
+    from ssd_lib.sampling import generate, sample_z
+
+    n = _check_int("n", n, 1)
+    if net is None:
+        net = load_or_train_factor_net(dataset)
+    if net.dataset_hash != dataset.content_hash:
+        log.warning("factor net was trained on dataset hash %s, evaluating on %s",
+                    net.dataset_hash[:12], dataset.content_hash[:12])
+    fake = generate(generator, sample_z(n, generator.z_dim, seed), value_range, batch_size)
+    real = dataset.train.images
+    if len(real) > n:
+        idx = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))[:n]
+        real = real[idx.sort().values]
+    log.info("toy metrics: %d generated vs %d real images", len(fake), len(real))
+    return toy_metrics(net, real, fake, batch_size=batch_size, **metric_kwargs)

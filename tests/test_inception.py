@@ -1,0 +1,177 @@
+"""Both FID libraries' real code paths, offline, on stand-in weights in a temporary cache."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ssd_lib.config import make_config
+from ssd_lib.data.cache import ImageSplit, load_prepared, write_prepared
+from ssd_lib.metrics.evaluate import evaluate_run
+from ssd_lib.metrics.export import export_generated, write_image_folder
+from ssd_lib.metrics.inception import extract_features, list_images
+from ssd_lib.metrics.standin import write_standin_weights
+from ssd_lib.metrics.weights import (
+    CLEAN_FID,
+    PYTORCH_FID,
+    MissingWeightsError,
+    weights_path,
+    weights_status,
+)
+from ssd_lib.train import train
+
+
+@pytest.fixture(scope="module")
+def standin_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("torch_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TORCH_HOME", str(home))
+        mp.delenv("SSD_CLEANFID_DIR", raising=False)
+        write_standin_weights(seed=0)
+    return home
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Any attempt to open a network connection fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.fixture
+def with_standins(standin_home, monkeypatch, offline):
+    monkeypatch.setenv("TORCH_HOME", str(standin_home))
+    monkeypatch.delenv("SSD_CLEANFID_DIR", raising=False)
+
+
+@pytest.fixture
+def images_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    imgs = torch.from_numpy(rng.integers(0, 256, (12, 3, 64, 64), dtype=np.uint8))
+    return write_image_folder(imgs, tmp_path / "imgs", show_progress=False)
+
+
+def test_missing_weights_fail_at_once_naming_path_and_url(
+    tmp_path, monkeypatch, offline, images_dir
+):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    for library in (PYTORCH_FID, CLEAN_FID):
+        assert not weights_status(library).present
+        with pytest.raises(MissingWeightsError) as err:
+            extract_features(list_images(images_dir), library)
+        msg = str(err.value)
+        assert str(weights_path(library)) in msg and "https://" in msg and "curl" in msg
+        assert "\n" not in msg  # one line, no wall of text
+
+
+def test_cleanfid_folder_can_be_moved_on_its_own(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSD_CLEANFID_DIR", str(tmp_path / "cf"))
+    assert weights_path(CLEAN_FID) == tmp_path / "cf" / "inception-2015-12-05.pt"
+
+
+def test_standins_are_detected_as_not_the_reference_weights(with_standins):
+    for library in (PYTORCH_FID, CLEAN_FID):
+        status = weights_status(library)
+        assert status.present and not status.verified
+        assert "UNVERIFIED" in status.describe()
+
+
+@pytest.mark.parametrize("library", [PYTORCH_FID, CLEAN_FID])
+def test_both_libraries_extract_2048_d_features_offline(with_standins, images_dir, library):
+    feats, status = extract_features(list_images(images_dir), library, show_progress=False)
+    assert feats.shape == (12, 2048) and np.isfinite(feats).all() and feats.std() > 1e-3
+    again, _ = extract_features(list_images(images_dir), library, show_progress=False)
+    np.testing.assert_allclose(feats, again, rtol=1e-5)
+
+
+def test_export_writes_the_declared_range_not_the_classic_mistake(tmp_path):
+    class Half(torch.nn.Module):  # outputs -0.5 everywhere: dark grey in [-1, 1]
+        z_dim, num_ws = 4, 0
+
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, z):
+            return torch.full((z.shape[0], 3, 8, 8), -0.5) + 0 * self.p
+
+    signed = export_generated(Half(), "[-1, 1]", 3, tmp_path / "s", show_progress=False)
+    value = np.asarray(Image.open(signed / "000000.png"))[0, 0, 0]
+    assert value == 64  # (-0.5 + 1) / 2 * 255; writing it as [0, 1] would give 0
+    assert sorted(p.name for p in signed.glob("*.png")) == [
+        "000000.png",
+        "000001.png",
+        "000002.png",
+    ]
+
+
+@pytest.fixture
+def trained(tmp_path):
+    """A 24-image dataset with 128px 'originals' for the paper protocol, and a smoke run."""
+    rng = np.random.default_rng(1)
+    root = tmp_path / "data"
+    splits = {
+        s: ImageSplit(torch.from_numpy(rng.integers(0, 256, (n, 3, 64, 64), dtype=np.uint8)))
+        for s, n in (("train", 24), ("val", 20))
+    }
+    source_dirs = {}
+    for s, n in (("train", 24), ("val", 20)):
+        big = torch.from_numpy(rng.integers(0, 256, (n, 3, 128, 128), dtype=np.uint8))
+        source_dirs[s] = str(write_image_folder(big, tmp_path / "src" / s, show_progress=False))
+    write_prepared(
+        "toyset", splits, {"kind": "test"}, root=root, extra={"source_dirs": source_dirs}
+    )
+    ds = load_prepared("toyset", root)
+    run = train(
+        make_config("paper", "smoke", dataset="toyset"), ds, device="cpu", show_progress=False
+    )
+    return run, ds
+
+
+def test_evaluate_both_protocols_end_to_end_offline(with_standins, trained):
+    run, ds = trained
+    paper = evaluate_run(run, ds, "paper", n=20, min_samples=10, show_progress=False)
+    names = [r.name for r in paper]
+    assert names == [
+        "FD[unverified-inception]",
+        "clean-FD[unverified-inception]",
+        "clean-KD[unverified-inception]",
+    ]
+    assert not any("FID" in n or "KID" in n for n in names)  # stand-ins are never an FID
+    fid, cfid, ckid = paper
+    assert fid.details["reference_split"] == "val" and fid.n_real == 20 and fid.n_fake == 20
+    assert cfid.details["reference_split"] == "train" and cfid.n_real == 24
+    assert fid.details["reference_resolution"] == [128, 128]  # the source originals
+    assert all(
+        r.details["protocol"] == "paper" and r.details["weights_verified"] is False for r in paper
+    )
+    assert fid.value > 0 and np.isfinite(ckid.value)
+
+    matched = evaluate_run(run, ds, "matched", n=20, min_samples=10, show_progress=False)
+    assert all(r.details["reference_resolution"] == [64, 64] for r in matched)
+    assert all(r.n_real == r.n_fake == 20 for r in matched)  # same count
+    assert matched[0].details["reference_from_cache"] is False
+    again = evaluate_run(
+        run, ds, "matched", libraries=(PYTORCH_FID,), n=20, min_samples=10, show_progress=False
+    )
+    assert again[0].details["reference_from_cache"] is True  # only the fakes recomputed
+    assert again[0].value == pytest.approx(matched[0].value, rel=1e-6)
+    rows = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 7 and {r["protocol"] for r in rows} == {"paper", "matched"}
+    assert all(r["run"] == run.path.name and "step" in r for r in rows)
+
+
+def test_unknown_protocol_and_library_are_refused(trained):
+    run, ds = trained
+    with pytest.raises(ValueError, match=r"known protocols: \['paper', 'matched'\]"):
+        evaluate_run(run, ds, "fancy")
+    with pytest.raises(ValueError, match="libraries="):
+        evaluate_run(run, ds, "paper", libraries=("tf-fid",))

@@ -1,0 +1,90 @@
+"""Table 1 and Table 2: our columns, the paper's columns, provenance, and honest gaps."""
+
+from __future__ import annotations
+
+import pytest
+
+from ssd_lib.config import make_config
+from ssd_lib.metrics.tables import NEEDS_WEIGHTS, UNVERIFIED, table1, table2
+from ssd_lib.train import train
+
+
+@pytest.fixture
+def runs(tiny_dataset):
+    out = {}
+    for method, preset in (("DCGAN", "dcgan"), ("SSD", "paper")):
+        cfg = make_config(preset, "smoke", dataset="tiny")
+        out[method] = train(cfg, tiny_dataset, device="cpu", show_progress=False)
+    return out
+
+
+def test_table1_offline_marks_inception_columns_and_fills_paper_columns(
+    runs, tiny_dataset, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
+    t = table1(runs, tiny_dataset, protocol="matched", toy=False)
+    df = t.frame.set_index("method")
+    assert (df["FID"] == NEEDS_WEIGHTS).all()
+    # True counts vs what the paper's summary tool prints vs the paper.
+    assert df.loc["SSD", "params (M)"] == "6.544"  # 3,778,904 + 2,765,568
+    assert df.loc["SSD", "params (M), paper's tool"] == "6.574"
+    assert df.loc["DCGAN", "params (M)"] == df.loc["DCGAN", "params (M), paper's tool"] == "6.342"
+    assert df.loc["SSD", "FID, paper (AFHQ)"] == 285.579
+    assert any(str(tmp_path / "no-weights") in n for n in t.notes)  # the reason, with the path
+    assert any("not comparable" in n for n in t.notes)
+    assert t.meta["dataset"] == "tiny" and t.meta["protocol"] == "matched"
+    assert t.meta["runs"]["SSD"].endswith("@step3")
+    paths = t.save(tmp_path / "out", "table1")
+    md = paths["md"].read_text()
+    assert "Table 1 (matched protocol, dataset tiny)" in md and NEEDS_WEIGHTS in md
+    assert paths["csv"].read_text().startswith("method,params (M)")
+
+
+def test_unverified_weights_never_fill_an_fid_cell(runs, tiny_dataset):
+    def fake_evaluate(run, dataset, protocol, **kwargs):
+        from ssd_lib.metrics.features import MetricResult
+
+        return [
+            MetricResult(n, 1.0, 10, 10, {"weights_verified": False})
+            for n in ("FD[x]", "clean-FD[x]", "clean-KD[x]")
+        ]
+
+    t = table2({100: runs["SSD"]}, tiny_dataset, toy=False, evaluate=fake_evaluate)
+    row = t.frame.iloc[0]
+    assert row["FID"] == row["clean-FID"] == row["clean-KID"] == UNVERIFIED
+    assert row["clean-KID, paper (AFHQ)"] == 0.2054 and row["data %"] == 100
+
+
+def test_verified_numbers_go_into_the_table(runs, tiny_dataset):
+    def fake_evaluate(run, dataset, protocol, **kwargs):
+        from ssd_lib.metrics.features import MetricResult
+
+        return [
+            MetricResult(n, v, 10, 10, {"weights_verified": True})
+            for n, v in (("FID", 300.0), ("clean-FID", 290.0), ("clean-KID", 0.2))
+        ]
+
+    t = table2({75: runs["SSD"]}, tiny_dataset, toy=False, evaluate=fake_evaluate)
+    row = t.frame.iloc[0]
+    assert (row["FID"], row["clean-FID"], row["clean-KID"]) == (300.0, 290.0, 0.2)
+    assert row["FID, paper (AFHQ)"] == 241.581
+
+
+def test_table1_on_embedded_data_fills_toy_columns_and_states_their_floor(tmp_path, monkeypatch):
+    from ssd_lib.data.embedded import prepare_embedded
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
+    ds = prepare_embedded(root=tmp_path / "emb", n_train=300, n_val=100, show_progress=False)
+    runs = {
+        "SSD": train(
+            make_config("paper", "smoke", dataset=ds.name), ds, device="cpu", show_progress=False
+        )
+    }
+    t = table1(runs, ds, toy_n=100)
+    row = t.frame.iloc[0]
+    assert row["FID"] == NEEDS_WEIGHTS
+    assert isinstance(row["FD-toy"], float) and row["FD-toy"] > 0
+    assert 0 < row["combo coverage (toy)"] <= 1
+    floor = next(n for n in t.notes if n.startswith("Toy-metric floor"))
+    assert "real val images (100)" in floor
+    assert "FID" not in " ".join(c for c in t.frame.columns if "toy" in c)
