@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from ssd_lib.atomic import atomic_write, atomic_write_json
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: content-named tensor file; 1 (still read): <stem>.safetensors
 
 
 class CheckpointError(RuntimeError):
@@ -51,7 +51,11 @@ def _read_meta(path: Path) -> dict[str, Any]:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is not valid JSON: {err}") from err
-    if not isinstance(meta, dict) or "tensors_file" not in meta:
+    if not isinstance(meta, dict) or "tensors_sha256" not in meta:
+        raise CheckpointError(f"{path} is not a checkpoint description (no 'tensors_sha256')")
+    if meta.get("format_version") == 1:  # version 1 kept the tensors in <stem>.safetensors
+        meta.setdefault("tensors_file", path.with_suffix(".safetensors").name)
+    if "tensors_file" not in meta:
         raise CheckpointError(f"{path} is not a checkpoint description (no 'tensors_file')")
     return meta
 
