@@ -14,7 +14,6 @@ its hash instead of being trusted.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -23,21 +22,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ssd_lib.atomic import atomic_write, atomic_write_json
+from ssd_lib.atomic import atomic_write, atomic_write_json, sha256_file
 
 FORMAT_VERSION = 2  # 2: content-named tensor file; 1 (still read): <stem>.safetensors
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt, or does not fit the model it is loaded into."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def json_path(stem: str | Path) -> Path:
@@ -74,7 +65,7 @@ def save_checkpoint(
     flat = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     staged = stem.parent / f".{stem.name}-staged.safetensors"
     atomic_write(staged, lambda tmp: save_file(flat, str(tmp)))
-    digest = _sha256(staged)
+    digest = sha256_file(staged)
     final = stem.parent / f"{stem.name}-{digest[:16]}.safetensors"
     staged.replace(final)
     meta = {
@@ -100,7 +91,7 @@ def load_checkpoint(stem: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         raise CheckpointError(
             f"checkpoint tensor file {tensor_path} (named in {meta_path}) does not exist"
         )
-    if meta.get("tensors_sha256") != _sha256(tensor_path):
+    if meta.get("tensors_sha256") != sha256_file(tensor_path):
         raise CheckpointError(
             f"{tensor_path} does not match the hash recorded in {meta_path}; the file was "
             "damaged or replaced"

@@ -98,11 +98,14 @@ def test_adam_state_round_trips_exactly():
 def test_version_1_checkpoints_are_still_read(tmp_path):
     from safetensors.torch import save_file
 
-    from ssd_lib.checkpoint import _sha256
+    from ssd_lib.atomic import sha256_file
 
     save_file({"a": torch.arange(3.0)}, str(tmp_path / "old.safetensors"))
-    meta = {"format_version": 1, "step": 7,
-            "tensors_sha256": _sha256(tmp_path / "old.safetensors")}
+    meta = {
+        "format_version": 1,
+        "step": 7,
+        "tensors_sha256": sha256_file(tmp_path / "old.safetensors"),
+    }
     (tmp_path / "old.json").write_text(json.dumps(meta))
     tensors, loaded = load_checkpoint(tmp_path / "old")
     assert loaded["step"] == 7 and torch.equal(tensors["a"], torch.arange(3.0))

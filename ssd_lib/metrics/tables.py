@@ -202,6 +202,48 @@ def _toy_floor(dataset: PreparedDataset, net: Any, notes: list[str]) -> None:
     )
 
 
+def _build(
+    title: str,
+    runs: dict,
+    dataset: PreparedDataset,
+    protocol: str,
+    toy: bool | None,
+    toy_n: int,
+    seed: int,
+    evaluate: Callable[..., list] | None,
+    eval_kwargs: dict,
+    first_cells: Callable[[Any, Run], dict[str, Any]],
+    inception_cells: Callable[[Any, dict[str, Any]], dict[str, Any]],
+) -> Table:
+    """One row per run: ``first_cells`` (identity, counts), then the Inception cells as
+    ``inception_cells`` lays them out beside the paper's, then the toy cells; then notes."""
+    from ssd_lib.metrics.evaluate import evaluate_run
+
+    evaluate = evaluate or evaluate_run
+    notes: list[str] = []
+    net = _toy_net(dataset, toy, seed)
+    rows = []
+    for key, run in runs.items():
+        row = first_cells(key, run)
+        cells = _inception_cells(run, dataset, protocol, evaluate, notes, seed=seed, **eval_kwargs)
+        row.update(inception_cells(key, cells))
+        if net is not None:
+            row.update(_toy_cells(run, dataset, toy_n, seed, net))
+        rows.append(row)
+    _toy_floor(dataset, net, notes)
+    if not dataset.name.startswith("afhq"):
+        notes.append(
+            f"Our numbers are on the {dataset.name!r} dataset, the paper's on AFHQ "
+            "dogs: the columns are side by side for reference, not comparable."
+        )
+    return Table(
+        f"{title} ({protocol} protocol, dataset {dataset.name})",
+        pd.DataFrame(rows),
+        _common_meta(dataset, protocol, runs),
+        notes,
+    )
+
+
 def table1(
     runs: dict[str, Run],
     dataset: PreparedDataset,
@@ -213,37 +255,34 @@ def table1(
     **eval_kwargs: Any,
 ) -> Table:
     """Paper Table 1 for runs keyed by method ("DCGAN", "StyleGAN", "SSD")."""
-    from ssd_lib.metrics.evaluate import evaluate_run
 
-    evaluate = evaluate or evaluate_run
-    notes: list[str] = []
-    net = _toy_net(dataset, toy, seed)
-    rows = []
-    for method, run in runs.items():
+    def first(method: str, run: Run) -> dict[str, Any]:
         true, tool = parameter_counts(run)
-        paper = PAPER_TABLE1.get(method, {})
-        row = {
+        return {
             "method": method,
             "params (M)": true,
             "params (M), paper's tool": tool,
-            "params (M), paper": paper.get("params (M)", ""),
+            "params (M), paper": PAPER_TABLE1.get(method, {}).get("params (M)", ""),
         }
-        cells = _inception_cells(run, dataset, protocol, evaluate, notes, seed=seed, **eval_kwargs)
-        row.update({"FID": cells["FID"], "FID, paper (AFHQ)": paper.get("FID", "")})
-        if net is not None:
-            row.update(_toy_cells(run, dataset, toy_n, seed, net))
-        rows.append(row)
-    _toy_floor(dataset, net, notes)
-    if not dataset.name.startswith("afhq"):
-        notes.append(
-            f"Our numbers are on the {dataset.name!r} dataset, the paper's on AFHQ "
-            "dogs: the columns are side by side for reference, not comparable."
-        )
-    return Table(
-        f"Table 1 ({protocol} protocol, dataset {dataset.name})",
-        pd.DataFrame(rows),
-        _common_meta(dataset, protocol, runs),
-        notes,
+
+    def inception(method: str, cells: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "FID": cells["FID"],
+            "FID, paper (AFHQ)": PAPER_TABLE1.get(method, {}).get("FID", ""),
+        }
+
+    return _build(
+        "Table 1",
+        runs,
+        dataset,
+        protocol,
+        toy,
+        toy_n,
+        seed,
+        evaluate,
+        eval_kwargs,
+        first,
+        inception,
     )
 
 
@@ -258,31 +297,25 @@ def table2(
     **eval_kwargs: Any,
 ) -> Table:
     """Paper Table 2 for SSD runs keyed by the percentage of training data (100, 75, 50, 25)."""
-    from ssd_lib.metrics.evaluate import evaluate_run
 
-    evaluate = evaluate or evaluate_run
-    notes: list[str] = []
-    net = _toy_net(dataset, toy, seed)
-    rows = []
-    for pct, run in runs.items():
+    def inception(pct: int, cells: dict[str, Any]) -> dict[str, Any]:
         paper = PAPER_TABLE2.get(int(pct), {})
-        cells = _inception_cells(run, dataset, protocol, evaluate, notes, seed=seed, **eval_kwargs)
-        row: dict[str, Any] = {"data %": int(pct)}
+        out: dict[str, Any] = {}
         for key in ("FID", "clean-FID", "clean-KID"):
-            row[key] = cells[key]
-            row[f"{key}, paper (AFHQ)"] = paper.get(key, "")
-        if net is not None:
-            row.update(_toy_cells(run, dataset, toy_n, seed, net))
-        rows.append(row)
-    _toy_floor(dataset, net, notes)
-    if not dataset.name.startswith("afhq"):
-        notes.append(
-            f"Our numbers are on the {dataset.name!r} dataset, the paper's on AFHQ "
-            "dogs: the columns are side by side for reference, not comparable."
-        )
-    return Table(
-        f"Table 2 ({protocol} protocol, dataset {dataset.name})",
-        pd.DataFrame(rows),
-        _common_meta(dataset, protocol, runs),
-        notes,
+            out[key] = cells[key]
+            out[f"{key}, paper (AFHQ)"] = paper.get(key, "")
+        return out
+
+    return _build(
+        "Table 2",
+        runs,
+        dataset,
+        protocol,
+        toy,
+        toy_n,
+        seed,
+        evaluate,
+        eval_kwargs,
+        lambda pct, run: {"data %": int(pct)},
+        inception,
     )

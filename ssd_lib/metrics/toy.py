@@ -105,8 +105,12 @@ class FactorNet(nn.Module):
             raise ValueError(f"factor_names={list(factor_names)!r}; allowed: {list(FACTORS)}")
         self.factor_names = list(factor_names)
         self.specs = {name: _spec(name) for name in self.factor_names}
-        self.config = {"factor_names": self.factor_names, "feature_dim": int(feature_dim),
-                       "widths": [int(w) for w in widths], "image_size": int(image_size)}
+        self.config = {
+            "factor_names": self.factor_names,
+            "feature_dim": int(feature_dim),
+            "widths": [int(w) for w in widths],
+            "image_size": int(image_size),
+        }
         blocks, c_in = [], 3
         for c in widths:  # 64 -> 32 -> 16 -> 8 -> 4 pixels
             blocks += [nn.Conv2d(c_in, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU()]
@@ -125,8 +129,10 @@ class FactorNet(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Raw head outputs per factor: logits (N, n_classes) or normalised values (N,)."""
         h = self.features(x)
-        return {name: head(h).squeeze(1) if self.specs[name]["kind"] == "continuous" else head(h)
-                for name, head in self.heads.items()}
+        return {
+            name: head(h).squeeze(1) if self.specs[name]["kind"] == "continuous" else head(h)
+            for name, head in self.heads.items()
+        }
 
     def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per factor: class index (N,) int64, or value (N,) float in natural units clipped to
@@ -171,8 +177,10 @@ def embed(
     """uint8 images (N, 3, S, S) -> features float64 (N, D) and predictions per factor (N,)."""
     size = net.config["image_size"]
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1:] != (3, size, size):
-        raise ValueError(f"images must be uint8 (N, 3, {size}, {size}) like the net's training "
-                         f"data, got {images.dtype} {tuple(images.shape)}")
+        raise ValueError(
+            f"images must be uint8 (N, 3, {size}, {size}) like the net's training "
+            f"data, got {images.dtype} {tuple(images.shape)}"
+        )
     was_training, device = net.training, next(net.parameters()).device
     net.eval()
     feats, preds = [], {name: [] for name in net.factor_names}
@@ -213,8 +221,10 @@ def held_out_scores(
             scores[name] = {"r2": float(r2), "mae": float(np.abs(p - truth).mean())}
         else:
             counts = np.bincount(truth.astype(np.int64), minlength=net.specs[name]["n_classes"])
-            scores[name] = {"accuracy": float((p == truth).mean()),
-                            "majority": float(counts.max() / len(truth))}
+            scores[name] = {
+                "accuracy": float((p == truth).mean()),
+                "majority": float(counts.max() / len(truth)),
+            }
     return scores
 
 
@@ -268,8 +278,14 @@ def train_factor_net(
     else:
         scores = held_out_scores(net, dataset.val.images, dataset.val.factors)
     log.info("trained factor net in %.1f s; held-out scores %s", seconds, scores)
-    recipe = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "feature_dim": feature_dim,
-              "widths": [int(w) for w in widths], "net_version": NET_VERSION}
+    recipe = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "feature_dim": feature_dim,
+        "widths": [int(w) for w in widths],
+        "net_version": NET_VERSION,
+    }
     return FactorNetResult(net, seed, dataset.content_hash, scores, seconds, recipe)
 
 
@@ -293,11 +309,20 @@ def load_or_train_factor_net(
     names = _check_factor_data(dataset)
     seed = _check_int("seed", seed, 0)
     stem = Path(root or Path(dataset.path) / CACHE_FOLDER) / f"factor_net_s{seed}"
-    recipe = {"epochs": epochs, "batch_size": batch_size, "lr": DEFAULT_LR,
-              "feature_dim": feature_dim, "widths": [int(w) for w in widths],
-              "net_version": NET_VERSION}
-    key = {"dataset_hash": dataset.content_hash, "seed": seed, "train_config": recipe,
-           "specs": {n: _spec(n) for n in names}}
+    recipe = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": DEFAULT_LR,
+        "feature_dim": feature_dim,
+        "widths": [int(w) for w in widths],
+        "net_version": NET_VERSION,
+    }
+    key = {
+        "dataset_hash": dataset.content_hash,
+        "seed": seed,
+        "train_config": recipe,
+        "specs": {n: _spec(n) for n in names},
+    }
     if not force and stem.with_suffix(".json").is_file():
         try:
             tensors, meta = load_checkpoint(stem)
@@ -307,15 +332,29 @@ def load_or_train_factor_net(
                     net = FactorNet(**meta["net_config"])
                 load_state_strict(net, tensors, str(stem))
                 log.info("loaded factor net from %s", stem)
-                return FactorNetResult(net.eval(), seed, dataset.content_hash, meta["scores"],
-                                       meta["train_seconds"], recipe, True, stem)
+                return FactorNetResult(
+                    net.eval(),
+                    seed,
+                    dataset.content_hash,
+                    meta["scores"],
+                    meta["train_seconds"],
+                    recipe,
+                    True,
+                    stem,
+                )
             log.warning("factor net cache %s differs in %s; training a new one", stem, stale)
         except (CheckpointError, KeyError, TypeError, ValueError) as err:
             log.warning("factor net cache %s is unusable (%s); training a new one", stem, err)
-    result = train_factor_net(dataset, seed, epochs, batch_size, DEFAULT_LR, feature_dim,
-                              widths, show_progress)
-    meta = {**key, "net_config": result.net.config, "scores": result.scores,
-            "train_seconds": result.train_seconds, "dataset_name": dataset.name}
+    result = train_factor_net(
+        dataset, seed, epochs, batch_size, DEFAULT_LR, feature_dim, widths, show_progress
+    )
+    meta = {
+        **key,
+        "net_config": result.net.config,
+        "scores": result.scores,
+        "train_seconds": result.train_seconds,
+        "dataset_name": dataset.name,
+    }
     save_checkpoint(stem, result.net.state_dict(), meta)
     result.path = stem
     return result
@@ -361,8 +400,10 @@ def toy_metrics(
     bad = [f for f in combo_factors if f not in specs or specs[f]["kind"] == "continuous"]
     if bad or not combo_factors:
         allowed = [n for n, s in specs.items() if s["kind"] != "continuous"]
-        raise ValueError(f"combo_factors={combo_factors!r}: {bad} not allowed; use binary or "
-                         f"categorical factors from {allowed}")
+        raise ValueError(
+            f"combo_factors={combo_factors!r}: {bad} not allowed; use binary or "
+            f"categorical factors from {allowed}"
+        )
     _check_int("min_count", min_count, 1)
     feat_r, pred_r = embed(net.net, real_images, batch_size)
     feat_f, pred_f = embed(net.net, fake_images, batch_size)
@@ -383,29 +424,56 @@ def toy_metrics(
         a, b, key = pred_r[name], pred_f[name], f"factor-distance-toy/{name}"
         if s["kind"] == "continuous":
             lo, hi = s["range"]
-            out[key] = result(key, wasserstein_1d(a, b) / (hi - lo), distance="W1 / range",
-                              range=[lo, hi], real_mean=float(a.mean()), fake_mean=float(b.mean()))
+            out[key] = result(
+                key,
+                wasserstein_1d(a, b) / (hi - lo),
+                distance="W1 / range",
+                range=[lo, hi],
+                real_mean=float(a.mean()),
+                fake_mean=float(b.mean()),
+            )
         else:
             p = np.bincount(a, minlength=s["n_classes"]) / len(a)
             q = np.bincount(b, minlength=s["n_classes"]) / len(b)
-            out[key] = result(key, 0.5 * np.abs(p - q).sum(), distance="total variation",
-                              classes=FACTORS[name].get("values", list(range(s["n_classes"]))),
-                              real_share=p.round(4).tolist(), fake_share=q.round(4).tolist())
+            out[key] = result(
+                key,
+                0.5 * np.abs(p - q).sum(),
+                distance="total variation",
+                classes=FACTORS[name].get("values", list(range(s["n_classes"]))),
+                real_share=p.round(4).tolist(),
+                fake_share=q.round(4).tolist(),
+            )
 
     sizes = [specs[f]["n_classes"] for f in combo_factors]
     n_combos = math.prod(sizes)
-    h_r, h_f = (np.bincount(np.ravel_multi_index([pred[f] for f in combo_factors], sizes),
-                            minlength=n_combos) for pred in (pred_r, pred_f))
-    missing = [dict(zip(combo_factors, map(int, np.unravel_index(i, sizes)), strict=True))
-               for i in np.flatnonzero(h_f < min_count)]
+    h_r, h_f = (
+        np.bincount(
+            np.ravel_multi_index([pred[f] for f in combo_factors], sizes), minlength=n_combos
+        )
+        for pred in (pred_r, pred_f)
+    )
+    missing = [
+        dict(zip(combo_factors, map(int, np.unravel_index(i, sizes)), strict=True))
+        for i in np.flatnonzero(h_f < min_count)
+    ]
     common = {"factors": list(combo_factors), "n_combinations": n_combos}
     out["combo-coverage-toy"] = result(
-        "combo-coverage-toy", (h_f >= min_count).mean(),
-        real_value=float((h_r >= min_count).mean()), min_count=min_count,
-        missing=missing[:50], n_missing=len(missing), **common)
+        "combo-coverage-toy",
+        (h_f >= min_count).mean(),
+        real_value=float((h_r >= min_count).mean()),
+        min_count=min_count,
+        missing=missing[:50],
+        n_missing=len(missing),
+        **common,
+    )
     out["combo-entropy-toy"] = result(
-        "combo-entropy-toy", _entropy_bits(h_f), real_value=_entropy_bits(h_r),
-        max_value=math.log2(n_combos), unit="bits", **common)
+        "combo-entropy-toy",
+        _entropy_bits(h_f),
+        real_value=_entropy_bits(h_r),
+        max_value=math.log2(n_combos),
+        unit="bits",
+        **common,
+    )
     return out
 
 
@@ -433,8 +501,11 @@ def evaluate_generator_toy(
     if net is None:
         net = load_or_train_factor_net(dataset)
     if net.dataset_hash != dataset.content_hash:
-        log.warning("factor net was trained on dataset hash %s, evaluating on %s",
-                    net.dataset_hash[:12], dataset.content_hash[:12])
+        log.warning(
+            "factor net was trained on dataset hash %s, evaluating on %s",
+            net.dataset_hash[:12],
+            dataset.content_hash[:12],
+        )
     fake = generate(generator, sample_z(n, generator.z_dim, seed), value_range, batch_size)
     real = dataset.train.images
     if len(real) > n:

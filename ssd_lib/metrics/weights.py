@@ -19,10 +19,11 @@ download) is reported as unverified, and its numbers are never called FID.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from ssd_lib.atomic import sha256_file
 
 PYTORCH_FID = "pytorch-fid"
 CLEAN_FID = "clean-fid"
@@ -75,14 +76,6 @@ def weights_url(library: str) -> str:
     return _URLS[_check_library(library)]
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 @dataclass(frozen=True)
 class WeightsStatus:
     library: str
@@ -107,7 +100,7 @@ def weights_status(library: str, hash_file: bool = True) -> WeightsStatus:
     """Whether ``library``'s weights are present (and, with ``hash_file``, which file it is)."""
     path = weights_path(library)
     present = path.is_file()
-    digest = sha256_of(path) if present and hash_file else None
+    digest = sha256_file(path) if present and hash_file else None
     return WeightsStatus(library, path, present, weights_url(library), digest)
 
 
