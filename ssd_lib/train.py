@@ -99,8 +99,10 @@ class Trainer:
         run_dir: str | Path,
         device: str | torch.device = "cpu",
         show_progress: bool = True,
+        val: ImageSplit | None = None,
     ) -> None:
         self.cfg, self.data, self.run_dir = cfg, data, Path(run_dir)
+        self.val = val  # held-out reals, for D's overfitting gap at each epoch end
         self.device = resolve_device(device)
         self.show_progress = show_progress
         torch.manual_seed(cfg.seed)  # initial weights (and StyleGAN's noise afterwards)
@@ -260,6 +262,7 @@ class Trainer:
                     self.epoch += 1
                     self.batch_in_epoch = 0
                     self.epoch_start_state = epoch_gen.get_state()
+                    self.history[-1].update(self.discriminator_gap())
                     self.save_samples(self.run_dir / "samples" / f"epoch_{self.epoch:03d}.png")
                 self.elapsed += time.perf_counter() - t0
                 t0 = time.perf_counter()
@@ -281,6 +284,26 @@ class Trainer:
                 self.run_dir,
             )
         return state
+
+    @torch.no_grad()
+    def discriminator_gap(self, n: int = 256) -> dict[str, float]:
+        """Mean D output on the first ``n`` training reals and the first ``n`` held-out reals.
+
+        D runs in eval mode (BatchNorm on running statistics, SN without a power iteration),
+        so measuring changes no state; a D that memorises the training set scores training
+        reals higher than held-out ones. Empty without a val split.
+        """
+        if self.val is None or len(self.val) == 0:
+            return {}
+        out = {}
+        self.D.eval()
+        try:
+            for name, split in (("d_train_eval", self.data), ("d_val_eval", self.val)):
+                x = uint8_to_float(split.images[:n], self.cfg.real_range).to(self.device)
+                out[name] = float(self._D(x).mean())
+        finally:
+            self.D.train()
+        return out
 
     def save_samples(self, path: Path) -> Path:
         images = generate(self.G, self.fixed_z, self.cfg.real_range, device=self.device)
@@ -418,7 +441,9 @@ def train(
         log.info("reusing the complete run %s", run.path)
         return run
     split = dataset.train.subset(cfg.data_fraction, cfg.subset_mode, seed=cfg.seed)
-    trainer = Trainer(cfg, split, run.path, device=device, show_progress=show_progress)
+    trainer = Trainer(
+        cfg, split, run.path, device=device, show_progress=show_progress, val=dataset.val
+    )
     if resume and run.checkpoint.with_suffix(".json").is_file():
         trainer.load(run.checkpoint)
         log.info("resuming %s at step %d", run.path, trainer.step)

@@ -90,7 +90,9 @@ def test_same_seed_same_weights_different_seed_different(tiny_dataset, tmp_path)
 def test_interrupted_run_resumes_bit_identically(preset, tiny_dataset, tmp_path, monkeypatch):
     # 40 images, batch 8: 5 steps per epoch; 2 epochs = 10 steps. Interrupt mid-epoch 2.
     cfg = make_config(preset, "smoke", dataset="tiny", epochs=2, max_steps=0)
-    whole = Trainer(cfg, tiny_dataset.train, tmp_path / "whole", "cpu", False)
+    whole = Trainer(
+        cfg, tiny_dataset.train, tmp_path / "whole", "cpu", False, val=tiny_dataset.val
+    )  # train() passes the val split too
     assert whole.fit() == "complete" and whole.step == 10
 
     original = Trainer.train_step
@@ -256,3 +258,20 @@ def test_generate_reads_outputs_in_the_declared_range():
     assert signed[0, :, 0, 0].tolist() == [64, 128, 191]
     with pytest.raises(ValueError, match="truncation_psi=0.5 needs a generator with a mapping"):
         generate(Constant(), z, "[0, 1]", truncation_psi=0.5)
+
+
+def test_discriminator_gap_is_recorded_at_epoch_ends_without_changing_training(
+    tiny_dataset, tmp_path
+):
+    cfg = make_config("paper", "smoke", epochs=2, max_steps=0)  # 2 epochs of 5 steps
+    with_val = Trainer(cfg, tiny_dataset.train, tmp_path / "a", "cpu", False, val=tiny_dataset.val)
+    without = Trainer(cfg, tiny_dataset.train, tmp_path / "b", "cpu", False)
+    with_val.fit()
+    without.fit()
+    rows = [r for r in with_val.history if "d_val_eval" in r]
+    assert [r["step"] for r in rows] == [5, 10]  # one per epoch end
+    assert all(0 < r["d_val_eval"] < 1 and 0 < r["d_train_eval"] < 1 for r in rows)
+    for a, b in zip(with_val.G.state_dict().values(), without.G.state_dict().values(), strict=True):
+        assert torch.equal(a, b)  # measuring in eval mode changed nothing
+    for a, b in zip(with_val.D.state_dict().values(), without.D.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
