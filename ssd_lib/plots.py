@@ -6,6 +6,7 @@ same in a notebook, a script and a test, and never change the global backend.
 
 from __future__ import annotations
 
+import io
 import textwrap
 from pathlib import Path
 
@@ -15,6 +16,16 @@ from matplotlib.figure import Figure
 
 from ssd_lib.atomic import atomic_write
 from ssd_lib.images import make_grid
+
+
+class PlotFigure(Figure):
+    """A matplotlib ``Figure`` that shows itself as a PNG in Jupyter (``_repr_png_``), so a
+    notebook cell ending in ``fig`` displays it without pyplot or an inline backend."""
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=100)
+        return buf.getvalue()
 
 
 def moving_average(x: np.ndarray, window: int) -> np.ndarray:
@@ -48,7 +59,7 @@ def stamp(fig: Figure, label: str) -> Figure:
 
 def loss_figure(history: dict[str, np.ndarray], label: str, window: int = 25) -> Figure:
     """D and G losses per step (thin) with a ``window``-step moving average (thick)."""
-    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    fig = PlotFigure(figsize=(10, 3.6), layout="constrained")
     axes = fig.subplots(1, 2)
     step = history["step"]
     for ax, key, name in zip(
@@ -71,7 +82,7 @@ def grid_figure(images: torch.Tensor, title: str, label: str, nrow: int = 8) -> 
     """uint8 images (N, 3, H, W) as one grid with a title."""
     grid = make_grid(images, nrow=nrow)
     h, w = grid.shape[:2]
-    fig = Figure(figsize=(6, 6 * h / w + 0.6), layout="constrained")
+    fig = PlotFigure(figsize=(6, 6 * h / w + 0.6), layout="constrained")
     ax = fig.subplots()
     ax.imshow(grid, interpolation="nearest")
     ax.set_axis_off()

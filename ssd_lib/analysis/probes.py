@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from ssd_lib.analysis.latent import _check_choice
 from ssd_lib.data.embedded import FACTORS
-from ssd_lib.plots import stamp
+from ssd_lib.plots import PlotFigure, stamp
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def probe_bar_figure(probes: pd.DataFrame, label: str) -> Figure:
     factors = list(dict.fromkeys(probes["factor"]))
     spaces = list(dict.fromkeys(probes["space"]))
     metric = probes.groupby("factor")["metric"].first()
-    fig = Figure(figsize=(max(6.0, 0.9 * len(factors) + 1), 2.4 * len(models) + 1))
+    fig = PlotFigure(figsize=(max(6.0, 0.9 * len(factors) + 1), 2.4 * len(models) + 1))
     fig.set_layout_engine("constrained")
     axes = fig.subplots(len(models), 1, sharex=True, squeeze=False)[:, 0]
     x, width = np.arange(len(factors)), 0.8 / len(spaces)

@@ -1,0 +1,114 @@
+"""Running the numbered notebooks with papermill, and checking their parameters.
+
+``run_notebooks`` executes ``notebooks/NN_*.ipynb`` in order with the given parameters (the
+first code cell of each is tagged ``parameters``), writing the executed notebook in place (so
+the committed notebooks carry the outputs of the default run) or into another folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ssd_lib.config import PROFILES
+
+log = logging.getLogger(__name__)
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+DEFAULTS: dict[str, Any] = {
+    "dataset": "embedded",
+    "profile": "quick",
+    "seed": 0,
+    "device": "auto",
+    "out_dir": "../figures",
+}
+
+
+class NotebookParameterError(ValueError):
+    """A notebook parameter has the wrong type or value."""
+
+
+def check_parameters(dataset: Any, profile: Any, seed: Any, device: Any, out_dir: Any) -> dict:
+    """Validate the common notebook parameters; called in every notebook's second cell, so a
+    bad papermill ``-p`` fails there with a message naming the parameter."""
+
+    def bad(name: str, value: Any, allowed: str) -> None:
+        raise NotebookParameterError(f"parameter {name}={value!r} is invalid; allowed: {allowed}")
+
+    if not isinstance(dataset, str) or not dataset:
+        bad("dataset", dataset, "'embedded', 'afhq', a folder path or a prepared dataset name")
+    if profile not in PROFILES:
+        bad("profile", profile, f"one of {list(PROFILES)}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        bad("seed", seed, "an integer >= 0")
+    if not isinstance(device, str) or not (
+        device in ("auto", "cpu", "mps") or device.startswith("cuda")
+    ):
+        bad("device", device, "'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'")
+    if not isinstance(out_dir, str) or not out_dir:
+        bad("out_dir", out_dir, "a folder path as a string")
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    return {
+        "dataset": dataset,
+        "profile": profile,
+        "seed": seed,
+        "device": device,
+        "out_dir": out_dir,
+    }
+
+
+def _rel(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return str(path)
+
+
+def list_notebooks(folder: str | Path = NOTEBOOK_DIR) -> list[Path]:
+    """The numbered notebooks (``NN_name.ipynb``) in run order."""
+    return sorted(p for p in Path(folder).glob("[0-9][0-9]_*.ipynb"))
+
+
+def run_notebooks(
+    parameters: dict[str, Any] | None = None,
+    names: list[str] | None = None,
+    output_dir: str | Path | None = None,
+    folder: str | Path = NOTEBOOK_DIR,
+    progress: bool = True,
+    kernel_name: str = "python3",
+) -> list[Path]:
+    """Execute notebooks in order; returns the executed notebooks' paths.
+
+    ``output_dir=None`` overwrites each notebook with its executed copy. Papermill runs each
+    with its own folder as the working directory, so ``out_dir`` is relative to
+    ``notebooks/``.
+    """
+    import papermill as pm
+
+    params = {**DEFAULTS, **(parameters or {})}
+    notebooks = list_notebooks(folder)
+    if names is not None:
+        unknown = sorted(set(names) - {p.name for p in notebooks})
+        if unknown:
+            raise ValueError(f"unknown notebooks {unknown}; known: {[p.name for p in notebooks]}")
+        notebooks = [p for p in notebooks if p.name in names]
+    outputs = []
+    for nb in notebooks:
+        out = nb if output_dir is None else Path(output_dir) / nb.name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        t = time.perf_counter()
+        log.info("executing %s with %s", nb.name, params)
+        pm.execute_notebook(
+            _rel(nb),  # relative paths: papermill stores them in the notebook
+            _rel(out),
+            parameters={**params, "notebook": nb.name},
+            cwd=str(nb.parent),
+            kernel_name=kernel_name,
+            progress_bar=progress,
+        )
+        log.info("%s done in %.1f s", nb.name, time.perf_counter() - t)
+        outputs.append(out)
+    return outputs
