@@ -15,6 +15,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from ssd_lib.atomic import atomic_write_json
+from ssd_lib.hardware import describe_machine
 from ssd_lib.plots import save_figure
 
 MANIFEST = "MANIFEST.json"
@@ -77,6 +78,7 @@ def provenance(
         "parameters": dict(parameters),
         "profile": parameters.get("profile"),
     }
+    entry["machine"] = describe_machine()  # timings and numbers depend on it
     if dataset is not None:
         entry["dataset"] = dataset.name
         entry["dataset_hash"] = dataset.content_hash[:12]

@@ -175,3 +175,22 @@ def test_unknown_protocol_and_library_are_refused(trained):
         evaluate_run(run, ds, "fancy")
     with pytest.raises(ValueError, match="libraries="):
         evaluate_run(run, ds, "paper", libraries=("tf-fid",))
+
+
+def test_reference_pngs_follow_the_dataset_when_it_is_rebuilt_under_the_same_name(tmp_path):
+    from ssd_lib.metrics.evaluate import reference_folder
+
+    root = tmp_path / "data"
+    for value in (0, 200):
+        images = torch.full((10, 3, 8, 8), value, dtype=torch.uint8)
+        write_prepared("same", {"train": ImageSplit(images)}, {"kind": "test"}, root=root)
+        ds = load_prepared("same", root)
+        folder = reference_folder(ds, "train", source_resolution=False)
+        pixel = np.asarray(Image.open(folder / "000000.png"))[0, 0, 0]
+        assert pixel == value  # never the PNGs of the previous build
+
+
+def test_matched_protocol_refuses_more_fakes_than_reals(with_standins, trained):
+    run, ds = trained
+    with pytest.raises(ValueError, match=r"n=30 generated images exceed the 24 real train"):
+        evaluate_run(run, ds, "matched", n=30, min_samples=10, show_progress=False)

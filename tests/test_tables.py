@@ -24,7 +24,7 @@ def test_table1_offline_marks_inception_columns_and_fills_paper_columns(
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
     t = table1(runs, tiny_dataset, protocol="matched", toy=False)
     df = t.frame.set_index("method")
-    assert (df["FID"] == NEEDS_WEIGHTS).all()
+    assert (df["FID (matched)"] == NEEDS_WEIGHTS).all()
     # True counts vs what the paper's summary tool prints vs the paper.
     assert df.loc["SSD", "params (M)"] == "6.544"  # 3,778,904 + 2,765,568
     assert df.loc["SSD", "params (M), paper's tool"] == "6.574"
@@ -51,7 +51,7 @@ def test_unverified_weights_never_fill_an_fid_cell(runs, tiny_dataset):
 
     t = table2({100: runs["SSD"]}, tiny_dataset, toy=False, evaluate=fake_evaluate)
     row = t.frame.iloc[0]
-    assert row["FID"] == row["clean-FID"] == row["clean-KID"] == UNVERIFIED
+    assert row["FID (paper)"] == row["clean-FID (paper)"] == row["clean-KID (paper)"] == UNVERIFIED
     assert row["clean-KID, paper (AFHQ)"] == 0.2054 and row["data %"] == 100
 
 
@@ -66,7 +66,11 @@ def test_verified_numbers_go_into_the_table(runs, tiny_dataset):
 
     t = table2({75: runs["SSD"]}, tiny_dataset, toy=False, evaluate=fake_evaluate)
     row = t.frame.iloc[0]
-    assert (row["FID"], row["clean-FID"], row["clean-KID"]) == (300.0, 290.0, 0.2)
+    assert (row["FID (paper)"], row["clean-FID (paper)"], row["clean-KID (paper)"]) == (
+        300.0,
+        290.0,
+        0.2,
+    )
     assert row["FID, paper (AFHQ)"] == 241.581
 
 
@@ -80,11 +84,13 @@ def test_table1_on_embedded_data_fills_toy_columns_and_states_their_floor(tmp_pa
             make_config("paper", "smoke", dataset=ds.name), ds, device="cpu", show_progress=False
         )
     }
-    t = table1(runs, ds, toy_n=100)
+    t = table1(runs, ds, toy_n=60, min_samples=10)
     row = t.frame.iloc[0]
-    assert row["FID"] == NEEDS_WEIGHTS
+    assert row["FID (matched)"] == NEEDS_WEIGHTS
     assert isinstance(row["FD-toy"], float) and row["FD-toy"] > 0
     assert 0 < row["combo coverage (toy)"] <= 1
-    floor = next(n for n in t.notes if n.startswith("Toy-metric floor"))
-    assert "real val images (100)" in floor
+    floor = next(n for n in t.notes if n.startswith("Reference for the toy columns"))
+    # The reference is measured at the generator columns' n: 60 reals against 60 reals.
+    assert "60 real held-out (val) images against 60 train images" in floor
+    assert "use n=60" in floor
     assert "FID" not in " ".join(c for c in t.frame.columns if "toy" in c)

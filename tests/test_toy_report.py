@@ -17,6 +17,6 @@ def test_toy_report_prints_run_and_floor(capsys):
     out = capsys.readouterr().out
     assert f"dataset={ds.name} preset=paper profile=smoke" in out
     fd_line = next(line for line in out.splitlines() if line.startswith("FD-toy"))
-    run_value, floor_value = map(float, fd_line.split()[1:])
-    assert run_value > floor_value > 0  # a 3-step generator is far from real dogs
+    run_value, run_small, floor_value = map(float, fd_line.split()[1:])
+    assert run_small > floor_value > 0  # a 3-step generator is far from real dogs, at equal n
     assert "counts: n_real=100 n_fake=100" in out  # as many reals as samples, drawn from 300

@@ -86,7 +86,12 @@ def reference_folder(dataset: PreparedDataset, split: str, source_resolution: bo
     data = getattr(dataset, split)
     if data is None:
         raise ValueError(f"dataset {dataset.name!r} has no {split!r} split")
-    return export_split(data.images, dataset.path / "png64" / split, show_progress=False)
+    # Named by the split's content hash: a dataset rebuilt under the same name with other
+    # images gets a new folder instead of silently reusing the old PNGs.
+    digest = dataset.manifest["splits"][split]["content_hash"][:12]
+    return export_split(
+        data.images, dataset.path / "png64" / f"{split}-{digest}", show_progress=False
+    )
 
 
 def _label(base: str, verified: bool) -> str:
@@ -151,7 +156,13 @@ def evaluate_run(
         ref_dir = reference_folder(dataset, split, proto.source_resolution)
         ref_files = list_images(ref_dir)
         if proto.name == "matched":
-            ref_files = ref_files[:n_gen]  # same count as the generated set
+            if n_gen > len(ref_files):
+                raise ValueError(
+                    f"n={n_gen} generated images exceed the {len(ref_files)} real {split} "
+                    f"images; the matched protocol compares equal counts, so n must be at "
+                    f"most {len(ref_files)}"
+                )
+            ref_files = ref_files[:n_gen]  # same count: the first n_gen in file order
         identity = {
             "dataset_hash": dataset.content_hash,
             "split": split,

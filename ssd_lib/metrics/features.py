@@ -155,7 +155,7 @@ def kernel_distance(
             "library": "clean-fid",
             "num_subsets": num_subsets,
             "subset_size": subset,
-            "seed": seed,
+            "kid_seed": seed,
         },
     )
 

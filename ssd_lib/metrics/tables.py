@@ -187,18 +187,19 @@ def _toy_net(dataset: PreparedDataset, toy: bool | None, seed: int) -> Any:
     return load_or_train_factor_net(dataset, seed=seed)
 
 
-def _toy_floor(dataset: PreparedDataset, net: Any, notes: list[str]) -> None:
+def _toy_floor(dataset: PreparedDataset, net: Any, notes: list[str], n: int, seed: int) -> None:
     """Note what real held-out images score: the toy metrics' floor (the CNN saw train)."""
     if net is None or dataset.val is None:
         return
-    from ssd_lib.metrics.toy import toy_metrics
+    from ssd_lib.metrics.toy import real_floor
 
-    res = toy_metrics(net, dataset.train.images, dataset.val.images, min_samples=10)
+    res = real_floor(net, dataset, n, seed, min_samples=10)
+    m = res["FD-toy"].n_fake
     notes.append(
-        f"Toy-metric floor, real val images ({len(dataset.val)}) vs train: "
-        f"FD-toy {res['FD-toy'].value:.3g}, KID-toy {res['KID-toy'].value:.3g}, "
-        f"combo coverage {res['combo-coverage-toy'].value:.3g}; a generator cannot be "
-        "expected to score below this."
+        f"Reference for the toy columns: {m} real held-out (val) images against {m} train "
+        f"images score FD-toy {res['FD-toy'].value:.3g}, KID-toy {res['KID-toy'].value:.3g}, "
+        f"combo coverage {res['combo-coverage-toy'].value:.3g}. The generator columns use "
+        f"n={n}; FD-toy and KID-toy grow as n shrinks, so compare only at equal n."
     )
 
 
@@ -210,6 +211,7 @@ def _build(
     toy: bool | None,
     toy_n: int,
     seed: int,
+    net_seed: int,
     evaluate: Callable[..., list] | None,
     eval_kwargs: dict,
     first_cells: Callable[[Any, Run], dict[str, Any]],
@@ -221,7 +223,7 @@ def _build(
 
     evaluate = evaluate or evaluate_run
     notes: list[str] = []
-    net = _toy_net(dataset, toy, seed)
+    net = _toy_net(dataset, toy, net_seed)
     rows = []
     for key, run in runs.items():
         row = first_cells(key, run)
@@ -230,7 +232,14 @@ def _build(
         if net is not None:
             row.update(_toy_cells(run, dataset, toy_n, seed, net))
         rows.append(row)
-    _toy_floor(dataset, net, notes)
+    _toy_floor(dataset, net, notes, toy_n, seed)
+    widths = {r.config.stylegan_width for r in runs.values() if r.config.generator == "stylegan"}
+    if widths - {1.0}:
+        notes.append(
+            f"The StyleGAN baseline ran at width {sorted(widths)} (profile "
+            f"{next(iter(runs.values())).config.profile!r}), not the paper's full "
+            "width; its parameter count is that of the smaller network."
+        )
     if not dataset.name.startswith("afhq"):
         notes.append(
             f"Our numbers are on the {dataset.name!r} dataset, the paper's on AFHQ "
@@ -251,6 +260,7 @@ def table1(
     toy: bool | None = None,
     toy_n: int = 5000,
     seed: int = 0,
+    net_seed: int = 0,
     evaluate: Callable[..., list] | None = None,
     **eval_kwargs: Any,
 ) -> Table:
@@ -267,7 +277,7 @@ def table1(
 
     def inception(method: str, cells: dict[str, Any]) -> dict[str, Any]:
         return {
-            "FID": cells["FID"],
+            f"FID ({protocol})": cells["FID"],
             "FID, paper (AFHQ)": PAPER_TABLE1.get(method, {}).get("FID", ""),
         }
 
@@ -279,6 +289,7 @@ def table1(
         toy,
         toy_n,
         seed,
+        net_seed,
         evaluate,
         eval_kwargs,
         first,
@@ -293,6 +304,7 @@ def table2(
     toy: bool | None = None,
     toy_n: int = 5000,
     seed: int = 0,
+    net_seed: int = 0,
     evaluate: Callable[..., list] | None = None,
     **eval_kwargs: Any,
 ) -> Table:
@@ -302,7 +314,7 @@ def table2(
         paper = PAPER_TABLE2.get(int(pct), {})
         out: dict[str, Any] = {}
         for key in ("FID", "clean-FID", "clean-KID"):
-            out[key] = cells[key]
+            out[f"{key} ({protocol})"] = cells[key]
             out[f"{key}, paper (AFHQ)"] = paper.get(key, "")
         return out
 
@@ -314,6 +326,7 @@ def table2(
         toy,
         toy_n,
         seed,
+        net_seed,
         evaluate,
         eval_kwargs,
         lambda pct, run: {"data %": int(pct)},

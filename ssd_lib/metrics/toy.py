@@ -477,6 +477,27 @@ def toy_metrics(
     return out
 
 
+def draw_train(dataset: PreparedDataset, n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` train images (all if fewer), drawn without replacement with ``seed``, in order."""
+    real = dataset.train.images
+    if len(real) > n:
+        idx = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))[:n]
+        real = real[idx.sort().values]
+    return real
+
+
+def real_floor(
+    net: FactorNetResult, dataset: PreparedDataset, n: int, seed: int = 0, **metric_kwargs: Any
+) -> dict[str, MetricResult]:
+    """The toy metrics of ``n`` real *held-out* (val) images against ``n`` train images: what
+    an ideal generator that does not copy its training set would score at that count. FD and
+    KD depend on n, so compare generators with this only at the same n."""
+    if dataset.val is None:
+        raise ValueError(f"dataset {dataset.name!r} has no val split to measure a floor with")
+    n = min(n, len(dataset.val))
+    return toy_metrics(net, draw_train(dataset, n, seed), dataset.val.images[:n], **metric_kwargs)
+
+
 def evaluate_generator_toy(
     generator: nn.Module,
     value_range: str,
@@ -507,9 +528,6 @@ def evaluate_generator_toy(
             dataset.content_hash[:12],
         )
     fake = generate(generator, sample_z(n, generator.z_dim, seed), value_range, batch_size)
-    real = dataset.train.images
-    if len(real) > n:
-        idx = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))[:n]
-        real = real[idx.sort().values]
+    real = draw_train(dataset, n, seed)
     log.info("toy metrics: %d generated vs %d real images", len(fake), len(real))
     return toy_metrics(net, real, fake, batch_size=batch_size, **metric_kwargs)

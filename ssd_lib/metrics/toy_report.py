@@ -1,8 +1,9 @@
 """``python -m ssd_lib.metrics.toy_report RUN_DIR``: the toy metrics of one run, with their floor.
 
 Prints FD-toy, KID-toy, precision/recall/density/coverage, factor-combination coverage and
-the left-ear share for 5,000 samples of the run's latest checkpoint against the embedded train
-split, next to what real held-out images score (the floor). Embedded data only.
+the left-ear share for 5,000 samples of the run's latest checkpoint against as many embedded
+train images; then the same for as many samples as the val split holds, beside what the real
+held-out val images score at that count (FD and KD depend on n). Embedded data only.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 
 from ssd_lib.data import prepare_dataset
 from ssd_lib.hardware import describe_machine
-from ssd_lib.metrics.toy import evaluate_generator_toy, load_or_train_factor_net, toy_metrics
+from ssd_lib.metrics.toy import evaluate_generator_toy, load_or_train_factor_net, real_floor
 from ssd_lib.runs import Run
 
 KEYS = (
@@ -47,12 +48,28 @@ def main(argv: list[str] | None = None) -> int:
     res = evaluate_generator_toy(
         run.load_generator(), run.config.real_range, ds, n=args.n, seed=args.seed, net=net
     )
-    floor = toy_metrics(net, ds.train.images, ds.val.images)
+    # FD and KD depend on the sample count: compare the run with real held-out images at
+    # the val split's size as well as at the requested n.
+    m = len(ds.val) if ds.val is not None else 0
+    small = (
+        evaluate_generator_toy(
+            run.load_generator(), run.config.real_range, ds, n=m, seed=args.seed, net=net
+        )
+        if m
+        else {}
+    )
+    floor = real_floor(net, ds, m, args.seed) if m else {}
     print(run.label())
     print("machine:", ", ".join(f"{k}={v}" for k, v in describe_machine().items()))
-    print(f"{'metric':36s} {'run':>9s} {'floor (val vs train)':>22s}")
+    head = f"run n={args.n}"
+    print(f"{'metric':34s} {head:>12s} {f'run n={m}':>10s} {f'real val n={m}':>14s}")
     for key in KEYS:
-        print(f"{key:36s} {res[key].value:9.4f} {floor[key].value:22.4f}")
+        cells = [small.get(key), floor.get(key)]
+        rest = " ".join(
+            f"{c.value:>{w}.4f}" if c else f"{'-':>{w}s}"
+            for c, w in zip(cells, (10, 14), strict=True)
+        )
+        print(f"{key:34s} {res[key].value:12.4f} {rest}")
     r = res["factor-distance-toy/left_ear_up"].details
     print(f"left ear up share: real {r['real_share'][1]:.3f}, generated {r['fake_share'][1]:.3f}")
     print(
