@@ -93,4 +93,3 @@ def test_table1_on_embedded_data_fills_toy_columns_and_states_their_floor(tmp_pa
     # The reference is measured at the generator columns' n: 60 reals against 60 reals.
     assert "60 real held-out (val) images against 60 train images" in floor
     assert "use n=60" in floor
-    assert "FID" not in " ".join(c for c in t.frame.columns if "toy" in c)
