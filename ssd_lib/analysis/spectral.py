@@ -1,0 +1,180 @@
+"""Spectral normalisation, measured: what the paper asserts about SN, in numbers and plots.
+
+The paper claims SN in the discriminator "slows the discriminator down" and so lets the
+generator learn coherent attributes. A run's history (``Run.history()``) records, per step,
+the losses, D(x), D(G(z)), D's accuracy, the gradient norm reaching G, the largest singular
+value of every tracked D layer (stored and applied) and, at epoch ends, D's mean output on
+training vs held-out reals. This module turns two runs (with and without SN) into:
+
+- ``loss_comparison_figure``: paper Fig. 4 (D and G losses, SN vs no SN, 2 x 2 panels);
+- ``sigma_figure``: sigma of each layer's applied weight over training;
+- ``discriminator_figure``: D(x), D(G(z)), accuracy, the train/val gap and G's gradient norm;
+- ``check_sn_layers``: the applied weights of the final checkpoint, by exact SVD;
+- ``sn_summary`` and ``verdict``: late-training means side by side and a plain-words reading.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
+
+from ssd_lib.checkpoint import load_checkpoint, load_state_strict, split_prefix
+from ssd_lib.models import build_discriminator
+from ssd_lib.plots import PlotFigure, moving_average, stamp
+from ssd_lib.runs import Run
+from ssd_lib.spectral import exact_sigma, weight_matrix
+
+SUMMARY_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "d_acc", "grad_norm_g", "grad_norm_d")
+
+
+def _late(values: np.ndarray, fraction: float) -> np.ndarray:
+    """The last ``fraction`` of a per-step series, NaNs dropped."""
+    tail = values[int(len(values) * (1 - fraction)) :]
+    return tail[~np.isnan(tail)]
+
+
+def sn_summary(runs: dict[str, Run], fraction: float = 0.5) -> pd.DataFrame:
+    """Mean of each logged quantity over the last ``fraction`` of training, one column per run;
+    plus the last train-vs-val gap of D (eval mode) when it was recorded."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction={fraction!r} must be in (0, 1]")
+    table = {}
+    for name, run in runs.items():
+        h = run.history()
+        col = {k: float(_late(h[k], fraction).mean()) for k in SUMMARY_KEYS if k in h}
+        if "d_train_eval" in h:
+            tr, va = h["d_train_eval"], h["d_val_eval"]
+            last = np.flatnonzero(~np.isnan(tr))
+            if len(last):
+                col["d_train_minus_val (last epoch)"] = float(tr[last[-1]] - va[last[-1]])
+        table[name] = col
+    return pd.DataFrame(table)
+
+
+def verdict(summary: pd.DataFrame, with_sn: str, without_sn: str) -> str:
+    """A plain reading of ``sn_summary``: does SN make D weaker (slower) on this run pair?"""
+    a, b = summary[with_sn], summary[without_sn]
+    slower = [
+        k for k, sign in (("d_acc", -1), ("d_real", -1), ("d_fake", +1)) if sign * (a[k] - b[k]) > 0
+    ]
+    lines = [
+        f"Late-training means: D accuracy {a['d_acc']:.3f} with SN vs {b['d_acc']:.3f} without; "
+        f"D(G(z)) {a['d_fake']:.3f} vs {b['d_fake']:.3f}; gradient norm reaching G "
+        f"{a['grad_norm_g']:.3g} vs {b['grad_norm_g']:.3g}."
+    ]
+    if len(slower) == 3:
+        lines.append(
+            "By all three measures (accuracy, D(x), D(G(z))) the discriminator with SN is "
+            "weaker: on this pair of runs, 'SN slows the discriminator' holds."
+        )
+    elif not slower:
+        lines.append(
+            "By none of the three measures is the discriminator with SN weaker: on this "
+            "pair of runs, 'SN slows the discriminator' does not hold."
+        )
+    else:
+        lines.append(
+            f"The evidence is mixed (SN's D is weaker only by {', '.join(slower)}); one "
+            "pair of runs cannot settle the claim."
+        )
+    lines.append("One seed per setting: differences of this size can be seed noise.")
+    return " ".join(lines)
+
+
+def check_sn_layers(run: Run, tolerance: float = 0.02) -> pd.DataFrame:
+    """For each tracked D layer of the final checkpoint: the exact largest singular value of
+    the stored weight and of the weight the layer applies (stored / torch's SN estimate), and
+    whether an SN layer applies sigma within ``tolerance`` of 1."""
+    tensors, meta = load_checkpoint(run.checkpoint)
+    d = build_discriminator(run.config)
+    load_state_strict(d, split_prefix(tensors, "D"), f"{run.checkpoint} [D]")
+    rows = []
+    for name, conv in d.tracked_convs().items():
+        w = weight_matrix(conv)
+        stored = exact_sigma(w)
+        sn = hasattr(conv, "weight_u")
+        sigma_hat = float(conv.weight_u @ (w @ conv.weight_v)) if sn else 1.0
+        applied = exact_sigma(w / sigma_hat)
+        rows.append(
+            {
+                "layer": name,
+                "spectral_norm": sn,
+                "sigma_stored": stored,
+                "sigma_applied": applied,
+                "within_tolerance": bool(abs(applied - 1) <= tolerance) if sn else None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _panel(ax, runs: dict[str, Run], key: str, window: int, title: str) -> None:
+    for i, (name, run) in enumerate(runs.items()):
+        h = run.history()
+        if key not in h:
+            continue
+        ax.plot(h["step"], h[key], lw=0.4, alpha=0.25, color=f"C{i}")
+        ax.plot(h["step"], moving_average(h[key], window), lw=1.6, color=f"C{i}", label=name)
+    ax.set(title=title, xlabel="step")
+    ax.legend(fontsize=8)
+
+
+def loss_comparison_figure(runs: dict[str, Run], label: str, window: int = 25) -> Figure:
+    """Paper Fig. 4: D loss and G loss (columns) for each run (rows), same axes per column."""
+    fig = PlotFigure(figsize=(10, 3.2 * len(runs)), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(runs), 2, sharex=True, sharey="col"))
+    for row, (name, run) in zip(axes, runs.items(), strict=True):
+        for ax, key, who in zip(
+            row, ("loss_d", "loss_g"), ("discriminator", "generator"), strict=True
+        ):
+            _panel(ax, {name: run}, key, window, f"{who} loss, {name}")
+    return stamp(fig, label)
+
+
+def sigma_figure(runs: dict[str, Run], label: str) -> Figure:
+    """Largest singular value of each tracked layer's stored (dashed) and applied (solid)
+    weight over training, one panel per run."""
+    fig = PlotFigure(figsize=(5 * len(runs), 3.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(runs), sharey=True))
+    for ax, (name, run) in zip(axes, runs.items(), strict=True):
+        h = run.history()
+        layers = sorted(k.split("/", 1)[1] for k in h if k.startswith("sigma_eff/"))
+        for i, layer in enumerate(layers):
+            ax.plot(h["step"], h[f"sigma_raw/{layer}"], ls="--", color=f"C{i}", lw=1)
+            ax.plot(h["step"], h[f"sigma_eff/{layer}"], color=f"C{i}", lw=1.4, label=layer)
+        ax.axhline(1.0, color="0.5", lw=0.8)
+        ax.set(title=f"{name}: sigma (solid applied, dashed stored)", xlabel="step", yscale="log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())  # 2, 3, 4 rather than 2x10^0
+        ax.legend(fontsize=8)
+    return stamp(fig, label)
+
+
+def discriminator_figure(runs: dict[str, Run], label: str, window: int = 25) -> Figure:
+    """D(x), D(G(z)), D accuracy, G's gradient norm and D's train-minus-val gap, runs overlaid."""
+    fig = PlotFigure(figsize=(12, 6.4), layout="constrained")
+    axes = fig.subplots(2, 3).ravel()
+    for ax, key, title in zip(
+        axes[:4],
+        ("d_real", "d_fake", "d_acc", "grad_norm_g"),
+        ("D(x), reals", "D(G(z)), fakes", "D accuracy", "gradient norm reaching G"),
+        strict=True,
+    ):
+        _panel(ax, runs, key, window, title)
+    ax = axes[4]
+    for i, (name, run) in enumerate(runs.items()):
+        h = run.history()
+        if "d_train_eval" in h:
+            mask = ~np.isnan(h["d_train_eval"])
+            ax.plot(
+                h["step"][mask],
+                (h["d_train_eval"] - h["d_val_eval"])[mask],
+                "o-",
+                color=f"C{i}",
+                label=name,
+            )
+    ax.axhline(0.0, color="0.5", lw=0.8)
+    ax.set(title="D(train reals) - D(val reals), eval mode", xlabel="step")
+    ax.legend(fontsize=8)
+    axes[5].set_axis_off()
+    return stamp(fig, label)
