@@ -50,7 +50,6 @@ def check_parameters(dataset: Any, profile: Any, seed: Any, device: Any, out_dir
         bad("device", device, "'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'")
     if not isinstance(out_dir, str) or not out_dir:
         bad("out_dir", out_dir, "a folder path as a string")
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
     return {
         "dataset": dataset,
         "profile": profile,

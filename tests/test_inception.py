@@ -136,7 +136,7 @@ def trained(tmp_path):
     return run, ds
 
 
-def test_evaluate_both_protocols_end_to_end_offline(with_standins, trained):
+def test_evaluate_both_protocols_end_to_end_offline(with_standins, trained, monkeypatch):
     run, ds = trained
     paper = evaluate_run(run, ds, "paper", n=20, min_samples=10, show_progress=False)
     names = [r.name for r in paper]
@@ -158,9 +158,17 @@ def test_evaluate_both_protocols_end_to_end_offline(with_standins, trained):
     assert all(r.details["reference_resolution"] == [64, 64] for r in matched)
     assert all(r.n_real == r.n_fake == 20 for r in matched)  # same count
     assert matched[0].details["reference_from_cache"] is False
+    import ssd_lib.metrics.weights as weights_module
+
+    hashed = []
+    real_sha256 = weights_module.sha256_file
+    monkeypatch.setattr(
+        weights_module, "sha256_file", lambda path: hashed.append(path) or real_sha256(path)
+    )
     again = evaluate_run(
         run, ds, "matched", libraries=(PYTORCH_FID,), n=20, min_samples=10, show_progress=False
     )
+    assert hashed == [weights_path(PYTORCH_FID)]  # the ~95 MB file is hashed once per call
     assert again[0].details["reference_from_cache"] is True  # only the fakes recomputed
     assert again[0].value == pytest.approx(matched[0].value, rel=1e-6)
     rows = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]

@@ -125,8 +125,8 @@ def evaluate_run(
     bad = [lib for lib in libraries if lib not in LIBRARIES]
     if bad or not libraries:
         raise ValueError(f"libraries={libraries!r}: each must be one of {list(LIBRARIES)}")
-    for library in libraries:  # fail at once, before generating anything
-        require_weights(library)
+    # Fail at once, before generating anything; hash each weights file only here.
+    statuses = {library: require_weights(library) for library in libraries}
     cfg = run.config
     n_gen = n if n is not None else len(dataset.train)
     check_count("frechet", n_gen, "the generated set", min_samples)
@@ -171,9 +171,18 @@ def evaluate_run(
             "n": len(ref_files),
         }
         real, status, hit = cached_features(
-            ref_files, library, cache, identity, device, batch_size, show_progress
+            ref_files,
+            library,
+            cache,
+            identity,
+            device,
+            batch_size,
+            show_progress,
+            statuses[library],
         )
-        fake, _ = extract_features(gen_files, library, device, batch_size, show_progress)
+        fake, _ = extract_features(
+            gen_files, library, device, batch_size, show_progress, statuses[library]
+        )
         details = {
             **common,
             "library": library,

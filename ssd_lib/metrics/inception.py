@@ -48,9 +48,13 @@ def extract_features(
     device: torch.device | str = "cpu",
     batch_size: int = 50,
     show_progress: bool = True,
+    status: WeightsStatus | None = None,
 ) -> tuple[np.ndarray, WeightsStatus]:
-    """2048-d pool features (N, 2048) of ``files`` as ``library`` computes them for FID."""
-    status = require_weights(library)  # fails at once, before any library call, if missing
+    """2048-d pool features (N, 2048) of ``files`` as ``library`` computes them for FID.
+
+    ``status`` is the caller's ``require_weights(library)`` (hashing the ~95 MB file once per
+    evaluation); without it the weights are checked here, before any library call."""
+    status = status or require_weights(library)
     device = torch.device(device)
     files = [str(f) for f in files]
     if library == PYTORCH_FID:
@@ -128,17 +132,18 @@ def cached_features(
     device: torch.device | str = "cpu",
     batch_size: int = 50,
     show_progress: bool = True,
+    status: WeightsStatus | None = None,
 ) -> tuple[np.ndarray, WeightsStatus, bool]:
     """Features of a real image set, from ``cache`` when it has them; returns (feats, weights,
-    from_cache)."""
-    status = require_weights(library)
+    from_cache). ``status`` as in ``extract_features``."""
+    status = status or require_weights(library)
     if cache is not None:
         key = cache.key(library, status.sha256 or "", **identity)
         hit = cache.get(key)
         if hit is not None and len(hit) == len(files):
             log.info("real-set %s features from cache %s", library, key)
             return hit.astype(np.float64), status, True
-    feats, status = extract_features(files, library, device, batch_size, show_progress)
+    feats, status = extract_features(files, library, device, batch_size, show_progress, status)
     if cache is not None:
         cache.put(
             key,
