@@ -231,8 +231,9 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
 PROFILES: dict[str, tuple[str, dict[str, Any]]] = {
     "paper": ("The paper's budget: 20 epochs, full-width StyleGAN.", {"epochs": 20}),
     "quick": (
-        "A CPU budget for laptops and classrooms: 3 epochs, StyleGAN at quarter width.",
-        {"epochs": 3, "stylegan_width": 0.25},
+        "A CPU budget for laptops and classrooms: 1 epoch, a checkpoint (with samples and D's "
+        "train/val gap) every 25 steps, StyleGAN at 1/16 width.",
+        {"epochs": 1, "checkpoint_every": 25, "stylegan_width": 0.0625},
     ),
     "smoke": (
         "A seconds-long run for tests: 3 steps of batch 8, tiny StyleGAN.",

@@ -297,6 +297,16 @@ class Explorer:
             img = g.synthesis(ws)
         return float_to_uint8(img, self.value_range)[0].cpu()
 
+    def sweep(self, name: str, amounts: list[float]) -> torch.Tensor:
+        """uint8 (len(amounts), 3, 64, 64): the current state with direction ``name`` set to
+        each amount in turn (the state itself is left unchanged)."""
+        if name not in self.directions:
+            _fail("direction", name, f"one of {list(self.directions)}")
+        frames = []
+        for a in amounts:
+            frames.append(self.render(replace(self.state, offsets={**self.state.offsets, name: a})))
+        return torch.stack(frames)
+
     # ----- saving ------------------------------------------------------------------------------
     def save(self, name: str) -> Path:
         """Write the current image as ``out_dir/<sanitised name>.png`` plus a JSON sidecar.

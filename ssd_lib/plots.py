@@ -90,6 +90,23 @@ def grid_figure(images: torch.Tensor, title: str, label: str, nrow: int = 8) -> 
     return stamp(fig, label)
 
 
+def strips_figure(
+    rows: list[tuple[str, torch.Tensor]], title: str, label: str, frame_inches: float = 1.2
+) -> Figure:
+    """One titled row per ``(name, uint8 images (K, 3, H, W))``: interpolations, walks."""
+    width = max(len(images) for _, images in rows)
+    fig = PlotFigure(
+        figsize=(frame_inches * width, 1.25 * frame_inches * len(rows) + 0.9), layout="constrained"
+    )
+    axes = np.atleast_1d(fig.subplots(len(rows), 1))
+    for ax, (name, images) in zip(axes, rows, strict=True):
+        ax.imshow(torch.cat(list(images), dim=2).permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(name, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return stamp(fig, label)
+
+
 def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
     """Save ``fig`` as PNG atomically."""
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))

@@ -255,6 +255,13 @@ class Trainer:
                     if flag.get("stop"):
                         break
                     if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
+                        # A mid-epoch evaluation point: D's train/val gap and a sample grid
+                        # (neither changes any state, so resuming stays bit-identical).
+                        if self.batch_in_epoch < self.steps_per_epoch:
+                            self.history[-1].update(self.discriminator_gap())
+                            self.save_samples(
+                                self.run_dir / "samples" / f"step_{self.step:06d}.png"
+                            )
                         self.elapsed += time.perf_counter() - t0
                         t0 = time.perf_counter()
                         self.save()

@@ -50,6 +50,7 @@ def test_profiles_change_budget_not_recipe():
         "batch_size",
         "stylegan_width",
         "sample_count",
+        "checkpoint_every",
     }
     assert set(PROFILES) >= {"paper", "quick", "smoke"}
 

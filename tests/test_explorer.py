@@ -299,3 +299,15 @@ def test_from_run_takes_generator_range_and_label(ssd, tmp_path):
     ex = Explorer.from_run(run, scale_samples=50)
     assert (ex.value_range, ex.label) == ("[0, 1]", "dataset=embedded preset=paper")
     assert ex.save("x").parent == (tmp_path / "run" / "explorer").resolve()
+
+
+def test_sweep_renders_each_amount_and_leaves_the_state_alone(ex):
+    name = next(iter(ex.directions))
+    before = ex.state
+    frames = ex.sweep(name, [-2.0, 0.0, 2.0])
+    assert frames.shape == (3, 3, 64, 64) and ex.state == before
+    assert same(frames[1], ex.render())  # amount 0 = the current image
+    assert same(frames[2], ex.set(offsets={name: 2.0}))
+    assert not same(frames[0], frames[2])
+    with pytest.raises(InvalidParameterError, match="'direction'.*'nope'"):
+        ex.sweep("nope", [0.0])

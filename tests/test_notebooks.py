@@ -19,12 +19,30 @@ from ssd_lib.notebooks import (
 NOTEBOOKS = [p.name for p in list_notebooks()]
 
 
+@pytest.fixture(scope="module")
+def shared_dirs(tmp_path_factory):
+    """One data and runs folder for all notebooks, as for a reader who runs 00 to 05 in
+    order: 01 trains the runs, later notebooks reuse them."""
+    return tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("runs")
+
+
 def test_the_numbered_notebooks_exist():
-    assert "00_data.ipynb" in NOTEBOOKS
+    assert NOTEBOOKS == [
+        "00_data.ipynb",
+        "01_training.ipynb",
+        "02_spectral_norm.ipynb",
+        "03_disentanglement.ipynb",
+        "04_fid.ipynb",
+        "05_latent_explorer.ipynb",
+    ]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_under_smoke_publishes_and_passes_nbval(name, tmp_path):
+def test_notebook_runs_under_smoke_publishes_and_passes_nbval(
+    name, tmp_path, shared_dirs, monkeypatch
+):
+    monkeypatch.setenv("SSD_DATA_DIR", str(shared_dirs[0]))
+    monkeypatch.setenv("SSD_RUNS_DIR", str(shared_dirs[1]))
     out = tmp_path / "figures"
     (executed,) = run_notebooks(
         {"profile": "smoke", "device": "cpu", "out_dir": str(out)},

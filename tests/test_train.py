@@ -260,16 +260,19 @@ def test_generate_reads_outputs_in_the_declared_range():
         generate(Constant(), z, "[0, 1]", truncation_psi=0.5)
 
 
-def test_discriminator_gap_is_recorded_at_epoch_ends_without_changing_training(
+def test_discriminator_gap_is_recorded_at_evaluation_points_without_changing_training(
     tiny_dataset, tmp_path
 ):
-    cfg = make_config("paper", "smoke", epochs=2, max_steps=0)  # 2 epochs of 5 steps
+    # 2 epochs of 5 steps, a mid-epoch checkpoint every 3 steps: points at 3, 5, 6, 9, 10.
+    cfg = make_config("paper", "smoke", epochs=2, max_steps=0, checkpoint_every=3)
     with_val = Trainer(cfg, tiny_dataset.train, tmp_path / "a", "cpu", False, val=tiny_dataset.val)
     without = Trainer(cfg, tiny_dataset.train, tmp_path / "b", "cpu", False)
     with_val.fit()
     without.fit()
     rows = [r for r in with_val.history if "d_val_eval" in r]
-    assert [r["step"] for r in rows] == [5, 10]  # one per epoch end
+    assert [r["step"] for r in rows] == [3, 5, 6, 9, 10]
+    grids = sorted(p.name for p in (tmp_path / "a" / "samples").glob("*.png"))
+    assert grids == ["epoch_001.png", "epoch_002.png"] + [f"step_00000{i}.png" for i in (3, 6, 9)]
     assert all(0 < r["d_val_eval"] < 1 and 0 < r["d_train_eval"] < 1 for r in rows)
     for a, b in zip(with_val.G.state_dict().values(), without.G.state_dict().values(), strict=True):
         assert torch.equal(a, b)  # measuring in eval mode changed nothing

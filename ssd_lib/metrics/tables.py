@@ -216,6 +216,7 @@ def _build(
     eval_kwargs: dict,
     first_cells: Callable[[Any, Run], dict[str, Any]],
     inception_cells: Callable[[Any, dict[str, Any]], dict[str, Any]],
+    net: Any = None,
 ) -> Table:
     """One row per run: ``first_cells`` (identity, counts), then the Inception cells as
     ``inception_cells`` lays them out beside the paper's, then the toy cells; then notes."""
@@ -223,7 +224,8 @@ def _build(
 
     evaluate = evaluate or evaluate_run
     notes: list[str] = []
-    net = _toy_net(dataset, toy, net_seed)
+    if net is None or toy is False:  # a given net is used unless toy columns are refused
+        net = _toy_net(dataset, toy, net_seed)
     rows = []
     for key, run in runs.items():
         row = first_cells(key, run)
@@ -262,9 +264,11 @@ def table1(
     seed: int = 0,
     net_seed: int = 0,
     evaluate: Callable[..., list] | None = None,
+    net: Any = None,
     **eval_kwargs: Any,
 ) -> Table:
-    """Paper Table 1 for runs keyed by method ("DCGAN", "StyleGAN", "SSD")."""
+    """Paper Table 1 for runs keyed by method ("DCGAN", "StyleGAN", "SSD"). ``net``: the toy
+    factor CNN for the toy columns (default: the dataset's cached one); ``toy=False``: none."""
 
     def first(method: str, run: Run) -> dict[str, Any]:
         true, tool = parameter_counts(run)
@@ -294,6 +298,7 @@ def table1(
         eval_kwargs,
         first,
         inception,
+        net,
     )
 
 
@@ -306,6 +311,7 @@ def table2(
     seed: int = 0,
     net_seed: int = 0,
     evaluate: Callable[..., list] | None = None,
+    net: Any = None,
     **eval_kwargs: Any,
 ) -> Table:
     """Paper Table 2 for SSD runs keyed by the percentage of training data (100, 75, 50, 25)."""
@@ -331,4 +337,5 @@ def table2(
         eval_kwargs,
         lambda pct, run: {"data %": int(pct)},
         inception,
+        net,
     )

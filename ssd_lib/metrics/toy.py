@@ -308,7 +308,8 @@ def load_or_train_factor_net(
     """
     names = _check_factor_data(dataset)
     seed = _check_int("seed", seed, 0)
-    stem = Path(root or Path(dataset.path) / CACHE_FOLDER) / f"factor_net_s{seed}"
+    suffix = "" if epochs == DEFAULT_EPOCHS else f"_e{epochs}"  # a short net keeps its own file
+    stem = Path(root or Path(dataset.path) / CACHE_FOLDER) / f"factor_net_s{seed}{suffix}"
     recipe = {
         "epochs": epochs,
         "batch_size": batch_size,

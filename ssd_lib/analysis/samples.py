@@ -1,0 +1,86 @@
+"""Sample grids and training curves of trained runs (notebook 01: paper Fig. 1, 2, 5, 6).
+
+Every figure is stamped with the run's dataset, preset, profile and checkpoint.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image
+
+from ssd_lib.plots import PlotFigure, grid_figure, moving_average, stamp
+from ssd_lib.runs import Run
+from ssd_lib.sampling import generate, sample_z
+
+
+def run_label(run: Run, note: str = "") -> str:
+    """The run's provenance line, plus ``note`` (e.g. " (embedded data, not AFHQ)")."""
+    return run.label() + note
+
+
+def samples_figure(run: Run, title: str, seed: int, n: int = 64, note: str = "") -> Figure:
+    """``n`` samples of the run's final generator from codes ``sample_z(n, z_dim, seed)``."""
+    cfg = run.config
+    g = run.load_generator()
+    images = generate(g, sample_z(n, g.z_dim, seed), cfg.real_range)
+    return grid_figure(images, f"{title}, z seed {seed}", run_label(run, note))
+
+
+def _grid_step(path_name: str, steps_per_epoch: int) -> int:
+    """The training step a saved grid shows: ``step_000025.png`` or ``epoch_002.png``."""
+    m = re.fullmatch(r"(step|epoch)_(\d+)\.png", path_name)
+    if m is None:
+        raise ValueError(f"{path_name!r} is not a sample grid name (step_N.png or epoch_N.png)")
+    n = int(m.group(2))
+    return n if m.group(1) == "step" else n * steps_per_epoch
+
+
+def progression_figure(run: Run, title: str, note: str = "", max_panels: int = 8) -> Figure:
+    """The run's fixed-code sample grids as training went on (one panel per saved grid)."""
+    st = run.status
+    epochs = max(1, int(st.get("epoch", 1)))
+    steps_per_epoch = max(1, int(st.get("total_steps", 1)) // epochs)
+    grids = sorted(
+        ((_grid_step(p.name, steps_per_epoch), p) for p in run.sample_grids()),
+        key=lambda t: t[0],
+    )
+    if not grids:
+        raise FileNotFoundError(f"{run.path / 'samples'} holds no sample grids")
+    if len(grids) > max_panels:  # keep the first and last, evenly spaced between
+        pick = np.linspace(0, len(grids) - 1, max_panels).round().astype(int)
+        grids = [grids[i] for i in sorted(set(pick))]
+    fig = PlotFigure(figsize=(2.4 * len(grids), 3.0), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(grids)))
+    for ax, (step, path) in zip(axes, grids, strict=True):
+        with Image.open(path) as im:
+            ax.imshow(np.asarray(im.convert("RGB")), interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(f"step {step}", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    return stamp(fig, run_label(run, note))
+
+
+def losses_overview_figure(
+    runs: dict[str, Run], label: str, window: int = 25, ncols: int = 4
+) -> Figure:
+    """D and G loss (``window``-step means over thin raw curves), one panel per run."""
+    n = len(runs)
+    nrows = -(-n // ncols)
+    fig = PlotFigure(figsize=(3.2 * min(n, ncols), 2.6 * nrows + 0.3), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, min(n, ncols), squeeze=False)).ravel()
+    for ax, (name, run) in zip(axes, runs.items(), strict=False):
+        h = run.history()
+        for key, color in (("loss_d", "C0"), ("loss_g", "C1")):
+            ax.plot(h["step"], h[key], lw=0.4, alpha=0.3, color=color)
+            ax.plot(h["step"], moving_average(h[key], window), lw=1.5, color=color, label=key)
+        loss = "WGAN-GP" if run.config.loss == "wgan_gp" else "BCE"
+        ax.set_title(f"{name} ({loss})", fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    return stamp(fig, label)

@@ -1,0 +1,131 @@
+"""The runs the notebooks share: SSD, its ablations, the baselines and the Table 2 subsets.
+
+Notebook 01 trains them; every later notebook asks for the ones it needs with the same call.
+A run's folder is named by its config hash, so asking again returns the finished run at once
+(and resumes an interrupted one) instead of training it twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ssd_lib.config import TrainConfig, make_config
+from ssd_lib.data.cache import PreparedDataset
+from ssd_lib.runs import Run
+from ssd_lib.train import train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SuiteEntry:
+    title: str  # how figures and tables name the run
+    preset: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    paper_figure: str = ""  # the paper figure its samples correspond to, if any
+
+
+SUITE: dict[str, SuiteEntry] = {
+    "ssd": SuiteEntry("SSD", "paper", paper_figure="Fig. 1"),
+    "no_sn": SuiteEntry("SSD without SN", "no_sn", paper_figure="Fig. 2 and 6"),
+    "no_adain": SuiteEntry("mapping only, no AdaIN", "no_adain", paper_figure="Fig. 5"),
+    "dcgan": SuiteEntry("DCGAN", "dcgan"),
+    "stylegan": SuiteEntry("StyleGAN baseline", "stylegan"),
+    "ssd_75": SuiteEntry("SSD, first 75 % of the data", "paper", {"data_fraction": 0.75}),
+    "ssd_50": SuiteEntry("SSD, first 50 % of the data", "paper", {"data_fraction": 0.5}),
+    "ssd_25": SuiteEntry("SSD, first 25 % of the data", "paper", {"data_fraction": 0.25}),
+}
+
+# Which suite runs make the rows of the paper's tables.
+TABLE1_RUNS = {"DCGAN": "dcgan", "StyleGAN": "stylegan", "SSD": "ssd"}
+TABLE2_RUNS = {100: "ssd", 75: "ssd_75", 50: "ssd_50", 25: "ssd_25"}
+
+
+def suite_config(name: str, dataset: str, profile: str) -> TrainConfig:
+    """The config of suite run ``name`` on ``dataset`` (a prepared dataset's name)."""
+    if name not in SUITE:
+        raise KeyError(f"unknown suite run {name!r}; known: {list(SUITE)}")
+    entry = SUITE[name]
+    return make_config(entry.preset, profile, dataset=dataset, **entry.overrides)
+
+
+def train_suite(
+    dataset: PreparedDataset,
+    profile: str,
+    device: str = "auto",
+    names: list[str] | None = None,
+    runs_root: str | Path | None = None,
+    show_progress: bool = True,
+) -> dict[str, Run]:
+    """Train (or reuse) the suite runs ``names`` (default: all) in order; returns name -> Run.
+
+    A run interrupted by Ctrl-C stops the loop there (its checkpoint is kept; calling again
+    resumes it) and raises ``KeyboardInterrupt`` rather than going on to the next run.
+    """
+    runs: dict[str, Run] = {}
+    for name in names if names is not None else list(SUITE):
+        cfg = suite_config(name, dataset.name, profile)
+        t = time.perf_counter()
+        run = train(cfg, dataset, runs_root=runs_root, device=device, show_progress=show_progress)
+        if not run.complete:
+            raise KeyboardInterrupt(
+                f"training of {name!r} stopped at step {run.status.get('step')}; its checkpoint "
+                f"in {run.path} is kept and the same call resumes it"
+            )
+        log.info("%s: %s (%.1f s)", name, run.path.name, time.perf_counter() - t)
+        runs[name] = run
+    return runs
+
+
+def suite_table(runs: dict[str, Run]) -> pd.DataFrame:
+    """One row per run: what it is, how long it trained, where its checkpoint is."""
+    rows = []
+    for name, run in runs.items():
+        cfg, st = run.config, run.status
+        rows.append(
+            {
+                "run": name,
+                "what": SUITE[name].title if name in SUITE else name,
+                "preset": cfg.preset,
+                "data %": round(100 * cfg.data_fraction),
+                "steps": st.get("step"),
+                "train time (s)": round(float(st.get("elapsed_s", 0.0)), 1),
+                "checkpoint": f"{run.path.name}@step{st.get('step')}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def by_title(runs: dict[str, Run], names: list[str]) -> dict[str, Run]:
+    """``runs`` restricted to ``names``, keyed by their titles (for figure legends)."""
+    return {SUITE[n].title: runs[n] for n in names}
+
+
+# How many samples the analysis notebooks draw, per profile. The numbers in the tables depend
+# on these (FD in particular grows as n shrinks), so tables state n next to every value.
+EVAL_BUDGETS: dict[str, dict[str, int]] = {
+    "paper": {"toy_n": 5000, "probe_n": 5000, "ppl_n": 2000, "memo_n": 5000, "net_epochs": 12},
+    "quick": {"toy_n": 1000, "probe_n": 2000, "ppl_n": 500, "memo_n": 1000, "net_epochs": 12},
+    "smoke": {"toy_n": 60, "probe_n": 80, "ppl_n": 8, "memo_n": 60, "net_epochs": 1},
+}
+
+
+def eval_budget(profile: str) -> dict[str, int]:
+    """Sample counts for the analysis notebooks under ``profile``."""
+    if profile not in EVAL_BUDGETS:
+        raise KeyError(f"no evaluation budget for profile {profile!r}; known: {list(EVAL_BUDGETS)}")
+    return dict(EVAL_BUDGETS[profile])
+
+
+def factor_net_for(dataset: PreparedDataset, profile: str, show_progress: bool = True) -> Any:
+    """The toy factor CNN of ``dataset`` (trained once, then cached next to the dataset)."""
+    from ssd_lib.metrics.toy import load_or_train_factor_net
+
+    epochs = eval_budget(profile)["net_epochs"]
+    return load_or_train_factor_net(dataset, epochs=epochs, show_progress=show_progress)

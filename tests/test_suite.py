@@ -1,0 +1,111 @@
+"""The shared runs of the notebooks (ssd_lib.suite), their figures and notebook 03's verdict."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ssd_lib.analysis.disentangle import probe_summary, verdict
+from ssd_lib.analysis.samples import _grid_step, losses_overview_figure, progression_figure
+from ssd_lib.config import make_config
+from ssd_lib.figures import main as figures_main
+from ssd_lib.suite import (
+    SUITE,
+    TABLE1_RUNS,
+    TABLE2_RUNS,
+    eval_budget,
+    suite_config,
+    suite_table,
+    train_suite,
+)
+from ssd_lib.train import Trainer
+
+
+def test_suite_configs_are_the_presets_with_the_subsets_of_table2():
+    assert set(TABLE1_RUNS.values()) | set(TABLE2_RUNS.values()) <= set(SUITE)
+    cfg = suite_config("ssd_25", "embedded", "quick")
+    assert cfg == make_config("paper", "quick", dataset="embedded", data_fraction=0.25)
+    assert suite_config("no_sn", "x", "paper").discriminator == "plain"
+    with pytest.raises(KeyError, match="unknown suite run 'ssd_10'"):
+        suite_config("ssd_10", "embedded", "quick")
+    with pytest.raises(KeyError, match="no evaluation budget for profile 'huge'"):
+        eval_budget("huge")
+
+
+def test_train_suite_trains_once_then_reuses(tiny_dataset, tmp_path, monkeypatch):
+    # 40 train images, smoke batch 8, at most 3 steps: the 25 % subset (10 images) has 2.
+    runs = train_suite(tiny_dataset, "smoke", "cpu", ["ssd", "ssd_25"], tmp_path, False)
+    assert [r.status["step"] for r in runs.values()] == [3, 2]
+    table = suite_table(runs)
+    assert table["data %"].tolist() == [100, 25] and table["steps"].tolist() == [3, 2]
+
+    def fail(self):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(Trainer, "fit", fail)
+    again = train_suite(tiny_dataset, "smoke", "cpu", ["ssd_25", "ssd"], tmp_path, False)
+    assert {k: r.path for k, r in again.items()} == {k: r.path for k, r in runs.items()}
+
+
+def test_progression_and_loss_figures_read_a_run(tiny_dataset, tmp_path):
+    (run,) = train_suite(tiny_dataset, "smoke", "cpu", ["ssd"], tmp_path, False).values()
+    fig = progression_figure(run, "SSD", " (test data)")
+    assert [ax.get_title() for ax in fig.axes] == ["step 3"]
+    fig = losses_overview_figure({"SSD": run}, "label")
+    assert fig.axes[0].get_title() == "SSD (BCE)"
+    assert _grid_step("epoch_002.png", 148) == 296 and _grid_step("step_000025.png", 148) == 25
+    with pytest.raises(ValueError, match="'grid.png' is not a sample grid name"):
+        _grid_step("grid.png", 148)
+
+
+def _tables(acc_sn, acc_plain, ppl_sn, ppl_plain):
+    summary = pd.DataFrame(
+        [
+            {"model": "A", "space": "w", "accuracy over chance (mean)": acc_sn},
+            {"model": "B", "space": "w", "accuracy over chance (mean)": acc_plain},
+        ]
+    )
+    ppl = pd.DataFrame(
+        [
+            {"model": "A", "space": "W", "PPL-toy (mean, 1-99 %)": ppl_sn},
+            {"model": "B", "space": "W", "PPL-toy (mean, 1-99 %)": ppl_plain},
+        ]
+    )
+    return summary, ppl
+
+
+@pytest.mark.parametrize(
+    "numbers, words",
+    [
+        ((0.3, 0.1, 1.0, 2.0), "Both measures favour SN"),
+        ((0.1, 0.3, 2.0, 1.0), "Neither measure favours SN"),
+        ((0.3, 0.1, 2.0, 1.0), "Mixed: only the probes"),
+        ((0.1, 0.3, 1.0, 2.0), "Mixed: only path length"),
+        ((np.nan, 0.3, 1.0, 2.0), "cannot be compared"),
+    ],
+)
+def test_disentanglement_verdict_reads_the_numbers(numbers, words):
+    text = verdict(*_tables(*numbers), "A", "B")
+    assert words in text
+
+
+def test_probe_summary_separates_class_and_continuous_factors_and_drops_skipped():
+    probes = pd.DataFrame(
+        [
+            ("m", "w", "a", "accuracy", 0.9, 0.5, "ok"),
+            ("m", "w", "b", "accuracy", 0.7, 0.6, "ok"),
+            ("m", "w", "c", "r2", 0.4, 0.0, "ok"),
+            ("m", "w", "d", "accuracy", np.nan, np.nan, "skipped: a single class"),
+        ],
+        columns=["model", "space", "factor", "metric", "score", "chance", "status"],
+    )
+    row = probe_summary(probes).iloc[0]
+    assert row["accuracy over chance (mean)"] == pytest.approx(0.25)
+    assert row["R^2 (mean)"] == pytest.approx(0.4) and row["factors probed"] == 3
+
+
+def test_figures_cli_refuses_an_unknown_notebook(capsys):
+    with pytest.raises(SystemExit):
+        figures_main(["--only", "99_nope.ipynb"])
+    assert "invalid choice: '99_nope.ipynb'" in capsys.readouterr().err
