@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -201,3 +202,19 @@ def test_matched_protocol_refuses_more_fakes_than_reals(with_standins, trained):
     run, ds = trained
     with pytest.raises(ValueError, match=r"n=30 generated images exceed the 24 real train"):
         evaluate_run(run, ds, "matched", n=30, min_samples=10, show_progress=False)
+
+
+def test_inception_audit_flags_copied_training_images(with_standins, tmp_path):
+    from ssd_lib.analysis.memorization import inception_audit
+    from ssd_lib.data.cache import ImageSplit, PreparedDataset
+
+    g = torch.Generator().manual_seed(1)
+    rand = lambda n: torch.randint(0, 256, (n, 3, 64, 64), dtype=torch.uint8, generator=g)  # noqa: E731
+    ds = SimpleNamespace(train=ImageSplit(rand(40)), val=ImageSplit(rand(100)))
+    assert not isinstance(ds, PreparedDataset)  # the audit needs only the two splits
+    generated = torch.cat([ds.train.images[[3, 7, 11]], rand(3)])
+    result = inception_audit(generated, ds, tmp_path / "audit")
+    assert result.generated_index[:3].tolist() == [3, 7, 11]
+    assert np.allclose(result.generated_to_train[:3], 0.0, atol=1e-3)
+    assert result.suspicious_fraction == pytest.approx(0.5)
+    assert "UNVERIFIED" in result.feature_network

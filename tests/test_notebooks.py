@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from ssd_lib.notebooks import (
@@ -92,3 +93,31 @@ def test_check_parameters_names_the_parameter():
         check_parameters("embedded", "quick", "1", "cpu", "/tmp")
     with pytest.raises(NotebookParameterError, match=r"device='gpu'"):
         check_parameters("embedded", "quick", 0, "gpu", "/tmp")
+
+
+def test_every_notebook_runs_on_a_folder_of_photos_without_labels(tmp_path, monkeypatch):
+    """A researcher's own folder: no factor labels, no val split, no Inception weights.
+    The label-dependent cells must say why they are skipped instead of failing."""
+    from PIL import Image
+
+    photos = tmp_path / "my_dogs"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        pixels = rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(photos / f"dog_{i:02d}.jpg")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no_weights"))
+    out = tmp_path / "figures"
+    executed = run_notebooks(
+        {"dataset": str(photos), "profile": "smoke", "device": "cpu", "out_dir": str(out)},
+        output_dir=tmp_path / "nb",
+        progress=False,
+    )
+    assert [p.name for p in executed] == NOTEBOOKS
+    files = json.loads((out / "MANIFEST.json").read_text())["files"]
+    (name,) = {e["dataset"] for e in files.values()}
+    assert name.startswith("folder-my_dogs-")
+    assert "fig1_ssd_samples.png" in files and "table1_paper.md" in files
+    assert "fig7_ear_preserving_interpolation.png" not in files  # needs labels
+    text = (tmp_path / "nb" / "03_disentanglement.ipynb").read_text()
+    assert "Probes need factor labels (the embedded dataset)." in text

@@ -109,3 +109,12 @@ def test_figures_cli_refuses_an_unknown_notebook(capsys):
     with pytest.raises(SystemExit):
         figures_main(["--only", "99_nope.ipynb"])
     assert "invalid choice: '99_nope.ipynb'" in capsys.readouterr().err
+
+
+def test_verdict_warns_when_one_generator_varies_in_fewer_factors():
+    summary, ppl = _tables(0.3, 0.1, 2.0, 0.5)
+    summary["factors probed"] = [9, 4]
+    text = verdict(summary, ppl, "A", "B")
+    assert "vary in 9 factors with SN and 4 without" in text
+    summary["factors probed"] = [9, 9]
+    assert "vary in" not in verdict(summary, ppl, "A", "B")

@@ -145,10 +145,20 @@ def verdict(summary: pd.DataFrame, ppl: pd.DataFrame, with_sn: str, without_sn: 
     acc = "accuracy over chance (mean)"
     a, b = s.loc[(with_sn, "w"), acc], s.loc[(without_sn, "w"), acc]
     pa, pb = p.loc[(with_sn, "W")], p.loc[(without_sn, "W")]
+    n_a, n_b = s.get("factors probed", pd.Series(dtype=float)).reindex(
+        [(with_sn, "w"), (without_sn, "w")]
+    )
     lines = [
         f"Linear probes from w: mean accuracy over chance {a:.3f} with SN vs {b:.3f} without. "
         f"{col} in W: {pa:.4g} with SN vs {pb:.4g} without (shorter is smoother)."
     ]
+    if n_a == n_a and n_b == n_b and n_a != n_b:  # not NaN, and different
+        lines.append(
+            f"The samples vary in {int(n_a)} factors with SN and {int(n_b)} without (a factor "
+            "whose samples all show one class cannot be probed). A generator whose samples "
+            "barely vary also has a short path length, for the wrong reason: read PPL together "
+            "with the samples."
+        )
     if np.isnan([a, b, pa, pb]).any():
         lines.append(
             "Some of these could not be measured (e.g. every sample shows the same class of "

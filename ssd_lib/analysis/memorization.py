@@ -13,6 +13,7 @@ convenience for the embedded data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -94,6 +95,33 @@ def toy_audit(net: Any, generated_uint8: torch.Tensor, dataset: Any) -> Memoriza
     images = (generated_uint8, dataset.train.images, dataset.val.images)
     feats = [embed(net.net, x)[0] for x in images]  # net: a FactorNetResult
     return audit(*feats, feature_network=net.feature_network)
+
+
+def inception_audit(
+    generated_uint8: torch.Tensor,
+    dataset: Any,
+    folder: str | Path,
+    library: str = "pytorch-fid",
+    device: torch.device | str = "cpu",
+) -> MemorizationAudit:
+    """``audit`` on Inception pool features (any dataset; needs the library's weights).
+
+    The images go through PNG folders under ``folder`` exactly as for FID (64x64, the
+    library's own resize), so the features are those FID compares."""
+    from ssd_lib.metrics.export import export_split, write_image_folder
+    from ssd_lib.metrics.inception import extract_features, list_images
+    from ssd_lib.metrics.weights import require_weights
+
+    status = require_weights(library)  # fail before writing anything
+    folder = Path(folder)
+    dirs = [
+        write_image_folder(generated_uint8, folder / "generated", desc="writing samples"),
+        export_split(dataset.train.images, folder / "train"),
+        export_split(dataset.val.images, folder / "val"),
+    ]
+    feats = [extract_features(list_images(d), library, device, status=status)[0] for d in dirs]
+    kind = "reference" if status.verified else "UNVERIFIED (not the reference)"
+    return audit(*feats, feature_network=f"Inception pool features, {kind} {library} weights")
 
 
 def neighbours_figure(
