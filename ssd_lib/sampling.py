@@ -23,13 +23,15 @@ def generate(
     batch_size: int = 256,
     truncation_psi: float = 1.0,
     device: torch.device | str | None = None,
+    noise_seed: int = 0,
 ) -> torch.Tensor:
     """Images for codes ``z`` as uint8 (N, 3, 64, 64).
 
     ``value_range`` is the range the generator was trained to imitate (``cfg.real_range``):
     the release's recipe teaches a tanh generator to produce [0, 1] content, so its outputs are
     read as [0, 1]; the other presets as [-1, 1]. The generator's train/eval mode and the
-    global RNG (used by StyleGAN's noise inputs) are restored afterwards.
+    global RNG are restored afterwards. StyleGAN's noise inputs are drawn from the global RNG
+    seeded with ``noise_seed`` (inside a fork), so the images depend only on the arguments.
     """
     device = torch.device(device) if device is not None else next(generator.parameters()).device
     if truncation_psi != 1.0 and getattr(generator, "num_ws", 0) == 0:
@@ -42,6 +44,7 @@ def generate(
     out = []
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(noise_seed)
             for chunk in z.split(batch_size):
                 chunk = chunk.to(device)
                 if truncation_psi != 1.0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -218,3 +219,11 @@ def test_inception_audit_flags_copied_training_images(with_standins, tmp_path):
     assert np.allclose(result.generated_to_train[:3], 0.0, atol=1e-3)
     assert result.suspicious_fraction == pytest.approx(0.5)
     assert "UNVERIFIED" in result.feature_network
+
+
+def test_weights_paths_under_home_are_shown_with_a_tilde(monkeypatch, tmp_path):
+    from ssd_lib.metrics.weights import shown_path
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert shown_path(tmp_path / ".cache" / "w.pth") == "~/.cache/w.pth"
+    assert shown_path(Path("/elsewhere/w.pth")) == "/elsewhere/w.pth"

@@ -122,8 +122,8 @@ def test_cache_round_trip_and_hash_check(dogs, tmp_path):
     kw = {"seed": 0, "root": tmp_path, "epochs": 1, "show_progress": False, **SMALL}
     first = load_or_train_factor_net(dogs, **kw)
     assert not first.from_cache
-    meta = json.loads((tmp_path / "factor_net_s0.json").read_text())
-    assert tensor_path(tmp_path / "factor_net_s0").is_file()  # factor_net_s0-<sha>.safetensors
+    meta = json.loads((tmp_path / "factor_net_s0_e1.json").read_text())
+    assert tensor_path(tmp_path / "factor_net_s0_e1").is_file()  # a 1-epoch net: its own file
     assert meta["dataset_hash"] == dogs.content_hash and meta["seed"] == 0
     assert meta["scores"] == first.scores and meta["net_config"]["factor_names"] == FACTOR_NAMES
 
@@ -144,7 +144,7 @@ def test_cache_round_trip_and_hash_check(dogs, tmp_path):
 
 def test_default_cache_folder_is_next_to_the_dataset(dogs):
     result = load_or_train_factor_net(dogs, seed=3, epochs=1, show_progress=False, **SMALL)
-    assert result.path == dogs.path / "factor_net" / "factor_net_s3"
+    assert result.path == dogs.path / "factor_net" / "factor_net_s3_e1"
     assert result.path.with_suffix(".json").is_file()
 
 
@@ -209,7 +209,7 @@ def test_evaluate_generator_toy_reports_sample_counts(trained, dogs):
 def test_damaged_cache_is_trained_over(dogs, tmp_path):
     kw = {"root": tmp_path, "epochs": 1, "show_progress": False, **SMALL}
     load_or_train_factor_net(dogs, **kw)
-    (tmp_path / "factor_net_s0.json").write_text("{not json")
+    (tmp_path / "factor_net_s0_e1.json").write_text("{not json")
     again = load_or_train_factor_net(dogs, **kw)
     assert not again.from_cache
     assert load_or_train_factor_net(dogs, **kw).from_cache  # and the new one is cached

@@ -15,13 +15,15 @@ from ssd_lib.plots import PlotFigure, grid_figure, moving_average, stamp
 from ssd_lib.runs import Run
 from ssd_lib.sampling import generate, sample_z
 
+GRID_PAD = 2  # ssd_lib.images.make_grid's padding
+
 
 def run_label(run: Run, note: str = "") -> str:
     """The run's provenance line, plus ``note`` (e.g. " (embedded data, not AFHQ)")."""
     return run.label() + note
 
 
-def samples_figure(run: Run, title: str, seed: int, n: int = 64, note: str = "") -> Figure:
+def samples_figure(run: Run, title: str, seed: int, n: int = 32, note: str = "") -> Figure:
     """``n`` samples of the run's final generator from codes ``sample_z(n, z_dim, seed)``."""
     cfg = run.config
     g = run.load_generator()
@@ -38,8 +40,11 @@ def _grid_step(path_name: str, steps_per_epoch: int) -> int:
     return n if m.group(1) == "step" else n * steps_per_epoch
 
 
-def progression_figure(run: Run, title: str, note: str = "", max_panels: int = 8) -> Figure:
-    """The run's fixed-code sample grids as training went on (one panel per saved grid)."""
+def progression_figure(
+    run: Run, title: str, note: str = "", max_panels: int = 7, cells: int = 4
+) -> Figure:
+    """The run's fixed-code sample grids as training went on: one panel per saved grid, each
+    showing the top-left ``cells`` x ``cells`` images of the grid."""
     st = run.status
     epochs = max(1, int(st.get("epoch", 1)))
     steps_per_epoch = max(1, int(st.get("total_steps", 1)) // epochs)
@@ -56,7 +61,9 @@ def progression_figure(run: Run, title: str, note: str = "", max_panels: int = 8
     axes = np.atleast_1d(fig.subplots(1, len(grids)))
     for ax, (step, path) in zip(axes, grids, strict=True):
         with Image.open(path) as im:
-            ax.imshow(np.asarray(im.convert("RGB")), interpolation="nearest")
+            pixels = np.asarray(im.convert("RGB"))
+        edge = GRID_PAD + cells * (64 + GRID_PAD)  # make_grid: 64 px images, 2 px padding
+        ax.imshow(pixels[:edge, :edge], interpolation="nearest")
         ax.set_axis_off()
         ax.set_title(f"step {step}", fontsize=9)
     fig.suptitle(title, fontsize=10)

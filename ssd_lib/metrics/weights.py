@@ -72,6 +72,15 @@ def weights_path(library: str) -> Path:
     return weights_dir(library) / _FILENAMES[_check_library(library)]
 
 
+def shown_path(path: Path) -> str:
+    """``path`` as messages show it: under the home folder as ``~/...``, so that tables
+    and notebooks committed from one machine read the same on another."""
+    try:
+        return "~/" + str(Path(path).relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
+
 def weights_url(library: str) -> str:
     return _URLS[_check_library(library)]
 
@@ -91,9 +100,9 @@ class WeightsStatus:
 
     def describe(self) -> str:
         if not self.present:
-            return f"{self.library}: missing ({self.path})"
+            return f"{self.library}: missing ({shown_path(self.path)})"
         kind = "reference weights" if self.verified else "UNVERIFIED weights (not the reference)"
-        return f"{self.library}: {kind} at {self.path}"
+        return f"{self.library}: {kind} at {shown_path(self.path)}"
 
 
 def weights_status(library: str, hash_file: bool = True) -> WeightsStatus:
@@ -106,10 +115,11 @@ def weights_status(library: str, hash_file: bool = True) -> WeightsStatus:
 
 def missing_message(library: str) -> str:
     path, url = weights_path(library), weights_url(library)
+    where = shown_path(path)
     return (
-        f"{library} needs its Inception weights file {path.name}, which is not at {path}. "
+        f"{library} needs its Inception weights file {path.name}, which is not at {where}. "
         f"This machine cannot download it (or has not yet). On a machine with internet run "
-        f"`curl -L -o {path.name} '{url}'` and copy the file to exactly {path} "
+        f"`curl -L -o {path.name} '{url}'` and copy the file to exactly {where} "
         f"(or set TORCH_HOME to move the folder), or call "
         f"ssd_lib.metrics.weights.download_weights() where there is internet."
     )
