@@ -39,6 +39,7 @@ def regenerate(
         {"dataset": dataset, "profile": profile, "device": device, "out_dir": rel},
         names=names,
         folder=NOTEBOOK_DIR,
+        stream_output=True,  # training progress shows in the terminal, not only in 01
     )
 
 

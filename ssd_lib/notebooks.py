@@ -78,15 +78,15 @@ def run_notebooks(
     folder: str | Path = NOTEBOOK_DIR,
     progress: bool = True,
     kernel_name: str = "python3",
+    stream_output: bool = False,
 ) -> list[Path]:
     """Execute notebooks in order; returns the executed notebooks' paths.
 
     ``output_dir=None`` overwrites each notebook with its executed copy. Papermill runs each
     with its own folder as the working directory, so ``out_dir`` is relative to
-    ``notebooks/``.
+    ``notebooks/``. ``stream_output`` also logs what the cells print (training progress bars
+    included, redrawn at most every 15 s) while they run, for long runs in a terminal.
     """
-    import papermill as pm
-
     params = {**DEFAULTS, **(parameters or {})}
     notebooks = list_notebooks(folder)
     if names is not None:
@@ -95,19 +95,43 @@ def run_notebooks(
             raise ValueError(f"unknown notebooks {unknown}; known: {[p.name for p in notebooks]}")
         notebooks = [p for p in notebooks if p.name in names]
     outputs = []
-    for nb in notebooks:
-        out = nb if output_dir is None else Path(output_dir) / nb.name
-        out.parent.mkdir(parents=True, exist_ok=True)
-        t = time.perf_counter()
-        log.info("executing %s with %s", nb.name, params)
-        pm.execute_notebook(
-            _rel(nb),  # relative paths: papermill stores them in the notebook
-            _rel(out),
-            parameters={**params, "notebook": nb.name},
-            cwd=str(nb.parent),
-            kernel_name=kernel_name,
-            progress_bar=progress,
-        )
-        log.info("%s done in %.1f s", nb.name, time.perf_counter() - t)
-        outputs.append(out)
+    saved = os.environ.get("TQDM_MININTERVAL")
+    if stream_output:  # the kernel inherits it; tqdm reads TQDM_* defaults from the environment
+        os.environ["TQDM_MININTERVAL"] = "15"
+    try:
+        for nb in notebooks:
+            outputs.append(_execute(nb, output_dir, params, kernel_name, progress, stream_output))
+    finally:
+        if stream_output:
+            if saved is None:
+                os.environ.pop("TQDM_MININTERVAL", None)
+            else:
+                os.environ["TQDM_MININTERVAL"] = saved
     return outputs
+
+
+def _execute(
+    nb: Path,
+    output_dir: str | Path | None,
+    params: dict[str, Any],
+    kernel_name: str,
+    progress: bool,
+    stream_output: bool,
+) -> Path:
+    import papermill as pm
+
+    out = nb if output_dir is None else Path(output_dir) / nb.name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    log.info("executing %s with %s", nb.name, params)
+    pm.execute_notebook(
+        _rel(nb),  # relative paths: papermill stores them in the notebook
+        _rel(out),
+        parameters={**params, "notebook": nb.name},
+        cwd=str(nb.parent),
+        kernel_name=kernel_name,
+        progress_bar=progress,
+        log_output=stream_output,
+    )
+    log.info("%s done in %.1f s", nb.name, time.perf_counter() - t)
+    return out

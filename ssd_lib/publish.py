@@ -45,6 +45,12 @@ def record(out_dir: str | Path, files: list[str], provenance: dict[str, Any]) ->
     return manifest
 
 
+def published(out_dir: str | Path, notebook: str) -> list[str]:
+    """The files in ``out_dir`` that ``notebook`` published, sorted (from the manifest)."""
+    files = read_manifest(out_dir)["files"]
+    return sorted(name for name, entry in files.items() if entry.get("notebook") == notebook)
+
+
 def publish_figure(fig: Figure, name: str, out_dir: str | Path, provenance: dict[str, Any]) -> Path:
     """Save ``fig`` as ``<out_dir>/<name>.png`` and record where it came from."""
     path = save_figure(fig, Path(out_dir) / f"{name}.png")

@@ -129,3 +129,26 @@ def factor_net_for(dataset: PreparedDataset, profile: str, show_progress: bool =
 
     epochs = eval_budget(profile)["net_epochs"]
     return load_or_train_factor_net(dataset, epochs=epochs, show_progress=show_progress)
+
+
+def parameter_table(runs: dict[str, Run]) -> pd.DataFrame:
+    """Exact parameter counts of each run's networks, and the total as the paper's layer
+    summary tool reports it (which counts the tied mapping layer four times)."""
+    from ssd_lib.metrics.tables import parameter_counts
+    from ssd_lib.models import build_discriminator, build_generator
+    from ssd_lib.models.counting import count_parameters
+
+    rows = []
+    for name, run in runs.items():
+        cfg = run.config
+        g, d = count_parameters(build_generator(cfg)), count_parameters(build_discriminator(cfg))
+        rows.append(
+            {
+                "run": name,
+                "generator": g,
+                "discriminator": d,
+                "total": g + d,
+                "total (M), paper's tool": parameter_counts(run)[1],
+            }
+        )
+    return pd.DataFrame(rows)

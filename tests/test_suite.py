@@ -15,6 +15,7 @@ from ssd_lib.suite import (
     TABLE1_RUNS,
     TABLE2_RUNS,
     eval_budget,
+    parameter_table,
     suite_config,
     suite_table,
     train_suite,
@@ -39,6 +40,11 @@ def test_train_suite_trains_once_then_reuses(tiny_dataset, tmp_path, monkeypatch
     assert [r.status["step"] for r in runs.values()] == [3, 2]
     table = suite_table(runs)
     assert table["data %"].tolist() == [100, 25] and table["steps"].tolist() == [3, 2]
+
+    counts = parameter_table(runs).set_index("run")
+    assert counts.loc["ssd", "generator"] == 3_778_904
+    assert counts.loc["ssd", "discriminator"] == 2_765_568
+    assert counts.loc["ssd", "total (M), paper's tool"] == "6.574"
 
     def fail(self):
         raise AssertionError("a finished run was trained again")
@@ -118,3 +124,12 @@ def test_verdict_warns_when_one_generator_varies_in_fewer_factors():
     assert "vary in 9 factors with SN and 4 without" in text
     summary["factors probed"] = [9, 9]
     assert "vary in" not in verdict(summary, ppl, "A", "B")
+
+
+def test_published_lists_one_notebooks_files(tmp_path):
+    from ssd_lib.publish import published, record
+
+    record(tmp_path, ["b.png", "a.csv"], {"notebook": "01_training.ipynb"})
+    record(tmp_path, ["c.png"], {"notebook": "02_spectral_norm.ipynb"})
+    assert published(tmp_path, "01_training.ipynb") == ["a.csv", "b.png"]
+    assert published(tmp_path / "nowhere", "01_training.ipynb") == []
