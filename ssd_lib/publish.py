@@ -92,4 +92,15 @@ def provenance(
         entry["checkpoints"] = {
             k: f"{r.path.name}@step{r.status.get('step')}" for k, r in runs.items()
         }
+        # The tensor files are named by their content's SHA-256: the checkpoint hash.
+        entry["checkpoint_files"] = {k: _tensor_file(r) for k, r in runs.items()}
     return entry
+
+
+def _tensor_file(run: Any) -> str | None:
+    from ssd_lib.checkpoint import CheckpointError, tensor_path
+
+    try:
+        return tensor_path(run.checkpoint).name
+    except (CheckpointError, OSError, KeyError):
+        return None

@@ -57,6 +57,9 @@ def test_notebook_runs_under_smoke_publishes_and_passes_nbval(
         assert (out / fname).is_file(), fname
         assert entry["notebook"] == name and entry["parameters"]["profile"] == "smoke"
         assert entry["dataset"] and entry["dataset_hash"]
+        if name != "00_data.ipynb":  # made from trained runs: which, and their content hash
+            assert set(entry["checkpoint_files"]) == set(entry["checkpoints"])
+            assert all(f.startswith("latest-") for f in entry["checkpoint_files"].values())
     # nbval re-executes the notebook and compares the outputs that must not change.
     result = subprocess.run(
         [
