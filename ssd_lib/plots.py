@@ -19,13 +19,27 @@ from ssd_lib.images import make_grid
 
 
 class PlotFigure(Figure):
-    """A matplotlib ``Figure`` that shows itself as a PNG in Jupyter (``_repr_png_``), so a
-    notebook cell ending in ``fig`` displays it without pyplot or an inline backend."""
+    """A matplotlib ``Figure`` that shows itself in Jupyter, so a notebook cell ending in
+    ``fig`` displays it without pyplot or an inline backend.
 
-    def _repr_png_(self) -> bytes:
+    Plots show as PNG. Figures made of many generated images set ``inline_format = "jpeg"``:
+    noisy pixels compress badly as PNG, and the committed notebooks would grow by megabytes.
+    (Files written with ``save_figure`` are PNG either way.)"""
+
+    inline_format = "png"
+
+    def _inline(self, fmt: str, **kwargs: object) -> bytes | None:
+        if self.inline_format != fmt:
+            return None  # IPython leaves out a representation that returns None
         buf = io.BytesIO()
-        self.savefig(buf, format="png", dpi=100)
+        self.savefig(buf, format=fmt, dpi=100, **kwargs)
         return buf.getvalue()
+
+    def _repr_png_(self) -> bytes | None:
+        return self._inline("png")
+
+    def _repr_jpeg_(self) -> bytes | None:
+        return self._inline("jpeg", pil_kwargs={"quality": 88})
 
 
 def moving_average(x: np.ndarray, window: int) -> np.ndarray:
@@ -83,6 +97,7 @@ def grid_figure(images: torch.Tensor, title: str, label: str, nrow: int = 8) -> 
     grid = make_grid(images, nrow=nrow)
     h, w = grid.shape[:2]
     fig = PlotFigure(figsize=(6, 6 * h / w + 0.6), layout="constrained")
+    fig.inline_format = "jpeg"
     ax = fig.subplots()
     ax.imshow(grid, interpolation="nearest")
     ax.set_axis_off()
@@ -98,6 +113,7 @@ def strips_figure(
     fig = PlotFigure(
         figsize=(frame_inches * width, 1.25 * frame_inches * len(rows) + 0.9), layout="constrained"
     )
+    fig.inline_format = "jpeg"
     axes = np.atleast_1d(fig.subplots(len(rows), 1))
     for ax, (name, images) in zip(axes, rows, strict=True):
         ax.imshow(torch.cat(list(images), dim=2).permute(1, 2, 0).numpy(), interpolation="nearest")

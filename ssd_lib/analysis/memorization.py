@@ -139,6 +139,7 @@ def neighbours_figure(
         pairs += [generated_uint8[int(i)], train_uint8[int(result.generated_index[i])]]
     grid = make_grid(torch.stack(pairs), nrow=2)
     fig = PlotFigure(figsize=(3.2, 1.5 * rows), layout="constrained")
+    fig.inline_format = "jpeg"  # many generated images: see PlotFigure
     ax = fig.subplots()
     ax.imshow(grid, interpolation="nearest")
     ax.set_axis_off()

@@ -58,6 +58,7 @@ def progression_figure(
         pick = np.linspace(0, len(grids) - 1, max_panels).round().astype(int)
         grids = [grids[i] for i in sorted(set(pick))]
     fig = PlotFigure(figsize=(2.4 * len(grids), 3.0), layout="constrained")
+    fig.inline_format = "jpeg"
     axes = np.atleast_1d(fig.subplots(1, len(grids)))
     for ax, (step, path) in zip(axes, grids, strict=True):
         with Image.open(path) as im:
