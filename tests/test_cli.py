@@ -1,0 +1,97 @@
+"""The ssd command line: its subcommands, exit codes and messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ssd_lib.cli import main
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        Image.fromarray(rng.integers(0, 256, (70, 70, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def exit_code(argv) -> int:
+    try:
+        return main(argv)
+    except SystemExit as e:  # argparse and usage errors
+        return e.code
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["train", "--preset", "nope"], "argument --preset: invalid choice: 'nope' (choose from"),
+        (["train", "--data", "somewhere"], "argument --data: 'somewhere'; allowed: embedded"),
+        (["train", "--data", "folder:/no/such/dir"], "folder '/no/such/dir' does not exist"),
+        (["train", "--epochs", "0"], "argument --epochs: '0' is not an integer >= 1"),
+        (["sample", "--n", "5"], "the following arguments are required: --checkpoint, --out"),
+        (["eval", "--run", "x", "--protocol", "fast"], "argument --protocol: invalid choice"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_the_option(argv, words, capsys):
+    assert exit_code(argv) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_a_config_the_recipe_refuses_exits_2_with_its_reason(photos, capsys):
+    argv = ["train", "--data", f"folder:{photos}", "--profile", "smoke", "--fraction", "2"]
+    assert exit_code(argv) == 2
+    assert "data_fraction=2.0" in capsys.readouterr().err
+
+
+def test_prepare_train_sample_and_eval_end_to_end(photos, tmp_path, capsys, monkeypatch):
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    assert main(["prepare", "--data", f"folder:{photos}", "--out", str(data)]) == 0
+    assert "16 train" in capsys.readouterr().out
+
+    train = ["train", "--data", f"folder:{photos}", "--data-root", str(data), "--out", str(runs)]
+    train += ["--profile", "smoke", "--device", "cpu"]
+    assert main(train) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("complete: ") and "(step 2 of 2)" in out  # 16 images / batch 8
+    (run,) = runs.iterdir()
+
+    # The same command again must not silently retrain or reuse: it says what to do.
+    assert main(train) == 1
+    assert "pass --resume to continue or reuse it" in capsys.readouterr().err
+    assert main([*train, "--resume"]) == 0
+
+    samples = tmp_path / "samples"
+    assert main(["sample", "--checkpoint", str(run), "--n", "5", "--out", str(samples)]) == 0
+    assert len(list(samples.glob("*.png"))) == 5
+    stem = run / "checkpoints" / "latest.json"
+    again = tmp_path / "again"
+    assert main(["sample", "--checkpoint", str(stem), "--n", "5", "--out", str(again)]) == 0
+    for a, b in zip(sorted(samples.glob("*.png")), sorted(again.glob("*.png")), strict=True):
+        assert a.read_bytes() == b.read_bytes()  # same generator, same seed
+
+    # Offline: the Inception weights are missing -> exit 1 and one line saying which file.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    monkeypatch.setenv("SSD_DATA_DIR", str(data))
+    capsys.readouterr()  # drop the progress bars so far
+    assert main(["eval", "--run", str(run)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "MissingWeightsError" in err and "Inception weights" in err
+
+
+def test_eval_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert exit_code(["eval", "--run", str(tmp_path)]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
+
+
+def test_python_dash_m_and_the_entry_point_show_help():
+    for cmd in ([sys.executable, "-m", "ssd_lib", "--help"], [sys.executable, "-m", "ssd_lib.cli"]):
+        result = subprocess.run([*cmd, "train", "--help"], capture_output=True, text=True)
+        assert result.returncode == 0 and "--resume" in result.stdout
