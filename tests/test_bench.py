@@ -1,0 +1,48 @@
+"""make bench's pieces that are not timings: the release's data path, the targets, the docs."""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from ssd_lib.bench import targets, write_section
+from ssd_lib.bench_reference import ReleaseStep, make_jpeg_folder, release_loader
+
+
+def test_release_data_path_reads_512px_jpegs_as_64px_in_unit_range(tmp_path):
+    images = torch.randint(0, 256, (5, 3, 64, 64), dtype=torch.uint8)
+    folder = make_jpeg_folder(images, tmp_path / "jpegs")
+    assert {Image.open(p).size for p in (folder / "dog").iterdir()} == {(512, 512)}
+    real, labels = next(iter(release_loader(folder, batch_size=4)))
+    assert real.shape == (4, 3, 64, 64) and labels.tolist() == [0, 0, 0, 0]
+    assert 0.0 <= real.min() and real.max() <= 1.0  # ToTensor: the release's [0, 1] reals
+    loss_g, loss_d = ReleaseStep(torch.device("cpu"))(real)
+    assert loss_g > 0 and loss_d > 0
+
+
+def _rows(step_rel, step_ours, e2e_rel, e2e_ours, bf16=None):
+    rows = [
+        ("train step alone, img/s (ours fp32)", str(step_rel), str(step_ours), ""),
+        ("end to end, img/s (ours fp32)", str(e2e_rel), str(e2e_ours), ""),
+    ]
+    if bf16 is not None:
+        rows.append(("end to end, img/s (ours bf16)", str(e2e_rel), str(bf16), ""))
+    return rows
+
+
+def test_targets_are_read_off_the_rows():
+    met = targets(_rows(90, 100, 75, 96, bf16=130))
+    assert [line.endswith(": met") for line in met] == [True, True, True]
+    missed = targets(_rows(110, 100, 75, 90, bf16=100))
+    assert [line.endswith("NOT met") for line in missed] == [True, True, True]
+    assert "does not apply" in targets(_rows(90, 100, 75, 96))[2]
+
+
+def test_the_bench_rewrites_only_its_own_section(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\nhand-written notes\n")
+    write_section(doc, "first")
+    write_section(doc, "second")
+    text = doc.read_text()
+    assert "hand-written notes" in text and "second" in text and "first" not in text
+    assert text.count("<!-- make bench: start -->") == 1
