@@ -24,7 +24,7 @@ LOSSES = ("bce", "wgan_gp")
 STEP_ORDERS = ("g_then_d", "d_then_g")
 REAL_RANGES = ("[0, 1]", "[-1, 1]")
 SUBSET_MODES = ("first", "random")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")  # "auto": see ssd_lib.train.resolve_precision
 
 
 class ConfigError(ValueError):

@@ -65,6 +65,30 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """The precision a run computes in. "auto" is bf16 on CUDA GPUs that support it and on
+    CPUs with native bf16 (avx512_bf16 or AMX), fp32 everywhere else: emulated bf16 on an
+    AVX2-only CPU is many times slower than fp32. An explicit "bf16" is honoured, with a
+    warning where it is emulated."""
+    from ssd_lib.hardware import has_native_bf16
+
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported()
+    elif device.type == "cpu":
+        native = has_native_bf16()
+    else:
+        native = False
+    if precision == "auto":
+        return "bf16" if native else "fp32"
+    if precision == "bf16" and not native:
+        log.warning(
+            "precision='bf16' on %s without native bf16: it is emulated and slow; "
+            "use 'auto' or 'fp32'",
+            device,
+        )
+    return precision
+
+
 def _grad_norm(module: torch.nn.Module) -> float:
     norms = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
     return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
@@ -130,8 +154,9 @@ class Trainer:
         self.steps_per_epoch = n // b if cfg.drop_last else math.ceil(n / b)
         total = cfg.epochs * self.steps_per_epoch
         self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
+        self.precision = resolve_precision(cfg.precision, self.device)
         self.autocast = torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"
+            self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
         )
 
     # ---- one iteration -------------------------------------------------------------------
@@ -326,6 +351,8 @@ class Trainer:
                 "total_steps": self.total_steps,
                 "epoch": self.epoch,
                 "elapsed_s": round(self.elapsed, 3),
+                "precision": self.precision,
+                "device": str(self.device),
             },
         )
 

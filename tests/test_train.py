@@ -278,3 +278,25 @@ def test_discriminator_gap_is_recorded_at_evaluation_points_without_changing_tra
         assert torch.equal(a, b)  # measuring in eval mode changed nothing
     for a, b in zip(with_val.D.state_dict().values(), without.D.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_auto_precision_never_picks_bf16_on_a_cpu_without_native_support(monkeypatch, caplog):
+    import ssd_lib.hardware
+    from ssd_lib.train import resolve_precision
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(ssd_lib.hardware, "has_native_bf16", lambda flags=None: False)
+    assert resolve_precision("auto", cpu) == "fp32"
+    assert resolve_precision("fp32", cpu) == "fp32"
+    assert resolve_precision("bf16", cpu) == "bf16" and "emulated and slow" in caplog.text
+    monkeypatch.setattr(ssd_lib.hardware, "has_native_bf16", lambda flags=None: True)
+    assert resolve_precision("auto", cpu) == "bf16"
+
+
+def test_a_run_records_the_precision_it_computed_in(tiny_dataset, tmp_path):
+    cfg = make_config("paper", "smoke", dataset="tiny", precision="auto")
+    run = train(cfg, tiny_dataset, runs_root=tmp_path, device="cpu", show_progress=False)
+    from ssd_lib.hardware import has_native_bf16
+
+    assert run.status["precision"] == ("bf16" if has_native_bf16() else "fp32")
+    assert run.status["device"] == "cpu"
