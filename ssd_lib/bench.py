@@ -188,6 +188,104 @@ def compare_with_release(
     return rows
 
 
+def matmul_peak_gflops(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
+    """fp32 matrix-multiply throughput, the machine's practical peak for this kind of work."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    t = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    _sync(device)
+    return 2 * n**3 * repeats / (time.perf_counter() - t) / 1e9
+
+
+def _trainer(device: torch.device, precision: str = "fp32") -> tuple[Trainer, torch.Tensor]:
+    cfg = make_config("paper", "paper", precision=precision)
+    images = torch.randint(0, 256, (64, 3, 64, 64), dtype=torch.uint8)
+    trainer = Trainer(cfg, ImageSplit(images), "/nonexistent", device, show_progress=False)
+    return trainer, uint8_to_float(images[:32], cfg.real_range).to(device)
+
+
+def step_gflop(device: torch.device) -> float:
+    """Floating-point work of one paper-preset training iteration at batch 32 (GFLOP)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    trainer, real = _trainer(device)
+    with FlopCounterMode(display=False) as counter:
+        trainer.train_step(real)
+    return counter.get_total_flops() / 1e9
+
+
+def profile_step(device: torch.device, steps: int = 3, top: int = 8) -> list[tuple[str, float]]:
+    """Where one training iteration's time goes: (operator, share of self time), largest
+    first, from torch.profiler over ``steps`` iterations after a warm-up."""
+    from torch.profiler import ProfilerActivity, profile
+
+    trainer, real = _trainer(device)
+    trainer.train_step(real)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            trainer.train_step(real)
+    events = prof.key_averages()
+    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    total = sum(getattr(e, attr) for e in events) or 1.0
+    ranked = sorted(events, key=lambda e: getattr(e, attr), reverse=True)[:top]
+    return [(e.key, getattr(e, attr) / total) for e in ranked]
+
+
+def feature_rates(device: torch.device, work: Path, n: int = 256) -> dict[str, float]:
+    """Images per second of the metrics' feature networks: the toy factor CNN, and Inception
+    (pytorch-fid) with stand-in weights of the same architecture (same speed; no download)."""
+    import os
+    import tempfile
+
+    from ssd_lib.data.embedded import FACTORS
+    from ssd_lib.metrics.export import write_image_folder
+    from ssd_lib.metrics.inception import extract_features, list_images
+    from ssd_lib.metrics.standin import write_standin_weights
+    from ssd_lib.metrics.toy import FactorNet, embed
+
+    images = torch.randint(0, 256, (n, 3, 64, 64), dtype=torch.uint8)
+    net = FactorNet(list(FACTORS))
+    embed(net, images[:32])
+    t = time.perf_counter()
+    embed(net, images)
+    out = {"toy": n / (time.perf_counter() - t)}
+    folder = write_image_folder(images[:64], work / "features", show_progress=False)
+    saved = os.environ.get("TORCH_HOME")
+    with tempfile.TemporaryDirectory() as home:
+        os.environ["TORCH_HOME"] = home
+        try:
+            write_standin_weights(seed=0)
+            files = list_images(folder)
+            extract_features(files[:8], "pytorch-fid", device, show_progress=False)
+            t = time.perf_counter()
+            extract_features(files, "pytorch-fid", device, show_progress=False)
+            out["inception"] = len(files) / (time.perf_counter() - t)
+        finally:
+            if saved is None:
+                os.environ.pop("TORCH_HOME", None)
+            else:
+                os.environ["TORCH_HOME"] = saved
+    return out
+
+
+def prepare_seconds(folder: Path, work: Path) -> float:
+    """Seconds to decode the JPEG folder once into our cache (the release decodes every epoch)."""
+    import shutil
+
+    from ssd_lib.data.folder import prepare_folder
+
+    root = work / "prepared"
+    shutil.rmtree(root, ignore_errors=True)
+    t = time.perf_counter()
+    prepare_folder(folder, root=root)
+    return time.perf_counter() - t
+
+
 def targets(rows: list[tuple[str, str, str, str]]) -> list[str]:
     """The issue's targets, read off the comparison rows: one line each, met or not."""
     val = {r[0]: (float(r[1]), float(r[2])) for r in rows if "img/s" in r[0]}
@@ -283,6 +381,31 @@ def main(argv: list[str] | None = None) -> int:
     ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in compare]
     lines += ["", "Targets:", ""] + [f"- {t}" for t in targets(compare)]
+    folder = work / f"jpeg512-{args.images}"
+    rates = feature_rates(device, work)
+    peak, gflop = matmul_peak_gflops(device), step_gflop(device)
+    step_rate = float(compare[0][2])  # ours, fp32, step alone
+    achieved = gflop * step_rate / 32
+    lines += [
+        "",
+        "| more measurements | value |",
+        "|---|---|",
+        f"| decoding the {args.images} JPEGs once into our cache | "
+        f"{prepare_seconds(folder, work):.1f} s |",
+        f"| toy factor CNN features | {rates['toy']:.0f} img/s |",
+        f"| Inception features (pytorch-fid, stand-in weights, same network) | "
+        f"{rates['inception']:.1f} img/s |",
+        f"| fp32 matrix multiply, 2048 x 2048 | {peak:.0f} GFLOP/s |",
+        f"| one training iteration, batch 32 (FlopCounterMode) | {gflop:.1f} GFLOP |",
+        f"| achieved by the fp32 step (counted work / time) | {achieved:.0f} GFLOP/s = "
+        f"{achieved / peak:.2f}x the matrix-multiply rate |",
+        "",
+        "Where the fp32 step's time goes (torch.profiler, self time, 3 iterations):",
+        "",
+        "| operator | share |",
+        "|---|---|",
+    ]
+    lines += [f"| `{op}` | {share:.1%} |" for op, share in profile_step(device)]
     if "bf16" not in precisions:
         lines.append("- bf16 skipped: this CPU has no native bf16 (it would be emulated and slow).")
     text = "\n".join(lines)
