@@ -314,9 +314,9 @@ def targets(rows: list[tuple[str, str, str, str]]) -> list[str]:
     return out
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace the benchmark's section of ``path`` (between its markers) with ``text``."""
-    start, end = "<!-- make bench: start -->", "<!-- make bench: end -->"
+def write_section(path: Path, text: str, name: str = "make bench") -> None:
+    """Replace the section ``name`` of ``path`` (between its markers) with ``text``."""
+    start, end = f"<!-- {name}: start -->", f"<!-- {name}: end -->"
     old = path.read_text() if path.is_file() else "# Benchmarks\n"
     block = f"{start}\n{text.rstrip()}\n{end}"
     if start in old and end in old:
@@ -324,6 +324,27 @@ def write_section(path: Path, text: str) -> None:
     else:
         new = old.rstrip() + "\n\n" + block + "\n"
     atomic_write_text(path, new)
+
+
+def precision_check(
+    profile: str = "quick", seeds: tuple[int, ...] = (42, 43, 44), toy_n: int = 1000
+) -> list[tuple[str, int, float]]:
+    """(precision, seed, FD-toy) for the paper preset on the embedded data: fp32 for each seed
+    and bf16 for the first, trained with the same recipe and budget. If bf16 only adds
+    rounding noise, its FD-toy falls inside the spread of the fp32 seeds."""
+    from ssd_lib.data import prepare_dataset
+    from ssd_lib.metrics.toy import evaluate_generator_toy, load_or_train_factor_net
+    from ssd_lib.train import train
+
+    ds = prepare_dataset("embedded")
+    net = load_or_train_factor_net(ds)
+    out = []
+    for precision, seed in [("fp32", s) for s in seeds] + [("bf16", seeds[0])]:
+        cfg = make_config("paper", profile, dataset=ds.name, precision=precision, seed=seed)
+        run = train(cfg, ds, show_progress=False)
+        res = evaluate_generator_toy(run.load_generator(), cfg.real_range, ds, n=toy_n, net=net)
+        out.append((precision, seed, res["FD-toy"].value))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -343,7 +364,32 @@ def main(argv: list[str] | None = None) -> int:
         help="file whose 'make bench' section is rewritten (default docs/benchmarks.md)",
     )
     parser.add_argument("--work", type=Path, help="folder for the JPEG folder (default: data/)")
+    parser.add_argument(
+        "--precision-check",
+        action="store_true",
+        help="instead: train the paper preset (quick profile) in fp32 with three seeds and in "
+        "bf16 with one, and compare FD-toy (about 5 minutes on a 2-core CPU)",
+    )
     args = parser.parse_args(argv)
+    if args.precision_check:
+        rows = precision_check()
+        fp32 = [v for p, _, v in rows if p == "fp32"]
+        text = "\n".join(
+            [
+                f"`python -m ssd_lib.bench --precision-check`, {dt.date.today()}, "
+                f"{describe_machine()['cpu']}: paper preset, quick profile (1 epoch), "
+                "embedded data, FD-toy at n=1000",
+                "",
+                "| precision | seed | FD-toy |",
+                "|---|---|---|",
+                *[f"| {p} | {seed} | {v:.1f} |" for p, seed, v in rows],
+                "",
+                f"fp32 across seeds: {min(fp32):.1f} to {max(fp32):.1f}.",
+            ]
+        )
+        print(text)
+        write_section(args.docs, text, "precision check")
+        return 0
     device = resolve_device(args.device)
     machine = describe_machine()
     lines = [
