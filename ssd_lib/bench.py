@@ -17,10 +17,10 @@ import torch
 from ssd_lib.atomic import atomic_write_text
 from ssd_lib.config import make_config
 from ssd_lib.data.cache import ImageSplit
-from ssd_lib.hardware import describe_machine, has_native_bf16
+from ssd_lib.hardware import describe_machine
 from ssd_lib.images import uint8_to_float
 from ssd_lib.models import build_generator
-from ssd_lib.train import Trainer, resolve_device
+from ssd_lib.train import Trainer, resolve_device, resolve_precision
 
 
 def _sync(device: torch.device) -> None:
@@ -131,7 +131,8 @@ def _ours_child(device: str, steps: int, precision: str) -> dict[str, float]:
         trainer.fit()
         total = time.perf_counter() - t
         t = time.perf_counter()
-        trainer.save()  # fit ends with one save and one sample grid: not part of the loop
+        for _ in range(2):  # fit ends with two saves (loop end, final) and one sample grid
+            trainer.save()
         trainer.save_samples(Path(tmp) / "x.png")
         total -= time.perf_counter() - t
     out["end_to_end"] = steps * cfg.batch_size / total
@@ -160,7 +161,7 @@ def compare_with_release(
     )
     batches = max(1, images // 32)
     rel = _in_child(_reference_child, str(folder), str(device), steps, batches)
-    precisions = ["fp32"] + (["bf16"] if device.type == "cuda" or has_native_bf16() else [])
+    precisions = ["fp32"] + (["bf16"] if _bf16_applies(device) else [])
     rows = []
     for precision in precisions:
         ours = _in_child(_ours_child, str(device), steps, precision)
@@ -255,9 +256,11 @@ def feature_rates(device: torch.device, work: Path, n: int = 256) -> dict[str, f
     embed(net, images)
     out = {"toy": n / (time.perf_counter() - t)}
     folder = write_image_folder(images[:64], work / "features", show_progress=False)
-    saved = os.environ.get("TORCH_HOME")
+    names = ("TORCH_HOME", "SSD_CLEANFID_DIR")  # stand-ins must not overwrite real weights
+    saved = {k: os.environ.get(k) for k in names}
     with tempfile.TemporaryDirectory() as home:
         os.environ["TORCH_HOME"] = home
+        os.environ["SSD_CLEANFID_DIR"] = str(Path(home) / "cleanfid")
         try:
             write_standin_weights(seed=0)
             files = list_images(folder)
@@ -266,10 +269,11 @@ def feature_rates(device: torch.device, work: Path, n: int = 256) -> dict[str, f
             extract_features(files, "pytorch-fid", device, show_progress=False)
             out["inception"] = len(files) / (time.perf_counter() - t)
         finally:
-            if saved is None:
-                os.environ.pop("TORCH_HOME", None)
-            else:
-                os.environ["TORCH_HOME"] = saved
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
     return out
 
 
@@ -327,7 +331,10 @@ def write_section(path: Path, text: str, name: str = "make bench") -> None:
 
 
 def precision_check(
-    profile: str = "quick", seeds: tuple[int, ...] = (42, 43, 44), toy_n: int = 1000
+    device: torch.device,
+    profile: str = "quick",
+    seeds: tuple[int, ...] = (42, 43, 44),
+    toy_n: int = 1000,
 ) -> list[tuple[str, int, float]]:
     """(precision, seed, FD-toy) for the paper preset on the embedded data: fp32 for each seed
     and bf16 for the first, trained with the same recipe and budget. If bf16 only adds
@@ -341,16 +348,29 @@ def precision_check(
     out = []
     for precision, seed in [("fp32", s) for s in seeds] + [("bf16", seeds[0])]:
         cfg = make_config("paper", profile, dataset=ds.name, precision=precision, seed=seed)
-        run = train(cfg, ds, show_progress=False)
+        run = train(cfg, ds, device=device, show_progress=False)
         res = evaluate_generator_toy(run.load_generator(), cfg.real_range, ds, n=toy_n, net=net)
         out.append((precision, seed, res["FD-toy"].value))
     return out
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 1")
+    return int(text)
+
+
+def _bf16_applies(device: torch.device) -> bool:
+    """Whether bf16 is worth measuring: the device computes it natively."""
+    return resolve_precision("auto", device) == "bf16"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ssd_lib.bench", description=__doc__)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--steps", type=int, default=20, help="timed train steps per row")
+    parser.add_argument(
+        "--steps", type=_positive, default=20, help="timed train steps per row (default 20)"
+    )
     parser.add_argument(
         "--images",
         type=int,
@@ -372,12 +392,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.precision_check:
-        rows = precision_check()
+        device = resolve_device(args.device)
+        rows = precision_check(device)
         fp32 = [v for p, _, v in rows if p == "fp32"]
         text = "\n".join(
             [
                 f"`python -m ssd_lib.bench --precision-check`, {dt.date.today()}, "
-                f"{describe_machine()['cpu']}: paper preset, quick profile (1 epoch), "
+                f"{describe_machine()['cpu']}, device={device}: paper preset, quick profile "
+                "(1 epoch), "
                 "embedded data, FD-toy at n=1000",
                 "",
                 "| precision | seed | FD-toy |",
@@ -400,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"- {k}: {v}" for k, v in machine.items()]
     rows = []
     precisions = ["fp32"]
-    if device.type == "cuda" or has_native_bf16():
+    if _bf16_applies(device):
         precisions.append("bf16")
     for preset in ("paper", "dcgan"):
         for precision in precisions:

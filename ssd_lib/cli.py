@@ -37,7 +37,7 @@ def _data_source(text: str) -> str:
         path = Path(text.split(":", 1)[1]).expanduser()
         if not path.is_dir():
             raise argparse.ArgumentTypeError(f"folder {str(path)!r} does not exist or is no folder")
-        return str(path)
+        return str(path.resolve())  # absolute: a folder named "afhq" is not the AFHQ download
     raise argparse.ArgumentTypeError(f"{text!r}; allowed: {DATA_HELP}")
 
 
@@ -104,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
         help="inception: needs the Inception weights; toy: embedded data only, offline",
     )
     ev.add_argument("--n", type=_positive_int, help="generated images (default: as the protocol)")
+    ev.add_argument("--data-root", type=Path, help="where the run's prepared dataset lives")
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     return p
 
@@ -162,6 +163,8 @@ def _load_generator(path: Path, device: Any) -> tuple[Any, str]:
             raise UsageError(f"--checkpoint {str(path)!r} is a folder but not a run folder")
         return run.load_generator(device), run.config.real_range
     stem = path.with_suffix("") if path.suffix == ".json" else path
+    if not stem.with_suffix(".json").is_file():
+        raise UsageError(f"--checkpoint {str(path)!r}: no run folder or checkpoint there")
     tensors, meta = load_checkpoint(stem)
     cfg = TrainConfig.from_dict(meta["config"])
     g = build_generator(cfg)
@@ -188,16 +191,17 @@ def _eval(args: argparse.Namespace) -> int:
     if not (args.run / "config.json").is_file():
         raise UsageError(f"--run {str(args.run)!r} is not a run folder (no config.json)")
     run = Run(args.run)
-    ds = prepare_dataset(run.config.dataset)
+    ds = prepare_dataset(run.config.dataset, root=args.data_root)
+    device = resolve_device(args.device)
     if args.metrics == "toy":
         from ssd_lib.metrics.toy import evaluate_generator_toy
 
         n = args.n or 5000
-        results = evaluate_generator_toy(run.load_generator(), run.config.real_range, ds, n=n)
+        g = run.load_generator(device)
+        results = evaluate_generator_toy(g, run.config.real_range, ds, n=n)
     else:
         from ssd_lib.metrics.evaluate import evaluate_run
 
-        device = resolve_device(args.device)
         results = evaluate_run(run, ds, args.protocol, n=args.n, device=device)
         results = {r.name: r for r in results}
     for name, r in results.items():
@@ -228,7 +232,6 @@ def main(argv: list[str] | None = None) -> int:
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         print(f"ssd {args.command}: error: {type(err).__name__}: {first}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

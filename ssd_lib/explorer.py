@@ -37,7 +37,7 @@ from torch import nn
 
 from ssd_lib.atomic import atomic_write_json, sha256_file
 from ssd_lib.images import check_value_range, float_to_uint8, save_image
-from ssd_lib.sampling import sample_z
+from ssd_lib.sampling import sample_z, seeded_rng
 
 log = logging.getLogger(__name__)
 
@@ -289,11 +289,9 @@ class Explorer:
         if s.mix_seed is not None:
             w_mix = g.truncate(self._base_w(s.mix_seed), float(s.psi)) + delta
             ws = g.mix_styles(ws, w_mix, int(s.crossover))
-        devices = list(range(torch.cuda.device_count())) if self.device.type == "cuda" else []
-        # Noise inputs read the global RNG: seed a private fork so renders repeat exactly and
-        # the caller's RNG stream is not disturbed.
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(s.seed)
+        # Noise inputs read the global RNG: seed it for this render only, so renders repeat
+        # exactly and the caller's RNG stream is not disturbed.
+        with seeded_rng(self.device, s.seed):
             img = g.synthesis(ws)
         return float_to_uint8(img, self.value_range)[0].cpu()
 

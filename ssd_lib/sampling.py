@@ -2,10 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
 from ssd_lib.images import float_to_uint8
+
+
+@contextlib.contextmanager
+def seeded_rng(device: torch.device, seed: int) -> Iterator[None]:
+    """Seed the global RNG of the CPU and of ``device`` (CUDA or MPS) with ``seed`` for the
+    block, then restore both; no other device's RNG is touched."""
+    cpu_state = torch.get_rng_state()
+    device_state = None
+    if device.type == "cuda":
+        device_state = torch.cuda.get_rng_state(device)
+    elif device.type == "mps":
+        device_state = torch.mps.get_rng_state()
+    try:
+        torch.random.default_generator.manual_seed(seed)
+        if device.type == "cuda":
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        elif device.type == "mps":
+            torch.mps.manual_seed(seed)
+        yield
+    finally:
+        torch.set_rng_state(cpu_state)
+        if device.type == "cuda":
+            torch.cuda.set_rng_state(device_state, device)
+        elif device.type == "mps":
+            torch.mps.set_rng_state(device_state)
 
 
 def sample_z(n: int, z_dim: int, seed: int) -> torch.Tensor:
@@ -43,8 +72,7 @@ def generate(
     generator.eval()
     out = []
     try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(noise_seed)
+        with seeded_rng(device, noise_seed):
             for chunk in z.split(batch_size):
                 chunk = chunk.to(device)
                 if truncation_psi != 1.0:

@@ -72,8 +72,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     warning where it is emulated."""
     from ssd_lib.hardware import has_native_bf16
 
-    if device.type == "cuda":
-        native = torch.cuda.is_bf16_supported()
+    if device.type == "cuda":  # Ampere (8.x) and newer; older GPUs emulate bf16
+        native = torch.cuda.get_device_properties(device).major >= 8
     elif device.type == "cpu":
         native = has_native_bf16()
     else:
@@ -351,6 +351,7 @@ class Trainer:
                 "total_steps": self.total_steps,
                 "epoch": self.epoch,
                 "elapsed_s": round(self.elapsed, 3),
+                "steps_per_epoch": self.steps_per_epoch,
                 "precision": self.precision,
                 "device": str(self.device),
             },
@@ -383,6 +384,7 @@ class Trainer:
     def save(self) -> Path:
         meta = {
             "config": self.cfg.to_dict(),
+            "precision": self.precision,  # what "auto" resolved to on this machine
             "step": self.step,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
@@ -422,6 +424,15 @@ class Trainer:
                 f"checkpoint {stem} was trained on other images ({data.get('n')} "
                 f"images, hash {str(data.get('content_hash'))[:12]}) than the "
                 f"{len(self.data)} given now; resume it with its own data"
+            )
+        if meta.get("precision", self.precision) != self.precision:
+            log.warning(
+                "checkpoint %s was trained in %s; this machine continues in %s (precision=%r "
+                "resolves differently here), so the run mixes the two",
+                stem,
+                meta["precision"],
+                self.precision,
+                self.cfg.precision,
             )
         load_state_strict(self.G, split_prefix(tensors, "G"), f"{stem} [G]")
         load_state_strict(self.D, split_prefix(tensors, "D"), f"{stem} [D]")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,11 +80,25 @@ def test_prepare_train_sample_and_eval_end_to_end(photos, tmp_path, capsys, monk
 
     # Offline: the Inception weights are missing -> exit 1 and one line saying which file.
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
-    monkeypatch.setenv("SSD_DATA_DIR", str(data))
     capsys.readouterr()  # drop the progress bars so far
-    assert main(["eval", "--run", str(run)]) == 1
+    assert main(["eval", "--run", str(run), "--data-root", str(data)]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "MissingWeightsError" in err and "Inception weights" in err
+
+
+def test_sample_refuses_a_checkpoint_that_is_not_there(tmp_path, capsys):
+    argv = ["sample", "--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]
+    assert exit_code(argv) == 2
+    assert "no run folder or checkpoint there" in capsys.readouterr().err
+
+
+def test_a_folder_named_like_a_built_in_source_stays_a_folder(tmp_path, monkeypatch):
+    from ssd_lib.cli import _data_source
+
+    (tmp_path / "afhq").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert _data_source("folder:afhq") == str(tmp_path / "afhq")
+    assert _data_source("afhq") == "afhq"
 
 
 def test_eval_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
@@ -92,6 +107,7 @@ def test_eval_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
 
 
 def test_python_dash_m_and_the_entry_point_show_help():
-    for cmd in ([sys.executable, "-m", "ssd_lib", "--help"], [sys.executable, "-m", "ssd_lib.cli"]):
+    ssd = Path(sys.executable).with_name("ssd")  # the entry point pip installed
+    for cmd in ([sys.executable, "-m", "ssd_lib"], [sys.executable, "-m", "ssd_lib.cli"], [ssd]):
         result = subprocess.run([*cmd, "train", "--help"], capture_output=True, text=True)
         assert result.returncode == 0 and "--resume" in result.stdout

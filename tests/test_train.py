@@ -89,7 +89,8 @@ def test_same_seed_same_weights_different_seed_different(tiny_dataset, tmp_path)
 @pytest.mark.parametrize("preset", ["paper", "corrected", "stylegan"])
 def test_interrupted_run_resumes_bit_identically(preset, tiny_dataset, tmp_path, monkeypatch):
     # 40 images, batch 8: 5 steps per epoch; 2 epochs = 10 steps. Interrupt mid-epoch 2.
-    cfg = make_config(preset, "smoke", dataset="tiny", epochs=2, max_steps=0)
+    # Evaluation points every 3 steps (D's gap, a sample grid) are part of the run.
+    cfg = make_config(preset, "smoke", dataset="tiny", epochs=2, max_steps=0, checkpoint_every=3)
     whole = Trainer(
         cfg, tiny_dataset.train, tmp_path / "whole", "cpu", False, val=tiny_dataset.val
     )  # train() passes the val split too
@@ -266,7 +267,9 @@ def test_discriminator_gap_is_recorded_at_evaluation_points_without_changing_tra
     # 2 epochs of 5 steps, a mid-epoch checkpoint every 3 steps: points at 3, 5, 6, 9, 10.
     cfg = make_config("paper", "smoke", epochs=2, max_steps=0, checkpoint_every=3)
     with_val = Trainer(cfg, tiny_dataset.train, tmp_path / "a", "cpu", False, val=tiny_dataset.val)
-    without = Trainer(cfg, tiny_dataset.train, tmp_path / "b", "cpu", False)
+    # No val split and no mid-epoch evaluation points: nothing measured, nothing sampled.
+    plain = cfg.replace(checkpoint_every=0)
+    without = Trainer(plain, tiny_dataset.train, tmp_path / "b", "cpu", False)
     with_val.fit()
     without.fit()
     rows = [r for r in with_val.history if "d_val_eval" in r]

@@ -46,8 +46,10 @@ def progression_figure(
     """The run's fixed-code sample grids as training went on: one panel per saved grid, each
     showing the top-left ``cells`` x ``cells`` images of the grid."""
     st = run.status
-    epochs = max(1, int(st.get("epoch", 1)))
-    steps_per_epoch = max(1, int(st.get("total_steps", 1)) // epochs)
+    steps_per_epoch = st.get("steps_per_epoch")
+    if not steps_per_epoch:  # runs saved before status.json recorded it
+        epochs = max(1, int(st.get("epoch", 1)))
+        steps_per_epoch = max(1, int(st.get("total_steps", 1)) // epochs)
     grids = sorted(
         ((_grid_step(p.name, steps_per_epoch), p) for p in run.sample_grids()),
         key=lambda t: t[0],
