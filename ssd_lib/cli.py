@@ -118,13 +118,57 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _start_processes(device: str) -> tuple[int, int, str]:
+    """Under torchrun (WORLD_SIZE > 1): join the process group (NCCL on CUDA, gloo on CPU)
+    and pick this process's GPU; returns (rank, world size, device)."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, device
+    import torch
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if cuda:
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    elif device == "auto":
+        device = "cpu"
+    dist.init_process_group("nccl" if cuda else "gloo")
+    return dist.get_rank(), world, device
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
 def _train(args: argparse.Namespace) -> int:
+    rank, world, device = _start_processes(args.device)
+    try:
+        return _train_in_process(args, rank, world, device)
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train_in_process(args: argparse.Namespace, rank: int, world: int, device: str) -> int:
     from ssd_lib.config import make_config
     from ssd_lib.data import prepare_dataset
     from ssd_lib.runs import default_runs_root, run_name
     from ssd_lib.train import train
 
-    ds = prepare_dataset(args.data, root=args.data_root)
+    if rank == 0:  # one process decodes the data; the others then read its cache
+        ds = prepare_dataset(args.data, root=args.data_root)
+    _barrier(world)
+    if rank != 0:
+        ds = prepare_dataset(args.data, root=args.data_root)
     overrides: dict[str, Any] = {"dataset": ds.name}
     for name, field in (
         ("epochs", "epochs"),
@@ -144,9 +188,16 @@ def _train(args: argparse.Namespace) -> int:
             f"{folder} already holds this run; pass --resume to continue or reuse it, or "
             f"--out another folder"
         )
-    run = train(cfg, ds, runs_root=args.out, device=args.device, resume=args.resume)
+    _barrier(world)  # every process has checked before the main one writes the folder
+    run = train(cfg, ds, runs_root=args.out, device=device, resume=args.resume)
+    _barrier(world)  # the main process has written the final checkpoint and status
     st = run.status
-    print(f"{st.get('state')}: {run.path} (step {st.get('step')} of {st.get('total_steps')})")
+    if rank == 0:
+        procs = f", {world} processes" if world > 1 else ""
+        print(
+            f"{st.get('state')}: {run.path} (step {st.get('step')} of {st.get('total_steps')}"
+            f"{procs})"
+        )
     return 0 if run.complete else 130
 
 

@@ -89,6 +89,15 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def _rank_and_world() -> tuple[int, int]:
+    """(rank, number of processes) under torch.distributed; (0, 1) otherwise."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def _grad_norm(module: torch.nn.Module) -> float:
     norms = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
     return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
@@ -132,6 +141,12 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # initial weights (and StyleGAN's noise afterwards)
         self.G = build_generator(cfg).to(self.device).train()
         self.D = build_discriminator(cfg).to(self.device).train()
+        self.rank, self.world = _rank_and_world()
+        self.main = self.rank == 0  # only the main process writes files
+        if self.world > 1:
+            self._setup_ddp(cfg)
+        else:
+            self._G_run, self._D_run = self.G, self.D
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=cfg.betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
         self.noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -151,7 +166,8 @@ class Trainer:
                 f"TrainConfig.batch_size={b} exceeds the {n} training images "
                 "while drop_last=True; lower batch_size"
             )
-        self.steps_per_epoch = n // b if cfg.drop_last else math.ceil(n / b)
+        # Several processes drop the last partial batch: every rank needs a full share.
+        self.steps_per_epoch = n // b if cfg.drop_last or self.world > 1 else math.ceil(n / b)
         total = cfg.epochs * self.steps_per_epoch
         self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
         self.precision = resolve_precision(cfg.precision, self.device)
@@ -159,14 +175,39 @@ class Trainer:
             self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
         )
 
+    def _setup_ddp(self, cfg: TrainConfig) -> None:
+        """DistributedDataParallel over ``self.world`` processes (torchrun); see ssd_lib.cli."""
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        if cfg.loss != "bce":
+            raise ConfigError(
+                f"loss={cfg.loss!r} cannot train in several processes: its gradient penalty "
+                "needs a double backward, which DistributedDataParallel does not support; "
+                "train the stylegan preset in one process"
+            )
+        if cfg.batch_size % self.world:
+            raise ConfigError(
+                f"TrainConfig.batch_size={cfg.batch_size} must divide evenly among the "
+                f"{self.world} processes"
+            )
+        if self.device.type == "cuda":  # batch statistics over the global batch
+            self.G = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
+            self.D = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self._G_run, self._D_run = DDP(self.G, device_ids=ids), DDP(self.D, device_ids=ids)
+
+    def _shard(self, x: torch.Tensor) -> torch.Tensor:
+        """This process's share of a global batch (all of it in one process)."""
+        return x if self.world == 1 else x.tensor_split(self.world)[self.rank]
+
     # ---- one iteration -------------------------------------------------------------------
-    def _D(self, x: torch.Tensor) -> torch.Tensor:
+    def _D(self, x: torch.Tensor, synced: bool = True) -> torch.Tensor:
         with self.autocast:
-            return self.D(x).float()
+            return (self._D_run if synced else self.D)(x).float()
 
     def _G(self, z: torch.Tensor) -> torch.Tensor:
         with self.autocast:
-            return self.G(z)
+            return self._G_run(z)
 
     def _g_loss(self, d_fake: torch.Tensor) -> torch.Tensor:
         if self.cfg.loss == "bce":
@@ -201,7 +242,8 @@ class Trainer:
     def _g_step(self, fake: torch.Tensor) -> dict[str, float]:
         self.D.requires_grad_(False)  # G's loss needs no gradients for D's weights
         try:
-            loss = self._g_loss(self._D(fake))
+            # D's gradients are not needed here, so D runs without DDP's gradient sync.
+            loss = self._g_loss(self._D(fake, synced=False))
             norm = self._update(self.opt_g, loss, self.G)
         finally:
             self.D.requires_grad_(True)
@@ -225,7 +267,8 @@ class Trainer:
 
     def train_step(self, real: torch.Tensor) -> dict[str, float]:
         """One G update and one D update on a batch of reals in ``cfg.real_range``."""
-        z = torch.randn(real.shape[0], self.cfg.nz, generator=self.noise_gen).to(self.device)
+        n = real.shape[0] * self.world  # draw the global batch's codes, keep this rank's
+        z = self._shard(torch.randn(n, self.cfg.nz, generator=self.noise_gen)).to(self.device)
         if self.cfg.step_order == "g_then_d":
             stats = self._g_step(self._G(z))
             with torch.no_grad():
@@ -235,19 +278,27 @@ class Trainer:
             fake = self._G(z)
             stats = self._d_step(real, fake.detach())
             stats.update(self._g_step(fake))
+        if self.world > 1:  # log the mean over processes, as one process would see it
+            import torch.distributed as dist
+
+            keys = sorted(stats)
+            values = torch.tensor([stats[k] for k in keys], dtype=torch.float64)
+            dist.all_reduce(values)
+            stats = dict(zip(keys, (values / self.world).tolist(), strict=True))
         return stats
 
     # ---- the loop ------------------------------------------------------------------------
     def fit(self) -> str:
         """Train until ``total_steps``; returns "complete" or "interrupted" (Ctrl-C, SIGTERM)."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.run_dir / "config.json", self.cfg.to_dict())
+        if self.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.run_dir / "config.json", self.cfg.to_dict())
         self._write_status("running")
         flag: dict[str, Any] = {}
         bar = tqdm(
             total=self.total_steps,
             initial=self.step,
-            disable=not self.show_progress,
+            disable=not (self.show_progress and self.main),
             desc=f"{self.cfg.preset}/{self.cfg.profile}",
             unit="step",
             dynamic_ncols=True,
@@ -263,7 +314,7 @@ class Trainer:
                 while self.batch_in_epoch < self.steps_per_epoch and self.step < self.total_steps:
                     b, bs = self.batch_in_epoch, self.cfg.batch_size
                     idx = perm[b * bs : (b + 1) * bs]
-                    real = uint8_to_float(self.data.images[idx], self.cfg.real_range)
+                    real = uint8_to_float(self.data.images[self._shard(idx)], self.cfg.real_range)
                     stats = self.train_step(real.to(self.device))
                     self.step += 1
                     self.batch_in_epoch += 1
@@ -332,17 +383,21 @@ class Trainer:
         try:
             for name, split in (("d_train_eval", self.data), ("d_val_eval", self.val)):
                 x = uint8_to_float(split.images[:n], self.cfg.real_range).to(self.device)
-                out[name] = float(self._D(x).mean())
+                out[name] = float(self._D(x, synced=False).mean())
         finally:
             self.D.train()
         return out
 
-    def save_samples(self, path: Path) -> Path:
+    def save_samples(self, path: Path) -> Path | None:
+        if not self.main:
+            return None
         images = generate(self.G, self.fixed_z, self.cfg.real_range, device=self.device)
         return save_grid(images, path, nrow=8)
 
     # ---- persistence ---------------------------------------------------------------------
     def _write_status(self, state: str) -> None:
+        if not self.main:
+            return
         atomic_write_json(
             self.run_dir / "status.json",
             {
@@ -352,6 +407,7 @@ class Trainer:
                 "epoch": self.epoch,
                 "elapsed_s": round(self.elapsed, 3),
                 "steps_per_epoch": self.steps_per_epoch,
+                "processes": self.world,
                 "precision": self.precision,
                 "device": str(self.device),
             },
@@ -381,7 +437,10 @@ class Trainer:
             )
         return t
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        """Write the checkpoint and history (the main process only; None elsewhere)."""
+        if not self.main:
+            return None
         meta = {
             "config": self.cfg.to_dict(),
             "precision": self.precision,  # what "auto" resolved to on this machine
