@@ -31,3 +31,21 @@ def tiny_dataset(tmp_path):
     )
     write_prepared("tiny", {"train": train, "val": val}, {"kind": "test"}, root=tmp_path / "data")
     return load_prepared("tiny", root=tmp_path / "data")
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    """A factory: ``photo_folder(n)`` writes n random 70x70 PNGs to a fresh folder."""
+    import numpy as np
+    from PIL import Image
+
+    def make(n: int, name: str = "photos"):
+        folder = tmp_path / name
+        folder.mkdir()
+        rng = np.random.default_rng(0)
+        for i in range(n):
+            pixels = rng.integers(0, 256, (70, 70, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+        return folder
+
+    return make

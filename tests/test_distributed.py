@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import numpy as np
-from PIL import Image
 
 from ssd_lib.runs import Run
 
@@ -32,12 +31,8 @@ def _train(photos, data, out, processes: int) -> Run:
     return run
 
 
-def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(32):
-        Image.fromarray(rng.integers(0, 256, (70, 70, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+def test_two_processes_match_one_process_on_the_same_global_batch(tmp_path, photo_folder):
+    photos = photo_folder(32)
     data = tmp_path / "data"
     one = _train(photos, data, tmp_path / "one", 1)
     two = _train(photos, data, tmp_path / "two", 2)
