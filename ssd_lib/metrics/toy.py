@@ -228,6 +228,20 @@ def held_out_scores(
     return scores
 
 
+def _recipe(
+    epochs: int, batch_size: int, lr: float, feature_dim: int, widths: tuple[int, ...]
+) -> dict[str, Any]:
+    """What a trained FactorNet depends on besides data and seed (also its cache key)."""
+    return {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "feature_dim": feature_dim,
+        "widths": [int(w) for w in widths],
+        "net_version": NET_VERSION,
+    }
+
+
 def train_factor_net(
     dataset: PreparedDataset,
     seed: int = 0,
@@ -278,14 +292,7 @@ def train_factor_net(
     else:
         scores = held_out_scores(net, dataset.val.images, dataset.val.factors)
     log.info("trained factor net in %.1f s; held-out scores %s", seconds, scores)
-    recipe = {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "feature_dim": feature_dim,
-        "widths": [int(w) for w in widths],
-        "net_version": NET_VERSION,
-    }
+    recipe = _recipe(epochs, batch_size, lr, feature_dim, widths)
     return FactorNetResult(net, seed, dataset.content_hash, scores, seconds, recipe)
 
 
@@ -310,14 +317,7 @@ def load_or_train_factor_net(
     seed = _check_int("seed", seed, 0)
     suffix = "" if epochs == DEFAULT_EPOCHS else f"_e{epochs}"  # a short net keeps its own file
     stem = Path(root or Path(dataset.path) / CACHE_FOLDER) / f"factor_net_s{seed}{suffix}"
-    recipe = {
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": DEFAULT_LR,
-        "feature_dim": feature_dim,
-        "widths": [int(w) for w in widths],
-        "net_version": NET_VERSION,
-    }
+    recipe = _recipe(epochs, batch_size, DEFAULT_LR, feature_dim, widths)
     key = {
         "dataset_hash": dataset.content_hash,
         "seed": seed,
