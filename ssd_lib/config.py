@@ -24,7 +24,8 @@ LOSSES = ("bce", "wgan_gp")
 STEP_ORDERS = ("g_then_d", "d_then_g")
 REAL_RANGES = ("[0, 1]", "[-1, 1]")
 SUBSET_MODES = ("first", "random")
-PRECISIONS = ("fp32", "bf16", "auto")  # "auto": see ssd_lib.train.resolve_precision
+# "auto": see ssd_lib.train.resolve_precision; "fp16" trains with a gradient scaler (for GPUs)
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 
 
 class ConfigError(ValueError):
@@ -178,6 +179,13 @@ def _validate(c: TrainConfig) -> None:
             "loss",
             c.loss,
             "'wgan_gp' for the StyleGAN discriminator (it returns a score, not a probability)",
+        )
+    if c.loss == "wgan_gp" and c.precision == "fp16":
+        _fail(
+            "precision",
+            c.precision,
+            "'fp32', 'bf16' or 'auto' with loss='wgan_gp' (its gradient penalty is not "
+            "written for fp16's loss scaling)",
         )
     if c.nz != 100 and c.generator != "stylegan":
         _fail("nz", c.nz, "100 for the paper's generators (their mapping is 100 wide)")

@@ -49,7 +49,7 @@ class SpectralTracker:
             self.v[name] = F.normalize(torch.randn(w.shape[1], generator=g, dtype=w.dtype), dim=0)
         self._power(warmup_iters)
 
-    def _power(self, iters: int) -> dict[str, float]:
+    def _power(self, iters: int) -> dict[str, torch.Tensor]:
         sigmas = {}
         for name, conv in self.convs.items():
             w = weight_matrix(conv)
@@ -58,18 +58,21 @@ class SpectralTracker:
                 u = F.normalize(w @ v, dim=0)
                 v = F.normalize(w.T @ u, dim=0)
             self.v[name] = v
-            sigmas[name] = float(torch.linalg.vector_norm(w @ v))
+            sigmas[name] = torch.linalg.vector_norm(w @ v)
         return sigmas
 
-    def measure(self) -> dict[str, float]:
-        """{"sigma_raw/<name>": ..., "sigma_eff/<name>": ...} for every tracked layer."""
+    def measure(self) -> dict[str, torch.Tensor]:
+        """{"sigma_raw/<name>": ..., "sigma_eff/<name>": ...} for every tracked layer, as
+        0-d float64 tensors on the weights' device (so that measuring never waits for a GPU;
+        ``float()`` reads one)."""
         out = {}
-        for name, sigma in self._power(self.iters).items():
+        for name, sigma32 in self._power(self.iters).items():
+            sigma = sigma32.double()
             out[f"sigma_raw/{name}"] = sigma
             conv = self.convs[name]
             if hasattr(conv, "weight_u"):
                 w = weight_matrix(conv)
-                sigma_hat = float(conv.weight_u @ (w @ conv.weight_v))
+                sigma_hat = (conv.weight_u @ (w @ conv.weight_v)).double()
                 out[f"sigma_eff/{name}"] = sigma / sigma_hat
             else:
                 out[f"sigma_eff/{name}"] = sigma

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import logging
 import math
@@ -86,7 +87,16 @@ def resolve_precision(precision: str, device: torch.device) -> str:
             "use 'auto' or 'fp32'",
             device,
         )
+    if precision == "fp16" and device.type != "cuda":
+        log.warning(
+            "precision='fp16' on %s: fp16 with loss scaling is meant for CUDA GPUs and is "
+            "slow here; use 'auto', 'bf16' or 'fp32'",
+            device,
+        )
     return precision
+
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _rank_and_world() -> tuple[int, int]:
@@ -98,9 +108,12 @@ def _rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _grad_norm(module: torch.nn.Module) -> float:
+def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
+    """The gradient's global 2-norm, as a tensor on the device (reading it would sync)."""
     norms = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
-    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+    if not norms:
+        return torch.zeros((), device=next(module.parameters()).device)
+    return torch.linalg.vector_norm(torch.stack(norms))
 
 
 @contextlib.contextmanager
@@ -123,7 +136,16 @@ def _stop_on_signals(flag: dict[str, Any]) -> Iterator[None]:
 
 
 class Trainer:
-    """Holds the networks, optimisers, RNGs and history of one run; ``fit`` trains it."""
+    """Holds the networks, optimisers, RNGs and history of one run; ``fit`` trains it.
+
+    How it runs: logged scalars stay on the device and are read in one transfer every
+    ``sync_every`` steps (a read per scalar and step would stall a GPU; the log is the same
+    for any value); ``channels_last`` (default: on CUDA) stores images and convolution weights
+    channels-last, the layout GPU convolution kernels prefer (other kernels, so other
+    rounding); on CUDA the prepared uint8
+    images are copied to the GPU once when they fit (``_images_for_training``), so a step
+    moves only its codes z (drawn on the CPU, so that every device draws the same ones).
+    """
 
     def __init__(
         self,
@@ -133,14 +155,21 @@ class Trainer:
         device: str | torch.device = "cpu",
         show_progress: bool = True,
         val: ImageSplit | None = None,
+        sync_every: int = 10,
+        channels_last: bool | None = None,
     ) -> None:
         self.cfg, self.data, self.run_dir = cfg, data, Path(run_dir)
         self.val = val  # held-out reals, for D's overfitting gap at each epoch end
         self.device = resolve_device(device)
         self.show_progress = show_progress
+        if not isinstance(sync_every, int) or sync_every < 1:
+            raise ValueError(f"sync_every={sync_every!r} must be an integer >= 1")
+        self.sync_every = sync_every
+        self.channels_last = self.device.type == "cuda" if channels_last is None else channels_last
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         torch.manual_seed(cfg.seed)  # initial weights (and StyleGAN's noise afterwards)
-        self.G = build_generator(cfg).to(self.device).train()
-        self.D = build_discriminator(cfg).to(self.device).train()
+        self.G = build_generator(cfg).to(self.device, memory_format=self.memory_format).train()
+        self.D = build_discriminator(cfg).to(self.device, memory_format=self.memory_format).train()
         self.rank, self.world = _rank_and_world()
         self.main = self.rank == 0  # only the main process writes files
         if self.world > 1:
@@ -158,7 +187,8 @@ class Trainer:
         self.tracker = SpectralTracker(convs) if convs else None
         self.data_hash = data.content_hash()
         self.step = self.epoch = self.batch_in_epoch = 0
-        self.history: list[dict[str, float]] = []
+        self.history: list[dict[str, Any]] = []
+        self._synced_rows = 0  # history rows before this one hold plain floats
         self.elapsed = 0.0
         n, b = len(data), cfg.batch_size
         if n < b and cfg.drop_last:
@@ -172,8 +202,16 @@ class Trainer:
         self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
         self.precision = resolve_precision(cfg.precision, self.device)
         self.autocast = torch.autocast(
-            self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
+            self.device.type,
+            dtype=AUTOCAST_DTYPES.get(self.precision, torch.bfloat16),
+            enabled=self.precision in AUTOCAST_DTYPES,
         )
+        # fp16 needs its loss scaled so small gradients do not underflow; one scaler per
+        # network, since G and D step one after the other on separate losses.
+        self.scalers = {
+            name: torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+            for name in ("G", "D")
+        }
 
     def _setup_ddp(self, cfg: TrainConfig) -> None:
         """DistributedDataParallel over ``self.world`` processes (torchrun); see ssd_lib.cli."""
@@ -231,42 +269,47 @@ class Trainer:
         return self.cfg.d_loss_scale * (loss + 1e-3 * d_real.pow(2).mean())
 
     def _update(
-        self, opt: torch.optim.Optimizer, loss: torch.Tensor, module: torch.nn.Module
-    ) -> float:
+        self, opt: torch.optim.Optimizer, loss: torch.Tensor, module: torch.nn.Module, net: str
+    ) -> torch.Tensor:
+        scaler = self.scalers[net]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)  # the logged norm is the true gradient's (a no-op unless fp16)
         norm = _grad_norm(module)
-        opt.step()
+        scaler.step(opt)  # skipped (fp16 only) when the scaled gradient overflowed
+        scaler.update()
         return norm
 
-    def _g_step(self, fake: torch.Tensor) -> dict[str, float]:
+    def _g_step(self, fake: torch.Tensor) -> dict[str, torch.Tensor]:
         self.D.requires_grad_(False)  # G's loss needs no gradients for D's weights
         try:
             # D's gradients are not needed here, so D runs without DDP's gradient sync.
             loss = self._g_loss(self._D(fake, synced=False))
-            norm = self._update(self.opt_g, loss, self.G)
+            norm = self._update(self.opt_g, loss, self.G, "G")
         finally:
             self.D.requires_grad_(True)
-        return {"loss_g": loss.item(), "grad_norm_g": norm}
+        return {"loss_g": loss.detach(), "grad_norm_g": norm}
 
-    def _d_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+    def _d_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
         d_real, d_fake = self._D(real), self._D(fake)
         loss = self._d_loss(d_real, d_fake, real, fake)
-        norm = self._update(self.opt_d, loss, self.D)
+        norm = self._update(self.opt_d, loss, self.D, "D")
         threshold = 0.5 if self.cfg.loss == "bce" else 0.0
-        acc = 0.5 * (
-            float((d_real > threshold).float().mean()) + float((d_fake < threshold).float().mean())
-        )
+        d_real, d_fake = d_real.detach(), d_fake.detach()
+        acc = 0.5 * ((d_real > threshold).float().mean() + (d_fake < threshold).float().mean())
         return {
-            "loss_d": loss.item(),
+            "loss_d": loss.detach(),
             "grad_norm_d": norm,
-            "d_real": d_real.mean().item(),
-            "d_fake": d_fake.mean().item(),
+            "d_real": d_real.mean(),
+            "d_fake": d_fake.mean(),
             "d_acc": acc,
         }
 
-    def train_step(self, real: torch.Tensor) -> dict[str, float]:
-        """One G update and one D update on a batch of reals in ``cfg.real_range``."""
+    def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One G update and one D update on a batch of reals in ``cfg.real_range``.
+
+        Returns the logged statistics as 0-d tensors on the device (``float()`` reads one)."""
+        real = real.contiguous(memory_format=self.memory_format)
         n = real.shape[0] * self.world  # draw the global batch's codes, keep this rank's
         z = self._shard(torch.randn(n, self.cfg.nz, generator=self.noise_gen)).to(self.device)
         if self.cfg.step_order == "g_then_d":
@@ -282,10 +325,56 @@ class Trainer:
             import torch.distributed as dist
 
             keys = sorted(stats)
-            values = torch.tensor([stats[k] for k in keys], dtype=torch.float64)
-            dist.all_reduce(values)
-            stats = dict(zip(keys, (values / self.world).tolist(), strict=True))
+            values = torch.stack([stats[k].to(self.device, torch.float64) for k in keys])
+            dist.all_reduce(values)  # on the device: NCCL reduces CUDA tensors only
+            stats = dict(zip(keys, (values / self.world).unbind(), strict=True))
         return stats
+
+    def _sync_history(self) -> None:
+        """Turn the tensors logged since the last call into floats with one device read."""
+        pending = [
+            (row, key)
+            for row in self.history[self._synced_rows :]
+            for key, value in row.items()
+            if isinstance(value, torch.Tensor)
+        ]
+        if pending:
+            values = torch.stack([row[key].to(torch.float64) for row, key in pending]).tolist()
+            for (row, key), value in zip(pending, values, strict=True):
+                row[key] = value
+        self._synced_rows = len(self.history)
+
+    def _should_stop(self, flag: dict[str, Any]) -> bool:
+        """Whether a signal asks to stop after this step.
+
+        In several processes the signal may reach the ranks at different steps, and a rank
+        that stops alone leaves the others waiting in a collective for ever; so the ranks
+        agree, with one all-reduce every ``sync_every`` steps, and all stop at the same step.
+        """
+        if self.world == 1:
+            return bool(flag.get("stop"))
+        if self.step % self.sync_every:
+            return False
+        import torch.distributed as dist
+
+        mine = torch.tensor([1.0 if flag.get("stop") else 0.0], device=self.device)
+        dist.all_reduce(mine, op=dist.ReduceOp.MAX)
+        if mine.item() and not flag.get("stop"):
+            flag["stop"] = "a signal to another process"
+        return bool(mine.item())
+
+    def _images_for_training(self) -> torch.Tensor:
+        """The uint8 training images where batches are cut from: on a CUDA device when they
+        fit comfortably (a quarter of its free memory), else in host memory."""
+        images = self.data.images
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            if images.numel() * images.element_size() < free // 4:
+                return images.to(self.device)
+            log.info(
+                "the training images do not fit on %s; batches are copied per step", self.device
+            )
+        return images
 
     # ---- the loop ------------------------------------------------------------------------
     def fit(self) -> str:
@@ -303,32 +392,37 @@ class Trainer:
             unit="step",
             dynamic_ncols=True,
         )
+        images = self._images_for_training()
+        stopping = False
         t0 = time.perf_counter()
         # Everything up to the last status write runs under the guard, so a second Ctrl-C
         # while the final checkpoint is written cannot cut it in half.
         with _stop_on_signals(flag), bar:
-            while self.step < self.total_steps and not flag.get("stop"):
+            while self.step < self.total_steps and not stopping:
                 epoch_gen = torch.Generator()
                 epoch_gen.set_state(self.epoch_start_state)
-                perm = torch.randperm(len(self.data), generator=epoch_gen)
+                perm = torch.randperm(len(self.data), generator=epoch_gen).to(images.device)
                 while self.batch_in_epoch < self.steps_per_epoch and self.step < self.total_steps:
                     b, bs = self.batch_in_epoch, self.cfg.batch_size
                     idx = perm[b * bs : (b + 1) * bs]
-                    real = uint8_to_float(self.data.images[self._shard(idx)], self.cfg.real_range)
-                    stats = self.train_step(real.to(self.device))
+                    batch = images[self._shard(idx)].to(self.device)
+                    stats = self.train_step(uint8_to_float(batch, self.cfg.real_range))
                     self.step += 1
                     self.batch_in_epoch += 1
                     if self.tracker and self.step % self.cfg.spectral_every == 0:
                         stats.update(self.tracker.measure())
                     self.history.append({"step": self.step, "epoch": self.epoch, **stats})
                     bar.update(1)
-                    if self.step % 10 == 0 or self.step == self.total_steps:
+                    if self.step % self.sync_every == 0 or self.step == self.total_steps:
+                        self._sync_history()
+                        row = self.history[-1]
                         bar.set_postfix(
-                            loss_g=f"{stats['loss_g']:.3f}",
-                            loss_d=f"{stats['loss_d']:.3f}",
+                            loss_g=f"{row['loss_g']:.3f}",
+                            loss_d=f"{row['loss_d']:.3f}",
                             refresh=False,
                         )
-                    if flag.get("stop"):
+                    stopping = self._should_stop(flag)
+                    if stopping:
                         break
                     if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
                         # A mid-epoch evaluation point: D's train/val gap and a sample grid
@@ -437,8 +531,19 @@ class Trainer:
             )
         return t
 
+    def state_digest(self) -> str:
+        """SHA-256 of everything a checkpoint holds (weights, optimiser state, RNGs, history):
+        two runs with equal digests have trained bit-identically."""
+        self._sync_history()
+        h = hashlib.sha256()
+        for key, value in sorted(self.state_tensors().items()):
+            h.update(key.encode())
+            h.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
     def save(self) -> Path | None:
         """Write the checkpoint and history (the main process only; None elsewhere)."""
+        self._sync_history()
         if not self.main:
             return None
         meta = {
@@ -455,6 +560,7 @@ class Trainer:
             "versions": {"ssd_lib": __version__, "torch": torch.__version__},
             "data": {"n": len(self.data), "content_hash": self.data_hash},
             "device": str(self.device),
+            "grad_scalers": {k: v.state_dict() for k, v in self.scalers.items()},
         }
         path = save_checkpoint(self.run_dir / "checkpoints" / "latest", self.state_tensors(), meta)
         self._write_history_csv()
@@ -502,6 +608,9 @@ class Trainer:
         torch.set_rng_state(tensors["rng.torch_cpu"])
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        for name, state in meta.get("grad_scalers", {}).items():
+            if state:  # empty when the run did not use fp16
+                self.scalers[name].load_state_dict(state)
         if self.tracker:
             self.tracker.v = split_prefix(tensors, "tracker")
         self.step, self.epoch = meta["step"], meta["epoch"]
@@ -516,6 +625,7 @@ class Trainer:
             }
             for i in range(self.step)
         ]
+        self._synced_rows = len(self.history)
 
 
 def train(

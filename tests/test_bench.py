@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from ssd_lib.bench import targets, write_section
-from ssd_lib.bench_reference import ReleaseStep, make_jpeg_folder, release_loader
+from ssd_lib.bench.cli import write_section
+from ssd_lib.bench.compare import targets
+from ssd_lib.bench.precision import precision_report
+from ssd_lib.bench.reference import ReleaseStep, make_jpeg_folder, release_loader
 
 
 def test_release_data_path_reads_512px_jpegs_as_64px_in_unit_range(tmp_path):
@@ -46,3 +48,12 @@ def test_the_bench_rewrites_only_its_own_section(tmp_path):
     text = doc.read_text()
     assert "hand-written notes" in text and "second" in text and "first" not in text
     assert text.count("<!-- make bench: start -->") == 1
+
+
+def test_precision_report_sets_the_bf16_difference_against_the_seed_spread():
+    rows = [("fp32", 1, 10.0), ("fp32", 2, 14.0), ("bf16", 1, 13.0), ("bf16", 2, 15.0)]
+    text = precision_report(rows, "cmd", torch.device("cpu"))
+    assert "| 1 | 10.0 | 13.0 | +3.0 |" in text and "| 2 | 14.0 | 15.0 | +1.0 |" in text
+    # means 12 and 14, standard deviations 2.83 and 1.41: standard error sqrt(4 + 1) = 2.24
+    assert "fp32 across 2 seeds: 10.0 to 14.0, mean 12.0, standard deviation 2.8" in text
+    assert "mean bf16 - mean fp32: +2.0, standard error 2.2 (0.9 standard errors)" in text

@@ -69,7 +69,7 @@ def test_config_hash_is_stable_and_sensitive():
         ("real_range", "[0, 255]", "one of ['[0, 1]', '[-1, 1]']"),
         ("data_fraction", 1.5, "a number in (0, 1]"),
         ("betas", (0.5, 1.2), "two numbers in [0, 1)"),
-        ("precision", "fp8", "one of ['fp32', 'bf16', 'auto']"),
+        ("precision", "fp8", "one of ['fp32', 'bf16', 'fp16', 'auto']"),
         ("tied_mapping", "yes", "True or False"),
         ("epochs", 2.5, "an integer >= 1"),
     ],
