@@ -7,6 +7,8 @@ import hashlib
 import http.server
 import io
 import logging
+import shutil
+import stat
 import threading
 import zipfile
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from ssd_lib.atomic import atomic_write, atomic_write_bytes, sha256_file
 from ssd_lib.data import afhq
 from ssd_lib.data.afhq import AFHQError, extract_dogs, prepare_afhq
 from ssd_lib.data.cache import is_prepared
@@ -224,3 +227,118 @@ def test_default_pinned_hash_refuses_an_archive_that_is_not_the_real_one(tmp_pat
             expected_val=N_VAL,
             show_progress=False,
         )
+
+
+@pytest.mark.parametrize("member", ["afhq/train/dog/link.jpg", "afhq/passwd"])
+def test_symlink_entries_are_refused_naming_archive_and_member(tmp_path, member):
+    zip_path = _write_zip(tmp_path / "links.zip")
+    with zipfile.ZipFile(zip_path, "a") as zf:
+        info = zipfile.ZipInfo(member)
+        info.create_system = 3  # Unix: external_attr holds st_mode in its high 16 bits
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(info, "../../../../etc/passwd")
+    dest = tmp_path / "dest"
+    with pytest.raises(AFHQError, match="symbolic link") as err:
+        extract_dogs(zip_path, dest, show_progress=False)
+    assert str(zip_path) in str(err.value) and repr(member) in str(err.value)
+    assert not dest.exists()  # refused before the first write
+    with pytest.raises(AFHQError, match="symbolic link"):
+        _prepare(tmp_path, "", archive=zip_path)
+    assert not list(tmp_path.rglob("link.jpg")) and not list(tmp_path.rglob("passwd"))
+
+
+def _corrupt_train_file(ds) -> Path:
+    """Flip the last pixel byte of the cached train split, in a new copy of the file: the
+    loaded tensors map the file, so editing it in place would change them too."""
+    file = ds.path / ds.manifest["splits"]["train"]["file"]
+    data = bytearray(file.read_bytes())
+    data[-1] ^= 0xFF
+    atomic_write_bytes(file, bytes(data))
+    return file
+
+
+def _assert_damage_warned(caplog, file: Path, recorded: str) -> None:
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(str(file) in m and recorded in m and sha256_file(file) in m for m in warnings)
+
+
+def test_damaged_cache_is_rebuilt_from_the_extracted_images(tmp_path, monkeypatch, caplog):
+    zip_path = _write_zip(tmp_path / "mine" / "afhq.zip")
+    ds = _prepare(tmp_path, "http://127.0.0.1:9/afhq.zip", archive=zip_path)
+    zip_path.unlink()  # only the extracted source images are left to rebuild from
+    file = _corrupt_train_file(ds)
+    monkeypatch.setattr(afhq, "extract_dogs", lambda *a, **k: pytest.fail("extracted again"))
+    with caplog.at_level(logging.WARNING):
+        again = _prepare(tmp_path, "http://127.0.0.1:9/afhq.zip")
+    _assert_damage_warned(caplog, file, ds.manifest["splits"]["train"]["file_sha256"])
+    assert torch.equal(again.train.images, ds.train.images)
+    assert again.content_hash == ds.content_hash
+
+
+def test_damaged_cache_without_extracted_images_is_rebuilt_from_the_archive(tmp_path, caplog):
+    _write_zip(tmp_path / "data" / "downloads" / "afhq.zip")
+    ds = _prepare(tmp_path, "http://127.0.0.1:9/afhq.zip")
+    shutil.rmtree(tmp_path / "data" / afhq.SOURCE_FOLDER)
+    file = _corrupt_train_file(ds)
+    with caplog.at_level(logging.WARNING):
+        again = _prepare(tmp_path, "http://127.0.0.1:9/afhq.zip")
+    _assert_damage_warned(caplog, file, ds.manifest["splits"]["train"]["file_sha256"])
+    assert torch.equal(again.train.images, ds.train.images)
+    assert len(list(Path(again.manifest["source_dirs"]["train"]).iterdir())) == N_TRAIN
+
+
+def test_damaged_cache_with_no_source_left_says_what_to_run(tmp_path):
+    zip_path = _write_zip(tmp_path / "mine" / "afhq.zip")
+    ds = _prepare(tmp_path, "http://127.0.0.1:9/afhq.zip", archive=zip_path)
+    zip_path.unlink()
+    shutil.rmtree(tmp_path / "data" / afhq.SOURCE_FOLDER)
+    _corrupt_train_file(ds)
+    with pytest.raises(AFHQError) as err:
+        _prepare(tmp_path, "http://127.0.0.1:9/afhq.zip")
+    msg = str(err.value)
+    assert str(ds.path) in msg and "ssd prepare --data afhq" in msg and "force=True" in msg
+    assert "\n" not in msg
+
+
+def _source_files(root: Path) -> dict[str, bytes]:
+    source = root / afhq.SOURCE_FOLDER
+    return {p.relative_to(source).as_posix(): p.read_bytes() for p in source.rglob("*.jpg")}
+
+
+def test_failed_re_extraction_keeps_the_old_source_folder_whole(tmp_path, monkeypatch):
+    zip_path = _write_zip(tmp_path / "mine" / "afhq.zip")
+    _prepare(tmp_path, "", archive=zip_path)
+    before = _source_files(tmp_path / "data")
+    other = _write_zip(tmp_path / "other" / "afhq.zip", n_train=N_TRAIN - 1)
+    calls = []
+
+    def crash_on_fourth(path, write):
+        calls.append(path)
+        if len(calls) == 4:
+            raise KeyboardInterrupt("power cut")
+        return atomic_write(path, write)
+
+    monkeypatch.setattr(afhq, "atomic_write", crash_on_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        _prepare(tmp_path, "", archive=other, force=True, expected_train=None)
+    assert _source_files(tmp_path / "data") == before
+    assert not list((tmp_path / "data").glob(".afhq-extract-*"))
+
+
+def test_crash_between_the_two_renames_leaves_no_half_mixed_source(tmp_path, monkeypatch):
+    zip_path = _write_zip(tmp_path / "mine" / "afhq.zip")
+    _prepare(tmp_path, "", archive=zip_path)
+    rename = Path.rename
+
+    def crash_before_new_source(self, target):
+        if Path(target).name == afhq.SOURCE_FOLDER:
+            raise KeyboardInterrupt("power cut")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", crash_before_new_source)
+    with pytest.raises(KeyboardInterrupt):
+        _prepare(tmp_path, "", archive=zip_path, force=True)
+    monkeypatch.undo()
+    assert not (tmp_path / "data" / afhq.SOURCE_FOLDER).exists()  # gone, never half-swapped
+    ds = _prepare(tmp_path, "", archive=zip_path, force=True)
+    assert len(list(Path(ds.manifest["source_dirs"]["val"]).iterdir())) == N_VAL

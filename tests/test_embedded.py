@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
 import torch
 
+from ssd_lib.atomic import atomic_write_bytes, sha256_file
 from ssd_lib.data import embedded
+from ssd_lib.data.cache import load_prepared
 from ssd_lib.data.embedded import (
     FACTOR_NAMES,
     FACTORS,
@@ -187,6 +190,35 @@ def test_prepare_regenerates_when_cached_source_differs(tmp_path, monkeypatch):
     assert calls == [1]
     assert again.manifest["source"]["generator_version"] == embedded.GENERATOR_VERSION
     assert again.content_hash == ds.content_hash  # same seed, same images
+
+
+def _flip_last_byte(file) -> None:
+    """A one-byte corruption, written as a new file: loaded tensors map the old one."""
+    data = bytearray(file.read_bytes())
+    data[-1] ^= 0xFF
+    atomic_write_bytes(file, bytes(data))
+
+
+def test_damaged_cache_is_regenerated_with_a_warning_naming_file_and_hashes(
+    tmp_path, monkeypatch, caplog
+):
+    kwargs = dict(root=tmp_path, seed=2, n_train=8, n_val=4, show_progress=False)
+    ds = prepare_embedded(**kwargs)
+    info = ds.manifest["splits"]["val"]
+    file = ds.path / info["file"]
+    _flip_last_byte(file)
+    calls = []
+    original = embedded.render_faces
+    monkeypatch.setattr(
+        embedded, "render_faces", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    with caplog.at_level(logging.WARNING):
+        again = prepare_embedded(**kwargs)
+    assert len(calls) == 2  # both splits rendered again
+    message = next(r.getMessage() for r in caplog.records if str(file) in r.getMessage())
+    assert info["file_sha256"] in message and sha256_file(file) in message
+    assert again.content_hash == ds.content_hash
+    assert load_prepared(again.name, tmp_path).val.images.equal(again.val.images)
 
 
 def test_default_arguments_use_the_plain_name():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from ssd_lib.atomic import atomic_write_bytes, sha256_file
 from ssd_lib.data import folder as folder_mod
 from ssd_lib.data.cache import is_prepared
 from ssd_lib.data.folder import (
@@ -246,3 +248,89 @@ def test_prepare_without_val_split_and_custom_name(tmp_path: Path):
     assert ds.name == "tiny" and ds.val is None and len(ds.train) == 4
     # without a val split the training set keeps the sorted file order
     assert ds.train.images[:, 0, 0, 0].tolist() == [0, 10, 20, 30]
+
+
+def test_damaged_cache_is_decoded_again_from_the_folder(tmp_path: Path, monkeypatch, caplog):
+    d = _folder_of(tmp_path / "imgs", 4)
+    kwargs = dict(name="tiny", root=tmp_path / "data", size=8, min_images=4, show_progress=False)
+    ds = prepare_folder(d, **kwargs)
+    expected = ds.train.images.clone()
+    info = ds.manifest["splits"]["train"]
+    file = ds.path / info["file"]
+    data = bytearray(file.read_bytes())
+    data[-1] ^= 0xFF  # one pixel byte, in a new file: the loaded tensors map the old one
+    atomic_write_bytes(file, bytes(data))
+    calls = []
+    original = folder_mod.load_folder
+    monkeypatch.setattr(
+        folder_mod, "load_folder", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    with caplog.at_level(logging.WARNING):
+        again = prepare_folder(d, **kwargs)
+    assert calls == [1]
+    message = next(r.getMessage() for r in caplog.records if str(file) in r.getMessage())
+    assert info["file_sha256"] in message and sha256_file(file) in message
+    assert torch.equal(again.train.images, expected)
+    assert prepare_folder(d, **kwargs).content_hash == ds.content_hash  # and cached again
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("size", [0, -64, 48, 100, 2048, 64.0, "64", True, None])
+def test_size_must_be_a_power_of_two_the_models_can_use(tmp_path: Path, size):
+    _folder_of(tmp_path / "imgs", 2)
+    for call in (load_folder, prepare_folder):
+        with pytest.raises((ValueError, TypeError)) as info:
+            call(tmp_path / "imgs", size=size)
+        msg = str(info.value)
+        assert f"size={size!r} is not allowed" in msg and "[8, 16, 32, 64," in msg
+
+
+@pytest.mark.parametrize("size", [8, 16, 32, 64, 128])
+def test_allowed_sizes_give_images_of_that_size(tmp_path: Path, size):
+    _folder_of(tmp_path / "imgs", 1)
+    images, _ = load_folder(tmp_path / "imgs", size=size, show_progress=False)
+    assert images.shape == (1, 3, size, size)
+
+
+def test_empty_folder_error_names_the_folder_and_says_it_found_nothing(tmp_path: Path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FolderError) as info:
+        prepare_folder(empty, root=tmp_path / "data")
+    msg = str(info.value)
+    assert str(empty) in msg and "0 usable images" in msg and "no other files" in msg
+
+
+def test_folder_without_images_lists_what_it_found(tmp_path: Path):
+    d = tmp_path / "docs"
+    d.mkdir()
+    (d / "notes.txt").write_text("hi")
+    (d / "photo.gif").write_bytes(b"GIF89a")
+    with pytest.raises(FolderError) as info:
+        prepare_folder(d, root=tmp_path / "data")
+    msg = str(info.value)
+    assert str(d) in msg and "notes.txt: not an image extension" in msg and "photo.gif" in msg
+
+
+def test_broken_symlink_is_reported_not_dropped(tmp_path: Path):
+    _solid(tmp_path / "ok.png", RED)
+    (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    _, report = load_folder(tmp_path, size=8, show_progress=False)
+    assert report.used == ["ok.png"]
+    assert report.skipped == [("gone.png", "broken symbolic link (its target does not exist)")]
+
+
+def test_conversion_counts_only_images_that_were_used(tmp_path: Path, monkeypatch):
+    _solid(tmp_path / "gray.png", 100, mode="L")
+    _solid(tmp_path / "rgb.png", RED)
+    real = folder_mod._to_rgb
+
+    def fail_on_gray(img):
+        if img.mode == "L":
+            raise TypeError("unsupported")
+        return real(img)
+
+    monkeypatch.setattr(folder_mod, "_to_rgb", fail_on_gray)
+    _, report = load_folder(tmp_path, size=8, show_progress=False)
+    assert report.used == ["rgb.png"] and report.converted == {}
+    assert report.skipped == [("gray.png", "cannot convert mode L to RGB (unsupported)")]

@@ -6,8 +6,10 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
-from ssd_lib.atomic import atomic_write, atomic_write_json
+from ssd_lib.atomic import atomic_write, atomic_write_json, sha256_file
+from ssd_lib.data import cache
 from ssd_lib.data.cache import (
     CacheError,
     ImageSplit,
@@ -69,6 +71,14 @@ def test_atomic_write_gives_the_mode_a_plain_open_would(tmp_path):
     assert (tmp_path / "a.json").stat().st_mode == (tmp_path / "b.json").stat().st_mode
 
 
+def _split(value: int, n: int = 10) -> ImageSplit:
+    return ImageSplit(torch.full((n, 3, 8, 8), value, dtype=torch.uint8))
+
+
+def _split_file(root, name: str, split: str = "train"):
+    return root / name / read_manifest(name, root)["splits"][split]["file"]
+
+
 def test_cache_round_trip_and_tamper_detection(tmp_path):
     imgs = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8)
     split = ImageSplit(imgs, torch.arange(20.0).reshape(10, 2), ["u", "v"])
@@ -77,13 +87,104 @@ def test_cache_round_trip_and_tamper_detection(tmp_path):
     ds = load_prepared("toy", tmp_path)
     assert torch.equal(ds.train.images, imgs) and ds.train.factor_names == ["u", "v"]
     assert ds.val is None and read_manifest("toy", tmp_path)["splits"]["train"]["count"] == 10
-    # Replace the tensor file with other content: the hash check must catch it.
+    # Replace the tensor file with other content: the file hash check must catch it.
     other = ImageSplit(imgs.flip(0), split.factors, ["u", "v"])
     write_prepared("other", {"train": other}, {"kind": "test"}, root=tmp_path)
-    (tmp_path / "toy" / "train.safetensors").write_bytes(
-        (tmp_path / "other" / "train.safetensors").read_bytes()
-    )
-    with pytest.raises(CacheError, match="does not match the content hash"):
+    file = _split_file(tmp_path, "toy")
+    file.write_bytes(_split_file(tmp_path, "other").read_bytes())
+    with pytest.raises(CacheError) as info:
+        load_prepared("toy", tmp_path)
+    msg = str(info.value)
+    recorded = read_manifest("toy", tmp_path)["splits"]["train"]["file_sha256"]
+    assert str(file) in msg and recorded in msg and sha256_file(file) in msg
+
+
+def test_split_files_are_named_by_their_content(tmp_path):
+    write_prepared("toy", {"train": _split(1), "val": _split(2, 4)}, {"kind": "t"}, root=tmp_path)
+    info = read_manifest("toy", tmp_path)["splits"]
+    for split in ("train", "val"):
+        file = tmp_path / "toy" / info[split]["file"]
+        assert file.name == f"{split}-{info[split]['file_sha256'][:16]}.safetensors"
+        assert sha256_file(file) == info[split]["file_sha256"]
+
+
+def test_version_1_layout_is_read_and_its_content_hash_checked(tmp_path):
+    write_prepared("toy", {"train": _split(7)}, {"kind": "t"}, root=tmp_path)
+    manifest = read_manifest("toy", tmp_path)
+    info = manifest["splits"]["train"]
+    (tmp_path / "toy" / info.pop("file")).rename(tmp_path / "toy" / "train.safetensors")
+    info.pop("file_sha256")
+    manifest["format_version"] = 1
+    atomic_write_json(tmp_path / "toy" / "manifest.json", manifest)
+    assert load_prepared("toy", tmp_path).train.images[0, 0, 0, 0] == 7
+    # other images under the old fixed name: only the content hash can tell
+    save_file({"images": _split(8).images}, str(tmp_path / "toy" / "train.safetensors"))
+    with pytest.raises(CacheError, match="does not match the content hash") as err:
+        load_prepared("toy", tmp_path)
+    assert info["content_hash"] in str(err.value) and _split(8).content_hash() in str(err.value)
+    # rewriting moves to the new layout and removes the old file
+    write_prepared("toy", {"train": _split(9)}, {"kind": "t"}, root=tmp_path)
+    assert not (tmp_path / "toy" / "train.safetensors").exists()
+    assert load_prepared("toy", tmp_path).train.images[0, 0, 0, 0] == 9
+
+
+@pytest.mark.parametrize("crash_at", ["second split", "manifest"])
+def test_crash_while_rewriting_leaves_the_old_dataset_loadable(tmp_path, monkeypatch, crash_at):
+    write_prepared("toy", {"train": _split(1), "val": _split(2, 4)}, {"kind": "t"}, root=tmp_path)
+    writes = []
+
+    def crashing(real):
+        def write(path, *args):
+            writes.append(path)
+            if crash_at == "second split" and len(writes) == 2 or crash_at == "manifest":
+                raise KeyboardInterrupt("power cut")
+            return real(path, *args)
+
+        return write
+
+    target = "atomic_write_bytes" if crash_at == "second split" else "atomic_write_json"
+    monkeypatch.setattr(cache, target, crashing(getattr(cache, target)))
+    with pytest.raises(KeyboardInterrupt):
+        write_prepared("toy", {"train": _split(3), "val": _split(4, 4)}, {"kind": "t"}, tmp_path)
+    old = load_prepared("toy", tmp_path)  # hashes verified: complete and unmixed
+    assert old.train.images.unique().tolist() == [1] and old.val.images.unique().tolist() == [2]
+    monkeypatch.undo()
+    write_prepared("toy", {"train": _split(3), "val": _split(4, 4)}, {"kind": "t"}, tmp_path)
+    new = load_prepared("toy", tmp_path)
+    assert new.train.images.unique().tolist() == [3] and new.val.images.unique().tolist() == [4]
+    files = sorted(p.name for p in (tmp_path / "toy").glob("*.safetensors"))
+    assert files == sorted(info["file"] for info in new.manifest["splits"].values())
+
+
+def test_crash_after_the_manifest_leaves_the_new_dataset_and_stale_files_go_later(
+    tmp_path, monkeypatch
+):
+    write_prepared("toy", {"train": _split(1), "val": _split(2, 4)}, {"kind": "t"}, root=tmp_path)
+
+    def crash(*args):
+        raise KeyboardInterrupt("power cut")
+
+    monkeypatch.setattr(cache, "_remove_unnamed_splits", crash)
+    with pytest.raises(KeyboardInterrupt):
+        write_prepared("toy", {"train": _split(3)}, {"kind": "t"}, tmp_path)
+    new = load_prepared("toy", tmp_path)
+    assert new.train.images.unique().tolist() == [3] and new.val is None
+    assert len(list((tmp_path / "toy").glob("*.safetensors"))) == 3  # old train and val linger
+    monkeypatch.undo()
+    write_prepared("toy", {"train": _split(3)}, {"kind": "t"}, tmp_path)
+    assert [p.name for p in (tmp_path / "toy").glob("*.safetensors")] == [
+        new.manifest["splits"]["train"]["file"]
+    ]
+
+
+def test_damaged_or_foreign_manifest_is_a_cache_error(tmp_path):
+    write_prepared("toy", {"train": _split(1)}, {"kind": "t"}, root=tmp_path)
+    manifest = tmp_path / "toy" / "manifest.json"
+    manifest.write_text("[1, 2]")
+    with pytest.raises(CacheError, match="not a dataset manifest"):
+        load_prepared("toy", tmp_path)
+    manifest.write_text('{"splits": {"train": {"file": "../../etc/passwd"}}}')
+    with pytest.raises(CacheError, match="not a split file"):
         load_prepared("toy", tmp_path)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,11 +13,13 @@ import pytest
 import torch
 from PIL import Image
 
+from ssd_lib.atomic import sha256_file
 from ssd_lib.config import make_config
 from ssd_lib.data.cache import ImageSplit, load_prepared, write_prepared
+from ssd_lib.metrics import export, inception
 from ssd_lib.metrics.evaluate import evaluate_run
-from ssd_lib.metrics.export import export_generated, write_image_folder
-from ssd_lib.metrics.inception import extract_features, list_images
+from ssd_lib.metrics.export import export_generated, export_split, is_complete, write_image_folder
+from ssd_lib.metrics.inception import FeatureCache, cached_features, extract_features, list_images
 from ssd_lib.metrics.standin import write_standin_weights
 from ssd_lib.metrics.weights import (
     CLEAN_FID,
@@ -227,3 +230,120 @@ def test_weights_paths_under_home_are_shown_with_a_tilde(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     assert shown_path(tmp_path / ".cache" / "w.pth") == "~/.cache/w.pth"
     assert shown_path(Path("/elsewhere/w.pth")) == "/elsewhere/w.pth"
+
+
+def _cache_with_entry(tmp_path):
+    cache = FeatureCache(tmp_path / "stats")
+    feats = np.arange(12.0).reshape(3, 4)
+    cache.put("pytorch-fid-abc", feats, {"n": 3})
+    return cache, cache.folder / "pytorch-fid-abc.safetensors", feats
+
+
+def test_feature_cache_round_trips_and_records_the_file_hash(tmp_path):
+    cache, path, feats = _cache_with_entry(tmp_path)
+    np.testing.assert_array_equal(cache.get("pytorch-fid-abc"), feats)
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["features_sha256"] == sha256_file(path) and sidecar["n"] == 3
+    assert cache.get("pytorch-fid-other") is None
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "truncated", "garbage, no sidecar hash"])
+def test_damaged_feature_file_is_reported_and_treated_as_missing(tmp_path, caplog, damage):
+    cache, path, _ = _cache_with_entry(tmp_path)
+    data = path.read_bytes()
+    if damage == "flipped byte":
+        path.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    elif damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    else:  # a sidecar from before hashes were recorded: only the read can tell
+        sidecar = path.with_suffix(".json")
+        sidecar.write_text(json.dumps({"n": 3}))
+        path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage")
+    with caplog.at_level(logging.WARNING, logger="ssd_lib.metrics.inception"):
+        assert cache.get("pytorch-fid-abc") is None  # never a raw SafetensorError
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert str(path) in message and "computing them again" in message
+    if damage != "garbage, no sidecar hash":
+        assert sha256_file(path) in message
+
+
+def test_damaged_cached_features_are_computed_again_and_replaced(tmp_path, monkeypatch):
+    status = SimpleNamespace(sha256="w" * 64)
+    files = [tmp_path / f"{i}.png" for i in range(3)]
+    computed = []
+
+    def fake_extract(files, library, *args):
+        computed.append(library)
+        return np.full((len(files), 4), float(len(computed))), status
+
+    monkeypatch.setattr(inception, "extract_features", fake_extract)
+    cache = FeatureCache(tmp_path / "stats")
+    identity = {"split": "train"}
+    first, _, hit = cached_features(files, PYTORCH_FID, cache, identity, status=status)
+    assert not hit and computed == [PYTORCH_FID]
+    (path,) = cache.folder.glob("*.safetensors")
+    path.write_bytes(path.read_bytes()[:20])
+    again, _, hit = cached_features(files, PYTORCH_FID, cache, identity, status=status)
+    assert not hit and len(computed) == 2 and again[0, 0] == 2.0
+    third, _, hit = cached_features(files, PYTORCH_FID, cache, identity, status=status)
+    assert hit and third[0, 0] == 2.0 and len(computed) == 2
+
+
+def test_interrupted_export_leaves_no_folder_is_complete_accepts(tmp_path, monkeypatch):
+    images = torch.zeros(5, 3, 8, 8, dtype=torch.uint8)
+    target = tmp_path / "reals"
+    written = []
+    save = Image.Image.save
+
+    def crash_on_third(self, fp, *args, **kwargs):
+        written.append(fp)
+        if len(written) == 3:
+            raise KeyboardInterrupt("power cut")
+        return save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        export_split(images, target, show_progress=False)
+    assert not target.exists() and not is_complete(target, 5)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_interrupted_rewrite_keeps_the_old_folder_whole(tmp_path, monkeypatch):
+    target = tmp_path / "gen"
+    old = write_image_folder(torch.zeros(4, 3, 8, 8, dtype=torch.uint8), target, False)
+    before = {p.name: p.read_bytes() for p in old.iterdir()}
+
+    def crash(*args):
+        raise KeyboardInterrupt("power cut")
+
+    monkeypatch.setattr(export, "_write_pngs", crash)
+    with pytest.raises(KeyboardInterrupt):
+        write_image_folder(torch.ones(6, 3, 8, 8, dtype=torch.uint8), target, False)
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert is_complete(target, 4) and not is_complete(target, 6)
+
+
+def test_crash_between_the_renames_leaves_no_folder_rather_than_a_mix(tmp_path, monkeypatch):
+    target = tmp_path / "gen"
+    write_image_folder(torch.zeros(4, 3, 8, 8, dtype=torch.uint8), target, False)
+    rename = Path.rename
+
+    def crash_on_new(self, dest):
+        if Path(dest) == target:
+            raise KeyboardInterrupt("power cut")
+        return rename(self, dest)
+
+    monkeypatch.setattr(Path, "rename", crash_on_new)
+    with pytest.raises(KeyboardInterrupt):
+        write_image_folder(torch.ones(6, 3, 8, 8, dtype=torch.uint8), target, False)
+    assert not target.exists() and not is_complete(target, 4) and not is_complete(target, 6)
+
+
+def test_is_complete_refuses_a_marker_without_all_its_images(tmp_path):
+    folder = write_image_folder(torch.zeros(4, 3, 8, 8, dtype=torch.uint8), tmp_path / "x", False)
+    assert is_complete(folder, 4) and not is_complete(folder, 5)
+    (folder / "000002.png").unlink()  # e.g. a half-deleted folder from an older version
+    assert not is_complete(folder, 4)
+    (folder / "000002.png").write_bytes(b"")
+    (folder / "000009.png").write_bytes(b"")
+    assert not is_complete(folder, 4)  # a stray extra image is not this export either

@@ -9,6 +9,11 @@ to 64x64 with ``ssd_lib.data.folder.load_folder`` and writes the dataset ``afhq-
 
 Offline: place a copy of ``afhq.zip`` at ``<root>/downloads/afhq.zip`` (used without
 downloading) or pass ``prepare_afhq(archive=path)``.
+
+Safety: extraction refuses absolute paths, '..' components, symbolic links and special files
+in the archive. The extracted source folder is replaced in one rename, and a prepared dataset
+whose files no longer match their hashes is rebuilt from the kept source images (or the
+archive). Both variants share one source folder, so each holds its lock while it prepares.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import stat
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -26,15 +32,20 @@ from tqdm.auto import tqdm
 
 from ssd_lib.atomic import atomic_write
 from ssd_lib.data.cache import (
+    CacheError,
     ImageSplit,
     PreparedDataset,
+    dataset_lock,
+    dataset_path,
     default_data_root,
     is_prepared,
+    load_if_intact,
     load_prepared,
     read_manifest,
     write_prepared,
 )
 from ssd_lib.data.folder import IMAGE_EXTENSIONS, load_folder
+from ssd_lib.locks import locked
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +63,7 @@ EXPECTED_VAL = 500
 IMAGE_SIZE = 64
 SPLITS = ("train", "val")
 SOURCE_FOLDER = "afhq-dog-source"  # the extracted 512x512 dog JPEGs, kept for the FID protocol
+_EXTRACT_PREFIX = ".afhq-extract-"  # temporary folders inside root, removed when done
 
 
 class AFHQError(RuntimeError):
@@ -149,12 +161,30 @@ def _safe_parts(name: str, archive: Path) -> tuple[str, ...]:
     return tuple(p for p in PurePosixPath(posix).parts if p not in ("", "."))
 
 
+def _check_entry_type(info: zipfile.ZipInfo, archive: Path) -> None:
+    """Refuses symbolic links and special files: only plain files and folders are extracted.
+
+    Zips written on Unix keep the file's ``st_mode`` in the high 16 bits of
+    ``external_attr``; 0 there (Windows zips) means a plain file or folder.
+    """
+    mode = info.external_attr >> 16
+    if stat.S_IFMT(mode) in (0, stat.S_IFREG, stat.S_IFDIR):
+        return
+    kind = "a symbolic link" if stat.S_ISLNK(mode) else "a special file (device, pipe or socket)"
+    raise AFHQError(
+        f"refusing to extract {archive}: entry {info.filename!r} is {kind}, which could point "
+        f"outside the target folder. A genuine AFHQ archive has none; this file is damaged "
+        f"or not the AFHQ archive. Nothing was extracted."
+    )
+
+
 def _dog_members(zf: zipfile.ZipFile, archive: Path) -> list[tuple[zipfile.ZipInfo, str, str]]:
     """(entry, split, file name) for every ``*/{train,val}/dog/<image>``; checks all entries
     for safety first, so an unsafe archive is refused before anything is written."""
     members = []
     for info in zf.infolist():
         parts = _safe_parts(info.filename, archive)
+        _check_entry_type(info, archive)
         if info.is_dir() or len(parts) < 3:
             continue
         # macOS zips carry "__MACOSX/.../._name" resource forks that look like images
@@ -239,6 +269,149 @@ def _cache_matches(
     )
 
 
+def _matching_manifest(
+    name: str, root: Path, antialias: bool, known_hash: str | None, expected: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The manifest of the prepared ``name`` if it was made with these settings, else None."""
+    if not is_prepared(name, root):
+        return None
+    try:
+        manifest = read_manifest(name, root)
+    except CacheError as err:
+        log.warning("dataset %s has a damaged manifest (%s); preparing it again", name, err)
+        return None
+    if not _cache_matches(manifest.get("source", {}), antialias, known_hash, expected):
+        log.info("dataset %s was prepared with other settings; preparing it again", name)
+        return None
+    return manifest
+
+
+def _rebuild_from_source(
+    name: str, root: Path, manifest: dict[str, Any], antialias: bool, show_progress: bool
+) -> PreparedDataset | None:
+    """Decode the kept source JPEGs again when they reproduce every recorded content hash."""
+    dirs = {s: Path(d) for s, d in manifest.get("source_dirs", {}).items()}
+    if sorted(dirs) != sorted(SPLITS) or not all(d.is_dir() for d in dirs.values()):
+        log.warning("the extracted AFHQ images of %s are gone; preparing from the archive", name)
+        return None
+    splits = {}
+    for s, d in dirs.items():
+        images, report = load_folder(
+            d, size=IMAGE_SIZE, antialias=antialias, show_progress=show_progress
+        )
+        splits[s] = ImageSplit(images)
+        recorded = manifest["splits"].get(s, {}).get("content_hash")
+        if report.skipped or splits[s].content_hash() != recorded:
+            log.warning("the AFHQ images in %s changed; preparing %s from the archive", d, name)
+            return None
+    extra = {"source_dirs": manifest["source_dirs"]}
+    write_prepared(name, splits, manifest["source"], root=root, extra=extra)
+    log.info("rebuilt dataset %s from the extracted images in %s", name, root / SOURCE_FOLDER)
+    return load_prepared(name, root)
+
+
+def _archive_for_rebuild(
+    name: str, root: Path, manifest: dict[str, Any], download_dir: str | Path | None
+) -> Path | None:
+    """The archive to rebuild a damaged ``name`` from: None for the one in ``download_dir``,
+    else the one the manifest records. Raises when neither exists (no silent 1.5 GB download)."""
+    downloaded = Path(download_dir or _default_download_dir(root)) / ARCHIVE_NAME
+    if downloaded.is_file():
+        return None
+    recorded = Path(manifest.get("source", {}).get("archive") or downloaded)
+    if recorded.is_file():
+        return recorded
+    path = dataset_path(name, root)
+    raise AFHQError(
+        f"the prepared dataset {path} is damaged and its sources are gone (no extracted images "
+        f"in {root / SOURCE_FOLDER}, no archive at {downloaded} or {recorded}); to download "
+        f"afhq.zip (1.5 GB) and prepare it again, run `ssd prepare --data afhq --out {root}` "
+        f"after deleting {path}, or call prepare_afhq(force=True)."
+    )
+
+
+def _resolve_archive(
+    root: Path,
+    archive: str | Path | None,
+    url: str,
+    known_hash: str | None,
+    download_dir: str | Path | None,
+) -> tuple[Path, str | None, str]:
+    """(archive path, the url it came from or None, its SHA-256); downloads if needed."""
+    if archive is None:
+        download_dir = Path(download_dir) if download_dir else _default_download_dir(root)
+        archive_path = _fetch(download_dir, url, known_hash)
+        source_url: str | None = url
+    else:
+        archive_path, source_url = Path(archive), None
+        if not archive_path.is_file():
+            raise AFHQError(f"archive={str(archive)!r} does not exist or is not a file")
+        if known_hash is not None and not _hash_matches(archive_path, known_hash):
+            raise AFHQError(
+                f"{archive_path} does not have the expected hash {known_hash}; it is damaged "
+                f"or a different archive. To use it anyway, pass known_hash=None."
+            )
+    # pooch (or _hash_matches above) already checked a pinned SHA-256: no need to hash again
+    digest = _pinned_sha256(known_hash) or _archive_sha256(archive_path, known_hash is None)
+    return archive_path, source_url, digest
+
+
+def _decode_splits(
+    dirs: dict[str, Path], archive: Path, antialias: bool, show_progress: bool
+) -> dict[str, ImageSplit]:
+    splits = {}
+    for s, d in dirs.items():
+        images, report = load_folder(
+            d, size=IMAGE_SIZE, antialias=antialias, show_progress=show_progress
+        )
+        if report.skipped:
+            bad = "; ".join(f"{p}: {r}" for p, r in report.skipped[:5])
+            raise AFHQError(
+                f"{len(report.skipped)} {s} dog images in {archive} cannot be decoded "
+                f"(first: {bad}); the archive is damaged. Delete it and download it again."
+            )
+        splits[s] = ImageSplit(images)
+    return splits
+
+
+def _swap_in(new: Path, target: Path, trash: Path) -> None:
+    """Replace the folder ``target`` by ``new``: the old one moves to ``trash`` first, so at no
+    moment is ``target`` a mix of old and new files (a crash in between leaves no folder)."""
+    if target.exists():
+        target.rename(trash)
+    new.rename(target)
+
+
+def _extract_decode_swap(
+    archive: Path,
+    root: Path,
+    antialias: bool,
+    expected: dict[str, int | None],
+    show_progress: bool,
+) -> tuple[dict[str, ImageSplit], dict[str, int]]:
+    """Extract and check the dogs, decode them, then make them ``root/SOURCE_FOLDER``."""
+    # Only one process at a time gets here (the source lock), so these are left by crashes.
+    for stale in root.glob(f"{_EXTRACT_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    # Extract into a temporary folder inside root (same disk). After the counts and decoding
+    # check out, the dog JPEGs replace the stable folder: the paper's FID protocol measures
+    # against them at their source resolution (512x512), not against the 64x64 cache.
+    with tempfile.TemporaryDirectory(prefix=_EXTRACT_PREFIX, dir=root) as tmp:
+        new_source = Path(tmp) / "source"
+        dirs = dict(zip(SPLITS, extract_dogs(archive, new_source, show_progress), strict=True))
+        counts = {s: sum(1 for p in d.iterdir() if p.is_file()) for s, d in dirs.items()}
+        if any(n is not None and counts[s] != n for s, n in expected.items()):
+            raise AFHQError(
+                f"{archive} holds {counts['train']} train / {counts['val']} val dog "
+                f"images, expected {expected['train']} / {expected['val']}. The archive is "
+                f"incomplete or a different AFHQ version; delete it and download it again "
+                f"(or pass expected_train/expected_val=None to accept it as it is)."
+            )
+        splits = _decode_splits(dirs, archive, antialias, show_progress)
+        _swap_in(new_source, root / SOURCE_FOLDER, Path(tmp) / "old-source")
+    return splits, counts
+
+
 def prepare_afhq(
     root: str | Path | None = None,
     archive: str | Path | None = None,
@@ -258,7 +431,9 @@ def prepare_afhq(
     ``expected_val`` are the dog counts the archive must hold (None: not checked).
     ``antialias`` picks the resize (see ``ssd_lib.data.folder``). The dataset is named
     "afhq-dog" or, with ``antialias=False``, "afhq-dog-noaa"; an already prepared one with the
-    same settings is loaded from the cache unless ``force``.
+    same settings is loaded from the cache unless ``force``. A prepared one whose files do not
+    match their hashes is rebuilt (with a warning) from the extracted images, else from the
+    archive; with neither on disk it raises ``AFHQError`` saying what to run.
     """
     if not isinstance(antialias, bool):
         raise TypeError(f"antialias={antialias!r} is not allowed; use True or False")
@@ -270,70 +445,34 @@ def prepare_afhq(
     }
     root = Path(root or default_data_root())
     name = "afhq-dog" if antialias else "afhq-dog-noaa"
-    if is_prepared(name, root) and not force:
-        if _cache_matches(
-            read_manifest(name, root).get("source", {}), antialias, known_hash, expected
-        ):
-            log.info("dataset %s is already prepared; loading it from the cache", name)
-            return load_prepared(name, root)
-        log.info("dataset %s was prepared with other settings; preparing it again", name)
-
-    if archive is None:
-        download_dir = Path(download_dir) if download_dir else _default_download_dir(root)
-        archive_path = _fetch(download_dir, url, known_hash)
-        source_url: str | None = url
-    else:
-        archive_path, source_url = Path(archive), None
-        if not archive_path.is_file():
-            raise AFHQError(f"archive={str(archive)!r} does not exist or is not a file")
-        if known_hash is not None and not _hash_matches(archive_path, known_hash):
-            raise AFHQError(
-                f"{archive_path} does not have the expected hash {known_hash}; it is damaged "
-                f"or a different archive. To use it anyway, pass known_hash=None."
+    # Lock order: the dataset, then the source folder both variants share (no deadlock).
+    with dataset_lock(name, root), locked(root / SOURCE_FOLDER):
+        manifest = (
+            None if force else _matching_manifest(name, root, antialias, known_hash, expected)
+        )
+        if manifest is not None:
+            dataset = load_if_intact(name, root) or _rebuild_from_source(
+                name, root, manifest, antialias, show_progress
             )
-    # pooch (or _hash_matches above) already checked a pinned SHA-256: no need to hash again
-    digest = _pinned_sha256(known_hash) or _archive_sha256(archive_path, known_hash is None)
-
-    root.mkdir(parents=True, exist_ok=True)
-    # Extract into a temporary folder inside root (same disk). After the counts and decoding
-    # check out, the dog JPEGs move to a stable folder: the paper's FID protocol measures
-    # against them at their source resolution (512x512), not against the 64x64 cache.
-    source_root = root / SOURCE_FOLDER
-    with tempfile.TemporaryDirectory(prefix=".afhq-extract-", dir=root) as tmp:
-        dirs = dict(zip(SPLITS, extract_dogs(archive_path, Path(tmp), show_progress), strict=True))
-        counts = {s: sum(1 for p in d.iterdir() if p.is_file()) for s, d in dirs.items()}
-        if any(n is not None and counts[s] != n for s, n in expected.items()):
-            raise AFHQError(
-                f"{archive_path} holds {counts['train']} train / {counts['val']} val dog "
-                f"images, expected {expected['train']} / {expected['val']}. The archive is "
-                f"incomplete or a different AFHQ version; delete it and download it again "
-                f"(or pass expected_train/expected_val=None to accept it as it is)."
-            )
-        splits = {}
-        for s, d in dirs.items():
-            images, report = load_folder(
-                d, size=IMAGE_SIZE, antialias=antialias, show_progress=show_progress
-            )
-            if report.skipped:
-                bad = "; ".join(f"{p}: {r}" for p, r in report.skipped[:5])
-                raise AFHQError(
-                    f"{len(report.skipped)} {s} dog images in {archive_path} cannot be decoded "
-                    f"(first: {bad}); the archive is damaged. Delete it and download it again."
-                )
-            splits[s] = ImageSplit(images)
-        shutil.rmtree(source_root, ignore_errors=True)
-        source_root.mkdir(parents=True)
-        for s, d in dirs.items():
-            d.rename(source_root / s)
-
-    source = {
-        "kind": "afhq",
-        "url": source_url,
-        "archive": str(archive_path.resolve()),
-        "archive_sha256": digest,
-        "antialias": antialias,
-        "counts": counts,
-    }
-    source_dirs = {s: str((source_root / s).resolve()) for s in SPLITS}
-    write_prepared(name, splits, source, root=root, extra={"source_dirs": source_dirs})
-    return load_prepared(name, root)
+            if dataset is not None:
+                return dataset
+            if archive is None:
+                archive = _archive_for_rebuild(name, root, manifest, download_dir)
+        archive_path, source_url, digest = _resolve_archive(
+            root, archive, url, known_hash, download_dir
+        )
+        root.mkdir(parents=True, exist_ok=True)
+        splits, counts = _extract_decode_swap(
+            archive_path, root, antialias, expected, show_progress
+        )
+        source = {
+            "kind": "afhq",
+            "url": source_url,
+            "archive": str(archive_path.resolve()),
+            "archive_sha256": digest,
+            "antialias": antialias,
+            "counts": counts,
+        }
+        source_dirs = {s: str((root / SOURCE_FOLDER / s).resolve()) for s in SPLITS}
+        write_prepared(name, splits, source, root=root, extra={"source_dirs": source_dirs})
+        return load_prepared(name, root)

@@ -2,13 +2,21 @@
 
 Layout of one prepared dataset ``<root>/<name>/``::
 
-    manifest.json        source, counts, image size, factor names, content hash per split
-    train.safetensors    images: uint8 (N, 3, H, W); factors: float32 (N, F) if known
-    val.safetensors      the same for the held-out split (optional)
+    manifest.json                      source, counts, image size, factor names, and per
+                                       split its file name, file SHA-256 and content hash
+    train-<sha256[:16]>.safetensors    images: uint8 (N, 3, H, W); factors: float32 (N, F)
+    val-<sha256[:16]>.safetensors      the same for the held-out split (optional)
 
-Training reads the uint8 tensor into memory once; nothing is decoded per epoch. The content
-hash (SHA-256 of the raw image and factor bytes) is recomputed on load, so a cache that was
-edited or half-copied is detected instead of trusted.
+Training reads the uint8 tensor into memory once; nothing is decoded per epoch. On load the
+file's SHA-256 and the content hash (SHA-256 of the raw image and factor bytes) are
+recomputed, so a cache that was edited, damaged or half-copied is detected instead of trusted.
+
+Crash safety: split files are named by their content and written first, the manifest is
+renamed over the old one second, and only then are split files no manifest names deleted. A
+crash at any point leaves either the old dataset or the new one, each complete.
+
+Concurrency: ``prepare_*`` functions hold ``dataset_lock(name, root)`` while they check and
+build a dataset, so a second process waits and then loads the first one's result.
 """
 
 from __future__ import annotations
@@ -18,20 +26,26 @@ import json
 import logging
 import math
 import os
+import re
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as serialize
 
-from ssd_lib.atomic import atomic_write, atomic_write_json
+from ssd_lib.atomic import atomic_write_bytes, atomic_write_json, sha256_file
+from ssd_lib.locks import locked
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: content-named split files; 1 (still read): <split>.safetensors
 SUBSET_MODES = ("first", "random")
+SPLIT_NAMES = ("train", "val")
+_SPLIT_FILE_RE = re.compile(r"^(train|val)(-[0-9a-f]{16})?\.safetensors$")
 
 
 def default_data_root() -> Path:
@@ -44,6 +58,16 @@ def default_data_root() -> Path:
 
 class CacheError(RuntimeError):
     """A prepared dataset is missing, incomplete or does not match its manifest."""
+
+
+def dataset_path(name: str, root: str | Path | None = None) -> Path:
+    """The folder of the prepared dataset ``name``: ``<root>/<name>``."""
+    return Path(root or default_data_root()) / name
+
+
+def dataset_lock(name: str, root: str | Path | None = None) -> AbstractContextManager[Path]:
+    """The inter-process lock a writer holds while it checks and builds dataset ``name``."""
+    return locked(dataset_path(name, root))
 
 
 @dataclass
@@ -137,6 +161,31 @@ def _split_tensors(split: ImageSplit) -> dict[str, torch.Tensor]:
     return out
 
 
+def _write_split(path: Path, split_name: str, split: ImageSplit) -> dict[str, Any]:
+    """Write one split under a name made from its SHA-256; returns its manifest entry."""
+    data = serialize(_split_tensors(split))
+    digest = hashlib.sha256(data).hexdigest()
+    file = path / f"{split_name}-{digest[:16]}.safetensors"
+    atomic_write_bytes(file, data)
+    return {
+        "file": file.name,
+        "file_sha256": digest,
+        "count": len(split),
+        "shape": list(split.images.shape),
+        "content_hash": split.content_hash(),
+    }
+
+
+def _remove_unnamed_splits(path: Path, keep: set[str]) -> None:
+    """Delete split files (either format) that the manifest no longer names."""
+    for old in path.glob("*.safetensors"):
+        if _SPLIT_FILE_RE.match(old.name) and old.name not in keep:
+            try:
+                old.unlink(missing_ok=True)
+            except OSError as err:  # e.g. Windows, while another process has it mapped
+                log.info("could not delete the old split file %s yet (%s)", old, err)
+
+
 def write_prepared(
     name: str,
     splits: dict[str, ImageSplit],
@@ -147,28 +196,17 @@ def write_prepared(
     """Write ``splits`` (keys "train" and optionally "val") as the dataset ``name``.
 
     ``source`` describes where the images came from (kind, url/path, seed, ...) and is
-    stored verbatim in the manifest. The manifest is written last, so a dataset without a
-    manifest is an interrupted write and is never loaded.
+    stored verbatim in the manifest. Crash-safe (see the module docstring): readers see the
+    old dataset until the new manifest replaces the old one in one rename.
     """
     if "train" not in splits:
         raise ValueError(f"splits must contain 'train', got {sorted(splits)}")
-    unknown = set(splits) - {"train", "val"}
+    unknown = set(splits) - set(SPLIT_NAMES)
     if unknown:
         raise ValueError(f"unknown split names {sorted(unknown)}; allowed: 'train', 'val'")
-    path = Path(root or default_data_root()) / name
+    path = dataset_path(name, root)
     path.mkdir(parents=True, exist_ok=True)
-    (path / MANIFEST).unlink(missing_ok=True)
-    split_info = {}
-    for split_name, split in splits.items():
-        tensors = _split_tensors(split)
-        atomic_write(
-            path / f"{split_name}.safetensors", lambda tmp, t=tensors: save_file(t, str(tmp))
-        )
-        split_info[split_name] = {
-            "count": len(split),
-            "shape": list(split.images.shape),
-            "content_hash": split.content_hash(),
-        }
+    split_info = {s: _write_split(path, s, split) for s, split in splits.items()}
     whole = hashlib.sha256(
         "".join(split_info[s]["content_hash"] for s in sorted(split_info)).encode()
     )
@@ -183,52 +221,105 @@ def write_prepared(
         **(extra or {}),
     }
     atomic_write_json(path / MANIFEST, manifest)
+    # Only now that the manifest names the new files may the old ones go.
+    _remove_unnamed_splits(path, {info["file"] for info in split_info.values()})
     log.info("wrote prepared dataset %s to %s", name, path)
     return path
 
 
 def is_prepared(name: str, root: str | Path | None = None) -> bool:
     """True when ``<root>/<name>/manifest.json`` exists (the last file a write makes)."""
-    return (Path(root or default_data_root()) / name / MANIFEST).is_file()
+    return (dataset_path(name, root) / MANIFEST).is_file()
 
 
 def read_manifest(name: str, root: str | Path | None = None) -> dict[str, Any]:
-    path = Path(root or default_data_root()) / name / MANIFEST
+    path = dataset_path(name, root) / MANIFEST
     if not path.is_file():
         raise CacheError(
             f"dataset {name!r} is not prepared: {path} does not exist. "
             f"Prepare it first, e.g. ssd_lib.data.prepare_dataset({name!r})."
         )
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CacheError(
             f"{path} is not valid JSON ({err}); delete the folder and prepare again"
         ) from err
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict):
+        raise CacheError(f"{path} is not a dataset manifest (no 'splits'); prepare again")
+    return manifest
+
+
+def _check_file_hash(file: Path, expected: str, manifest: Path) -> None:
+    actual = sha256_file(file)
+    if actual != expected:
+        raise CacheError(
+            f"{file} has SHA-256 {actual} but {manifest} records {expected}; the file was "
+            f"damaged or replaced. Prepare the dataset again to rebuild it."
+        )
+
+
+def _load_split(
+    path: Path, split_name: str, info: dict[str, Any], factor_names: list[str], verify: bool
+) -> ImageSplit:
+    """One split of the dataset at ``path``; raises ``CacheError`` naming the file."""
+    file_name = info.get("file", f"{split_name}.safetensors")  # version 1: fixed names
+    if not _SPLIT_FILE_RE.match(str(file_name)):
+        raise CacheError(f"{path / MANIFEST} names {file_name!r}, not a split file; prepare again")
+    file = path / file_name
+    if not file.is_file():
+        raise CacheError(
+            f"{file}, named in {path / MANIFEST}, does not exist; the cache is incomplete. "
+            f"Prepare the dataset again."
+        )
+    if verify and "file_sha256" in info:
+        _check_file_hash(file, info["file_sha256"], path / MANIFEST)
+    try:
+        tensors = load_file(str(file))
+        split = ImageSplit(
+            tensors["images"],
+            tensors.get("factors"),
+            list(factor_names) if "factors" in tensors else [],
+        )
+    except Exception as err:  # safetensors raises several types for bad files
+        raise CacheError(
+            f"cannot read {file} ({err}); prepare the dataset again to rebuild it"
+        ) from err
+    if verify:
+        actual = split.content_hash()
+        if actual != info.get("content_hash"):
+            raise CacheError(
+                f"{file} does not match the content hash in {path / MANIFEST} (computed "
+                f"{actual}, recorded {info.get('content_hash')}); the cache was modified or "
+                f"partly written. Prepare the dataset again to rebuild it."
+            )
+    return split
 
 
 def load_prepared(
     name: str, root: str | Path | None = None, verify: bool = True
 ) -> PreparedDataset:
-    """Load a prepared dataset into memory; with ``verify`` check every split's hash."""
+    """Load a prepared dataset into memory; with ``verify`` check every split's hashes."""
     manifest = read_manifest(name, root)
-    path = Path(root or default_data_root()) / name
-    loaded: dict[str, ImageSplit] = {}
-    for split_name, info in manifest["splits"].items():
-        file = path / f"{split_name}.safetensors"
-        try:
-            tensors = load_file(str(file))
-        except Exception as err:  # safetensors raises several types for bad files
-            raise CacheError(f"cannot read {file}: {err}; delete {path} and prepare again") from err
-        split = ImageSplit(
-            tensors["images"],
-            tensors.get("factors"),
-            list(manifest.get("factor_names", [])) if "factors" in tensors else [],
-        )
-        if verify and split.content_hash() != info["content_hash"]:
-            raise CacheError(
-                f"{file} does not match the content hash in {path / MANIFEST}; "
-                f"the cache was modified or partly written. Delete {path} and prepare again."
-            )
-        loaded[split_name] = split
+    path = dataset_path(name, root)
+    factor_names = manifest.get("factor_names", [])
+    loaded = {
+        s: _load_split(path, s, info, factor_names, verify)
+        for s, info in manifest["splits"].items()
+    }
+    if "train" not in loaded:
+        raise CacheError(f"{path / MANIFEST} names no train split; prepare the dataset again")
     return PreparedDataset(name, path, manifest, loaded["train"], loaded.get("val"))
+
+
+def load_if_intact(name: str, root: str | Path | None = None) -> PreparedDataset | None:
+    """The prepared dataset ``name``, or None with a warning when it is damaged.
+
+    For ``prepare_*`` functions, which then build it again; the warning names the file and
+    both hashes when a hash does not match.
+    """
+    try:
+        return load_prepared(name, root)
+    except CacheError as err:
+        log.warning("prepared dataset %s is damaged: %s", name, err)
+        return None

@@ -28,7 +28,9 @@ from ssd_lib.data.cache import (
     CacheError,
     ImageSplit,
     PreparedDataset,
+    dataset_lock,
     is_prepared,
+    load_if_intact,
     load_prepared,
     read_manifest,
     write_prepared,
@@ -385,6 +387,20 @@ def dataset_name(seed: int, n_train: int, n_val: int, size: int) -> str:
     return f"embedded-s{seed}-n{n_train}-{n_val}-{size}"
 
 
+def _cache_matches(name: str, root: str | Path | None, source: dict) -> bool:
+    """Whether a prepared ``name`` exists and was made from ``source`` (logs why not)."""
+    if not is_prepared(name, root):
+        return False
+    try:
+        cached = read_manifest(name, root).get("source")
+    except CacheError as err:
+        log.warning("cached dataset %s is unusable (%s); regenerating", name, err)
+        return False
+    if cached != source:
+        log.warning("cached dataset %s was made with other settings; regenerating", name)
+    return cached == source
+
+
 def prepare_embedded(
     root: str | Path | None = None,
     seed: int = 0,
@@ -397,7 +413,9 @@ def prepare_embedded(
     """Generate (or load from the cache under ``root``) the embedded dog dataset.
 
     ``n_val=0`` writes no val split. A cached copy is reused only when its manifest's source
-    (seed, counts, size, generator version) matches; ``force=True`` always regenerates.
+    (seed, counts, size, generator version) matches and its files match their hashes (a
+    damaged copy is regenerated, with a warning); ``force=True`` always regenerates. Two
+    processes preparing the same dataset at once render it once.
     """
     seed = _check_int("seed", seed, 0)
     n_train = _check_int("n_train", n_train, 1)
@@ -412,19 +430,19 @@ def prepare_embedded(
         "size": size,
         "generator_version": GENERATOR_VERSION,
     }
-    if not force and is_prepared(name, root):
-        try:
-            if read_manifest(name, root).get("source") == source:
+    with dataset_lock(name, root):  # a second process waits, then loads this one's result
+        if not force and _cache_matches(name, root, source):
+            cached = load_if_intact(name, root)  # a damaged cache is simply made again
+            if cached is not None:
                 log.info("loading cached dataset %s", name)
-                return load_prepared(name, root)
-            log.warning("cached dataset %s was made with other settings; regenerating", name)
-        except CacheError as err:  # a damaged cache of generated data is simply made again
-            log.warning("cached dataset %s is unusable (%s); regenerating", name, err)
-    log.info("rendering dataset %s: %d train + %d val at %dpx", name, n_train, n_val, size)
-    splits = {
-        "train": generate_split(n_train, seed, size, split="train", show_progress=show_progress)
-    }
-    if n_val:
-        splits["val"] = generate_split(n_val, seed, size, split="val", show_progress=show_progress)
-    write_prepared(name, splits, source=source, root=root)
-    return load_prepared(name, root)
+                return cached
+        log.info("rendering dataset %s: %d train + %d val at %dpx", name, n_train, n_val, size)
+        splits = {
+            "train": generate_split(n_train, seed, size, split="train", show_progress=show_progress)
+        }
+        if n_val:
+            splits["val"] = generate_split(
+                n_val, seed, size, split="val", show_progress=show_progress
+            )
+        write_prepared(name, splits, source=source, root=root)
+        return load_prepared(name, root)

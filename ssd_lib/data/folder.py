@@ -5,7 +5,7 @@ crops it to a centred square and resizes it; ``prepare_folder`` writes the resul
 (``ssd_lib.data.cache``) together with a ``report.json`` that lists every file used or skipped.
 
 Nothing is dropped silently: a file that cannot be used (wrong extension, empty, truncated,
-not an image) is skipped and named in the ``IngestReport`` with the reason.
+not an image, a broken link) is skipped and named in the ``IngestReport`` with the reason.
 
 Resizing, and why it is an argument: the paper's FID discussion turns on aliased resizing.
 
@@ -36,10 +36,13 @@ from tqdm.auto import tqdm
 
 from ssd_lib.atomic import atomic_write_json
 from ssd_lib.data.cache import (
+    CacheError,
     ImageSplit,
     PreparedDataset,
-    default_data_root,
+    dataset_lock,
+    dataset_path,
     is_prepared,
+    load_if_intact,
     load_prepared,
     read_manifest,
     write_prepared,
@@ -48,6 +51,8 @@ from ssd_lib.data.cache import (
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+# Output sizes: powers of two, as the models' stride-2 layers need; they train at 64.
+SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
 REPORT = "report.json"
 _ORIENTATION = 0x0112  # EXIF tag
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -110,6 +115,16 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
+def _check_size(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value not in SIZES:
+        error = ValueError if isinstance(value, int) and not isinstance(value, bool) else TypeError
+        raise error(
+            f"size={value!r} is not allowed; use one of {list(SIZES)} (output images are "
+            f"size x size pixels; the models train at 64)"
+        )
+    return value
+
+
 def _check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name}={value!r} is not allowed; use True or False")
@@ -132,15 +147,19 @@ def scan_folder(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     relative path so that the output order does not depend on the file system."""
     candidates: list[Path] = []
     skipped: list[tuple[str, str]] = []
+    # a link whose target is gone is not a file, but it is still named in the report
     files = sorted(
-        (p for p in folder.rglob("*") if p.is_file()),
+        (p for p in folder.rglob("*") if p.is_file() or (p.is_symlink() and not p.exists())),
         key=lambda p: p.relative_to(folder).as_posix(),
     )
     for p in files:
-        if p.suffix.lower() in IMAGE_EXTENSIONS:
+        rel = p.relative_to(folder).as_posix()
+        if not p.exists():
+            skipped.append((rel, "broken symbolic link (its target does not exist)"))
+        elif p.suffix.lower() in IMAGE_EXTENSIONS:
             candidates.append(p)
         else:
-            skipped.append((p.relative_to(folder).as_posix(), "not an image extension"))
+            skipped.append((rel, "not an image extension"))
     return candidates, skipped
 
 
@@ -216,10 +235,10 @@ def load_folder(
 
     Order is the sorted relative path. Non-square images are centre-cropped to a square, then
     resized (see the module docstring for ``antialias``). Returns the images and the report;
-    N may be 0.
+    N may be 0. ``size`` is one of ``SIZES``.
     """
     folder = _check_folder(path)
-    size = _check_int("size", size, 1)
+    size = _check_size(size)
     antialias = _check_bool("antialias", antialias)
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         log.warning(
@@ -238,16 +257,16 @@ def load_folder(
             report.skipped.append((rel, info))
             continue
         try:
-            if img.mode != "RGB":
-                report.converted[info] = report.converted.get(info, 0) + 1
             rgb = _to_rgb(img)
-            if rgb.width != rgb.height:
-                rgb = _centre_square(rgb)
-                report.cropped += 1
-            images.append(_resize(rgb, size, antialias))
-        except (OSError, ValueError) as err:
+            square = _centre_square(rgb) if rgb.width != rgb.height else rgb
+            images.append(_resize(square, size, antialias))
+        except Exception as err:  # noqa: BLE001 - a mode PIL cannot convert is still a bad file
             report.skipped.append((rel, f"cannot convert mode {info} to RGB ({err})"))
             continue
+        # counted only for images that made it into the output
+        if img.mode != "RGB":
+            report.converted[info] = report.converted.get(info, 0) + 1
+        report.cropped += square is not rgb
         report.rotated += rotated
         report.used.append(rel)
     report.skipped.sort()
@@ -279,13 +298,94 @@ def _listing_hash(folder: Path) -> str:
 
 
 def _too_few_message(folder: Path, report: IngestReport, min_images: int) -> str:
-    reasons = "; ".join(f"{p}: {r}" for p, r in report.skipped[:5]) or "none"
+    if report.skipped:
+        reasons = "; ".join(f"{p}: {r}" for p, r in report.skipped[:5])
+        found = f"{len(report.skipped)} files were skipped (first reasons: {reasons})"
+    else:
+        found = "no other files were found in it"
     return (
         f"folder {str(folder)!r} has {len(report.used)} usable images, fewer than "
-        f"min_images={min_images}; {len(report.skipped)} files were skipped (first reasons: "
-        f"{reasons}). Add more images ({', '.join(IMAGE_EXTENSIONS)}, searched recursively), "
-        f"fix or remove the broken files, or lower min_images."
+        f"min_images={min_images}; {found}. Add more images ({', '.join(IMAGE_EXTENSIONS)}, "
+        f"searched recursively), fix or remove the broken files, or lower min_images."
     )
+
+
+def _check_options(
+    size: Any, antialias: Any, val_fraction: Any, min_images: Any, seed: Any, force: Any
+) -> tuple[int, bool, float, int, int, bool]:
+    """``prepare_folder``'s options, validated; errors name the option and what is allowed."""
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)):
+        raise TypeError(f"val_fraction={val_fraction!r} is not allowed; use a float in [0, 1)")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction={val_fraction!r} is not allowed; use a float in [0, 1)")
+    return (
+        _check_size(size),
+        _check_bool("antialias", antialias),
+        float(val_fraction),
+        _check_int("min_images", min_images, 1),
+        _check_int("seed", seed, 0),
+        _check_bool("force", force),
+    )
+
+
+def _cached(name: str, root: str | Path | None, inputs: dict[str, Any]) -> PreparedDataset | None:
+    """The cached dataset when it was prepared from ``inputs`` and is intact, else None."""
+    if not is_prepared(name, root):
+        return None
+    try:
+        cached = read_manifest(name, root).get("source", {})
+    except CacheError as err:
+        log.warning("dataset %s has a damaged manifest (%s); preparing it again", name, err)
+        return None
+    if {k: v for k, v in cached.items() if k not in _OUTCOME_KEYS} != inputs:
+        log.info("dataset %s was prepared from different inputs; preparing it again", name)
+        return None
+    dataset = load_if_intact(name, root)  # a damaged cache is decoded again from the folder
+    if dataset is not None:
+        log.info("dataset %s is already prepared; loading it from the cache", name)
+    return dataset
+
+
+def _val_split(n: int, val_fraction: float, seed: int, folder: Path) -> tuple[torch.Tensor, ...]:
+    """(train indices, val indices), each sorted: val is the last part of a seeded shuffle."""
+    n_val = round(n * val_fraction)
+    if val_fraction > 0 and not 1 <= n_val < n:
+        raise FolderError(
+            f"val_fraction={val_fraction!r} of {n} usable images in {str(folder)!r} gives "
+            f"{n_val} val images; use a val_fraction that leaves at least one image per split"
+        )
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[: n - n_val].sort().values, perm[n - n_val :].sort().values
+
+
+def _ingest(
+    folder: Path,
+    name: str,
+    root: str | Path | None,
+    inputs: dict[str, Any],
+    min_images: int,
+    show_progress: bool,
+) -> PreparedDataset:
+    """Decode ``folder`` and write it, with its report, as the dataset ``name``."""
+    images, report = load_folder(
+        folder, size=inputs["size"], antialias=inputs["antialias"], show_progress=show_progress
+    )
+    n = len(report.used)
+    if n < min_images:
+        raise FolderError(_too_few_message(folder, report, min_images))
+    train_idx, val_idx = _val_split(n, inputs["val_fraction"], inputs["seed"], folder)
+    splits = {"train": ImageSplit(images[train_idx])}
+    if len(val_idx):
+        splits["val"] = ImageSplit(images[val_idx])
+    report_data = report.to_dict()
+    report_data["splits"] = {
+        "train": [report.used[i] for i in train_idx.tolist()],
+        "val": [report.used[i] for i in val_idx.tolist()],
+    }
+    atomic_write_json(dataset_path(name, root) / REPORT, report_data)
+    source = {**inputs, "n_files_used": n, "n_skipped": len(report.skipped)}
+    write_prepared(name, splits, source, root=root)
+    return load_prepared(name, root)
 
 
 def prepare_folder(
@@ -302,21 +402,18 @@ def prepare_folder(
 ) -> PreparedDataset:
     """Decode ``path`` once into the cache as dataset ``name`` and load it.
 
-    The val split is the last ``val_fraction`` of a shuffle seeded with ``seed`` (none when
-    0); within each split images keep the sorted-file order. ``report.json`` next to the
-    manifest lists every file used (with its split) or skipped. A dataset prepared from the
-    same folder contents with the same arguments is loaded from the cache unless ``force``.
+    ``size`` (one of ``SIZES``) is the output side in pixels. The val split is the last
+    ``val_fraction`` of a shuffle seeded with ``seed`` (none when 0); within each split images
+    keep the sorted-file order. ``report.json`` next to the manifest lists every file used
+    (with its split) or skipped. A dataset prepared from the same folder contents with the
+    same arguments is loaded from the cache unless ``force``; one whose files no longer match
+    their hashes is decoded again (with a warning). Two processes preparing the same dataset
+    at once decode it once.
     """
     folder = _check_folder(path)
-    size = _check_int("size", size, 1)
-    antialias = _check_bool("antialias", antialias)
-    min_images = _check_int("min_images", min_images, 1)
-    seed = _check_int("seed", seed, 0)
-    force = _check_bool("force", force)
-    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)):
-        raise TypeError(f"val_fraction={val_fraction!r} is not allowed; use a float in [0, 1)")
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction={val_fraction!r} is not allowed; use a float in [0, 1)")
+    size, antialias, val_fraction, min_images, seed, force = _check_options(
+        size, antialias, val_fraction, min_images, seed, force
+    )
     if name is None:
         name = default_folder_name(folder)
     elif not isinstance(name, str) or not _NAME_RE.match(name):
@@ -329,50 +426,15 @@ def prepare_folder(
         "path": str(folder),
         "size": size,
         "antialias": antialias,
-        "val_fraction": float(val_fraction),
+        "val_fraction": val_fraction,
         "seed": seed,
         "listing_sha256": _listing_hash(folder),
     }
-    if is_prepared(name, root) and not force:
-        cached = read_manifest(name, root).get("source", {})
-        if {k: v for k, v in cached.items() if k not in _OUTCOME_KEYS} == inputs:
-            log.info("dataset %s is already prepared; loading it from the cache", name)
-            return load_prepared(name, root)
-        log.info("dataset %s was prepared from different inputs; preparing it again", name)
-
-    images, report = load_folder(
-        folder, size=size, antialias=antialias, show_progress=show_progress
-    )
-    n = len(report.used)
-    if n < min_images:
-        raise FolderError(_too_few_message(folder, report, min_images))
-    n_val = round(n * val_fraction)
-    if val_fraction > 0 and not 1 <= n_val < n:
-        raise FolderError(
-            f"val_fraction={val_fraction!r} of {n} usable images in {str(folder)!r} gives "
-            f"{n_val} val images; use a val_fraction that leaves at least one image per split"
-        )
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    train_idx = perm[: n - n_val].sort().values
-    val_idx = perm[n - n_val :].sort().values
-    splits = {"train": ImageSplit(images[train_idx])}
-    if n_val:
-        splits["val"] = ImageSplit(images[val_idx])
-
-    source = {**inputs, "n_files_used": n, "n_skipped": len(report.skipped)}
-    out_dir = Path(root or default_data_root()) / name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    report_data = report.to_dict()
-    report_data["splits"] = {
-        "train": [report.used[i] for i in train_idx.tolist()],
-        "val": [report.used[i] for i in val_idx.tolist()],
-    }
-    atomic_write_json(out_dir / REPORT, report_data)
-    if not n_val:
-        # a val split from an earlier preparation must not linger next to the new manifest
-        (out_dir / "val.safetensors").unlink(missing_ok=True)
-    write_prepared(name, splits, source, root=root)
-    return load_prepared(name, root)
+    with dataset_lock(name, root):  # a second process waits, then loads this one's result
+        cached = None if force else _cached(name, root, inputs)
+        if cached is not None:
+            return cached
+        return _ingest(folder, name, root, inputs, min_images, show_progress)
 
 
 def read_report(dataset: PreparedDataset) -> IngestReport:

@@ -5,8 +5,11 @@ value ranges go wrong. ``export_generated`` always converts through ``sampling.g
 with the range the run's config declares (``cfg.real_range``): the release's recipe teaches
 its tanh generator to produce [0, 1] content, the other presets [-1, 1].
 
-A folder is written under a temporary name and renamed into place when complete, so a
-half-written export is never mistaken for a finished one.
+A folder is written under a temporary name, gets a completion marker last, and is renamed
+into place; an old folder of the same name is first renamed out of the way, so the target is
+never a mix of old and new files. ``is_complete`` checks the marker and the file names, so a
+half-written or half-deleted export is never mistaken for a finished one. Writers of one
+folder hold its lock (``ssd_lib.locks``), so two processes never interleave.
 """
 
 from __future__ import annotations
@@ -21,15 +24,33 @@ from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
+from ssd_lib.atomic import atomic_write_text
+from ssd_lib.locks import locked
 from ssd_lib.sampling import generate, sample_z
 
 DONE_MARKER = ".complete"
 
 
+def _png_name(i: int) -> str:
+    return f"{i:06d}.png"
+
+
 def _write_pngs(images: torch.Tensor, folder: Path, show_progress: bool, desc: str) -> None:
     arr = images.permute(0, 2, 3, 1).numpy()
     for i in tqdm(range(len(arr)), desc=desc, disable=not show_progress, unit="img"):
-        Image.fromarray(np.ascontiguousarray(arr[i])).save(folder / f"{i:06d}.png")
+        Image.fromarray(np.ascontiguousarray(arr[i])).save(folder / _png_name(i))
+
+
+def _swap_in(new: Path, folder: Path) -> None:
+    """Rename ``new`` to ``folder``; an old ``folder`` is renamed away first and then deleted,
+    so a crash leaves the old folder, no folder, or the new one, never a mix."""
+    trash = None
+    if folder.exists():
+        trash = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
+        folder.rename(trash / folder.name)
+    new.rename(folder)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def write_image_folder(
@@ -42,22 +63,26 @@ def write_image_folder(
         )
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        _write_pngs(images, tmp, show_progress, desc)
-        (tmp / DONE_MARKER).write_text(f"{len(images)}\n")
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with locked(folder):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            _write_pngs(images, tmp, show_progress, desc)
+            atomic_write_text(tmp / DONE_MARKER, f"{len(images)}\n")  # last: the folder is done
+            _swap_in(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return folder
 
 
 def is_complete(folder: str | Path, n: int) -> bool:
-    marker = Path(folder) / DONE_MARKER
-    return marker.is_file() and marker.read_text().strip() == str(n)
+    """Whether ``folder`` is a finished export of ``n`` images: its completion marker says
+    ``n`` and it holds exactly the PNGs ``000000.png`` ... for them."""
+    folder = Path(folder)
+    marker = folder / DONE_MARKER
+    if not marker.is_file() or marker.read_text().strip() != str(n):
+        return False
+    return {p.name for p in folder.glob("*.png")} == {_png_name(i) for i in range(n)}
 
 
 def export_generated(
@@ -80,7 +105,12 @@ def export_generated(
 
 
 def export_split(images: torch.Tensor, folder: str | Path, show_progress: bool = True) -> Path:
-    """Write a real split once; an existing complete folder of the same size is reused."""
-    if is_complete(folder, len(images)):
-        return Path(folder)
-    return write_image_folder(images, folder, show_progress, desc=f"writing {len(images)} reals")
+    """Write a real split once; an existing complete folder of the same size is reused.
+
+    The check and the write happen under the folder's lock, so a second process waits and
+    then reuses the first one's folder."""
+    with locked(folder):
+        if is_complete(folder, len(images)):
+            return Path(folder)
+        desc = f"writing {len(images)} reals"
+        return write_image_folder(images, folder, show_progress, desc=desc)

@@ -8,7 +8,9 @@
 
 We use the libraries' own feature-extraction functions, so their resizing is exactly theirs.
 Features of real image sets are cached per dataset, split, resolution, library and weights
-file (``FeatureCache``); a second evaluation computes only the generated side.
+file (``FeatureCache``); a second evaluation computes only the generated side. A cached file
+that is damaged is reported and computed again; two processes that need the same features
+at once compute them once.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ import hashlib
 import json
 import logging
 import warnings
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
-from ssd_lib.atomic import atomic_write, atomic_write_json
+from ssd_lib.atomic import atomic_write, atomic_write_json, sha256_file
+from ssd_lib.locks import locked
 from ssd_lib.metrics.weights import CLEAN_FID, PYTORCH_FID, WeightsStatus, require_weights
 
 log = logging.getLogger(__name__)
@@ -99,6 +103,7 @@ class FeatureCache:
 
     The key hashes everything that changes the features: the images' identity (the dataset
     content hash, the split, the resolution, the count), the library, and the weights file.
+    The sidecar, written second, records the tensor file's SHA-256, which ``get`` checks.
     """
 
     def __init__(self, folder: str | Path) -> None:
@@ -110,18 +115,50 @@ class FeatureCache:
         )
         return f"{library}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
+    def _recorded_sha256(self, key: str) -> str | None:
+        """The SHA-256 the sidecar records; None for a sidecar from before it did, or none."""
+        try:
+            return json.loads((self.folder / f"{key}.json").read_text()).get("features_sha256")
+        except (OSError, ValueError, AttributeError):
+            return None
+
     def get(self, key: str) -> np.ndarray | None:
+        """The cached (N, D) features, or None when absent or damaged (with a warning)."""
         path = self.folder / f"{key}.safetensors"
         if not path.is_file():
             return None
-        return load_file(str(path))["features"]
+        recorded, actual = self._recorded_sha256(key), sha256_file(path)
+        if recorded is not None and recorded != actual:
+            sidecar = path.with_suffix(".json")
+            log.warning(
+                "cached features %s have SHA-256 %s but %s records %s; computing them again",
+                path,
+                actual,
+                sidecar,
+                recorded,
+            )
+            return None
+        try:
+            features = load_file(str(path))["features"]
+        except Exception as err:  # noqa: BLE001 - safetensors raises several types
+            log.warning("cached features %s are unreadable (%s); computing them again", path, err)
+            return None
+        if features.ndim != 2:
+            log.warning("cached features %s are not (N, D); computing them again", path)
+            return None
+        return features
 
     def put(self, key: str, features: np.ndarray, description: dict) -> None:
         feats = np.ascontiguousarray(features)
-        atomic_write(
-            self.folder / f"{key}.safetensors", lambda tmp: save_file({"features": feats}, str(tmp))
+        path = self.folder / f"{key}.safetensors"
+        atomic_write(path, lambda tmp: save_file({"features": feats}, str(tmp)))
+        atomic_write_json(
+            self.folder / f"{key}.json", {**description, "features_sha256": sha256_file(path)}
         )
-        atomic_write_json(self.folder / f"{key}.json", description)
+
+    def lock(self, key: str) -> AbstractContextManager[Path]:
+        """The inter-process lock held while the entry ``key`` is checked and computed."""
+        return locked(self.folder / key)
 
 
 def cached_features(
@@ -137,17 +174,16 @@ def cached_features(
     """Features of a real image set, from ``cache`` when it has them; returns (feats, weights,
     from_cache). ``status`` as in ``extract_features``."""
     status = status or require_weights(library)
-    if cache is not None:
-        key = cache.key(library, status.sha256 or "", **identity)
+    if cache is None:
+        feats, status = extract_features(files, library, device, batch_size, show_progress, status)
+        return feats, status, False
+    key = cache.key(library, status.sha256 or "", **identity)
+    with cache.lock(key):  # a second process waits, then reads this one's features
         hit = cache.get(key)
         if hit is not None and len(hit) == len(files):
             log.info("real-set %s features from cache %s", library, key)
             return hit.astype(np.float64), status, True
-    feats, status = extract_features(files, library, device, batch_size, show_progress, status)
-    if cache is not None:
-        cache.put(
-            key,
-            feats,
-            {"library": library, "weights_sha256": status.sha256, "n": len(files), **identity},
-        )
+        feats, status = extract_features(files, library, device, batch_size, show_progress, status)
+        description = {"library": library, "weights_sha256": status.sha256, "n": len(files)}
+        cache.put(key, feats, {**description, **identity})
     return feats, status, False

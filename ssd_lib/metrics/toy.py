@@ -34,6 +34,7 @@ from ssd_lib.checkpoint import CheckpointError, load_checkpoint, load_state_stri
 from ssd_lib.data.cache import PreparedDataset
 from ssd_lib.data.embedded import FACTORS
 from ssd_lib.images import uint8_to_float
+from ssd_lib.locks import locked
 from ssd_lib.metrics import features
 from ssd_lib.metrics.features import MetricResult
 
@@ -296,6 +297,31 @@ def train_factor_net(
     return FactorNetResult(net, seed, dataset.content_hash, scores, seconds, recipe)
 
 
+def _load_cached_net(
+    stem: Path, key: dict[str, Any], dataset: PreparedDataset, seed: int, recipe: dict[str, Any]
+) -> FactorNetResult | None:
+    """The net cached at ``stem`` if it was made for ``key``; None (with a warning) if not."""
+    if not stem.with_suffix(".json").is_file():
+        return None
+    try:
+        tensors, meta = load_checkpoint(stem)
+        stale = [k for k, v in key.items() if meta.get(k) != v]
+        if stale:
+            log.warning("factor net cache %s differs in %s; training a new one", stem, stale)
+            return None
+        with torch.random.fork_rng(devices=[]):  # init is overwritten; keep RNG intact
+            net = FactorNet(**meta["net_config"])
+        load_state_strict(net, tensors, str(stem))
+        scores, seconds = meta["scores"], meta["train_seconds"]
+    except (CheckpointError, KeyError, TypeError, ValueError) as err:
+        log.warning("factor net cache %s is unusable (%s); training a new one", stem, err)
+        return None
+    log.info("loaded factor net from %s", stem)
+    return FactorNetResult(
+        net.eval(), seed, dataset.content_hash, scores, seconds, recipe, True, stem
+    )
+
+
 def load_or_train_factor_net(
     dataset: PreparedDataset,
     seed: int = 0,
@@ -311,7 +337,8 @@ def load_or_train_factor_net(
 
     Cache: the checkpoint ``<root>/factor_net_s<seed>`` (JSON + safetensors), ``root``
     defaulting to ``<dataset.path>/factor_net``. A cache made for another dataset hash, recipe
-    or factor set, or one that fails to load, is trained over (with a warning).
+    or factor set, or one that fails to load, is trained over (with a warning). Two processes
+    that need the same net at once train it once (the second waits on the cache's lock).
     """
     names = _check_factor_data(dataset)
     seed = _check_int("seed", seed, 0)
@@ -324,39 +351,22 @@ def load_or_train_factor_net(
         "train_config": recipe,
         "specs": {n: _spec(n) for n in names},
     }
-    if not force and stem.with_suffix(".json").is_file():
-        try:
-            tensors, meta = load_checkpoint(stem)
-            stale = [k for k, v in key.items() if meta.get(k) != v]
-            if not stale:
-                with torch.random.fork_rng(devices=[]):  # init is overwritten; keep RNG intact
-                    net = FactorNet(**meta["net_config"])
-                load_state_strict(net, tensors, str(stem))
-                log.info("loaded factor net from %s", stem)
-                return FactorNetResult(
-                    net.eval(),
-                    seed,
-                    dataset.content_hash,
-                    meta["scores"],
-                    meta["train_seconds"],
-                    recipe,
-                    True,
-                    stem,
-                )
-            log.warning("factor net cache %s differs in %s; training a new one", stem, stale)
-        except (CheckpointError, KeyError, TypeError, ValueError) as err:
-            log.warning("factor net cache %s is unusable (%s); training a new one", stem, err)
-    result = train_factor_net(
-        dataset, seed, epochs, batch_size, DEFAULT_LR, feature_dim, widths, show_progress
-    )
-    meta = {
-        **key,
-        "net_config": result.net.config,
-        "scores": result.scores,
-        "train_seconds": result.train_seconds,
-        "dataset_name": dataset.name,
-    }
-    save_checkpoint(stem, result.net.state_dict(), meta)
+    with locked(stem):  # a second process waits, then loads this one's net
+        if not force:
+            cached = _load_cached_net(stem, key, dataset, seed, recipe)
+            if cached is not None:
+                return cached
+        result = train_factor_net(
+            dataset, seed, epochs, batch_size, DEFAULT_LR, feature_dim, widths, show_progress
+        )
+        meta = {
+            **key,
+            "net_config": result.net.config,
+            "scores": result.scores,
+            "train_seconds": result.train_seconds,
+            "dataset_name": dataset.name,
+        }
+        save_checkpoint(stem, result.net.state_dict(), meta)
     result.path = stem
     return result
 
