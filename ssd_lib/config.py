@@ -5,9 +5,10 @@ step order). A *profile* is a compute budget (how many epochs and steps, how wid
 baseline is). ``make_config("paper", profile="quick")`` is the release's recipe on a budget a
 laptop can afford; ``make_config("paper", profile="paper")`` is the paper's 20 epochs.
 
-Every field is validated when the config is built; a bad value raises ``ConfigError`` naming
-the field, the value and what is allowed. ``to_dict``/``from_dict`` round-trip through JSON,
-and the JSON is stored in every checkpoint.
+Every field is validated when the config is built; a bad value (unknown field, wrong type,
+out of range) raises ``ConfigError`` naming the field, the value and what is allowed.
+``to_dict``/``from_dict`` round-trip through JSON, and the JSON is stored in every checkpoint;
+``from_json_file`` reads such a file and names it in every error.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 GENERATORS = ("ssd", "dcgan", "mapping_dcgan", "stylegan")
@@ -26,6 +28,9 @@ REAL_RANGES = ("[0, 1]", "[-1, 1]")
 SUBSET_MODES = ("first", "random")
 # "auto": see ssd_lib.train.resolve_precision; "fp16" trains with a gradient scaler (for GPUs)
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+MAX_SEED = 2**63 - 1  # the trainer seeds torch with seed + 2, which must stay below 2**64
+# Fields holding real numbers; stored as float so that lr_g=1 and lr_g=1.0 hash alike.
+REAL_FIELDS = ("stylegan_width", "data_fraction", "gp_weight", "d_loss_scale", "lr_g", "lr_d")
 
 
 class ConfigError(ValueError):
@@ -72,11 +77,14 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: at epoch ends only
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "betas", tuple(self.betas))
-        except TypeError:
+        if not isinstance(self.betas, (list, tuple)):
             _fail("betas", self.betas, "two numbers in [0, 1)")
+        object.__setattr__(self, "betas", tuple(self.betas))
         _validate(self)
+        # Equal configs must hash alike: store every real-valued field as a float.
+        for name in REAL_FIELDS:
+            object.__setattr__(self, name, float(getattr(self, name)))
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -85,16 +93,37 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown config field(s) {unknown}; known fields: {sorted(known)}")
+        """The config with the fields of ``d`` (missing fields keep their defaults)."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"a config must be a dict of fields, got {type(d).__name__}: {d!r}")
+        _check_known(d)
         return cls(**d)
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> TrainConfig:
+        """The config stored as one JSON object in ``path`` (e.g. a run's ``config.json``);
+        every error names the file."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"config file {path} cannot be read: {err}") from None
+        try:
+            d = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        except (json.JSONDecodeError, ConfigError) as err:
+            raise ConfigError(f"config file {path} is not valid JSON: {err}") from None
+        try:
+            return cls.from_dict(d)
+        except ConfigError as err:
+            raise ConfigError(f"config file {path}: {err}") from None
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     def replace(self, **changes: Any) -> TrainConfig:
+        _check_known(changes)
         return dataclasses.replace(self, **changes)
 
     def config_hash(self) -> str:
@@ -114,6 +143,21 @@ def _fail(name: str, value: Any, allowed: str) -> None:
     raise ConfigError(f"TrainConfig.{name}={value!r} is invalid; allowed: {allowed}")
 
 
+def _check_known(fields: dict[Any, Any]) -> None:
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted((k for k in fields if k not in known), key=repr)
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {unknown}; known fields: {sorted(known)}")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise ConfigError(f"duplicate key(s) {duplicates}")
+    return dict(pairs)
+
+
 def _validate(c: TrainConfig) -> None:
     choices = {
         "generator": GENERATORS,
@@ -125,8 +169,9 @@ def _validate(c: TrainConfig) -> None:
         "precision": PRECISIONS,
     }
     for name, allowed in choices.items():
-        if getattr(c, name) not in allowed:
-            _fail(name, getattr(c, name), f"one of {list(allowed)}")
+        v = getattr(c, name)
+        if not isinstance(v, str) or v not in allowed:
+            _fail(name, v, f"one of {list(allowed)}")
     positive_ints = (
         "nz",
         "ngf",
@@ -141,10 +186,12 @@ def _validate(c: TrainConfig) -> None:
         v = getattr(c, name)
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             _fail(name, v, "an integer >= 1")
-    for name in ("max_steps", "checkpoint_every", "seed"):
+    for name in ("max_steps", "checkpoint_every"):
         v = getattr(c, name)
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             _fail(name, v, "an integer >= 0")
+    if not isinstance(c.seed, int) or isinstance(c.seed, bool) or not 0 <= c.seed <= MAX_SEED:
+        _fail("seed", c.seed, "an integer in [0, 2**63 - 1]")
     for name in ("lr_g", "lr_d", "gp_weight", "d_loss_scale", "stylegan_width"):
         v = getattr(c, name)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 1e3:
@@ -156,9 +203,9 @@ def _validate(c: TrainConfig) -> None:
         isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in c.betas
     ):
         _fail("betas", c.betas, "two numbers in [0, 1)")
-    if c.preset not in PRESETS:
+    if not isinstance(c.preset, str) or c.preset not in PRESETS:
         _fail("preset", c.preset, f"one of {list(PRESETS)}")
-    if c.profile not in PROFILES:
+    if not isinstance(c.profile, str) or c.profile not in PROFILES:
         _fail("profile", c.profile, f"one of {list(PROFILES)}")
     for name in ("tied_mapping", "drop_last"):
         if not isinstance(getattr(c, name), bool):
@@ -252,15 +299,12 @@ PROFILES: dict[str, tuple[str, dict[str, Any]]] = {
 
 def make_config(preset: str = "paper", profile: str = "paper", **overrides: Any) -> TrainConfig:
     """The config for ``preset`` on the budget ``profile``, with ``overrides`` applied last."""
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise ConfigError(f"preset={preset!r} is unknown; known presets: {list(PRESETS)}")
-    if profile not in PROFILES:
+    if not isinstance(profile, str) or profile not in PROFILES:
         raise ConfigError(f"profile={profile!r} is unknown; known profiles: {list(PROFILES)}")
     fields = {"preset": preset, "profile": profile, **PRESETS[preset][1], **PROFILES[profile][1]}
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ConfigError(f"unknown config field(s) {unknown}; known fields: {sorted(known)}")
+    _check_known(overrides)
     fields.update(overrides)
     return TrainConfig(**fields)
 

@@ -3,12 +3,40 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
-from ssd_lib.images import float_to_uint8
+from ssd_lib.images import check_value_range, float_to_uint8
+
+MAX_SEED = 2**64 - 1  # the largest seed torch.Generator.manual_seed accepts
+
+
+def check_int(name: str, value: Any, low: int = 1, high: int | None = None) -> int:
+    """``value`` as an int if it is an integer (Python or NumPy, not bool) in [low, high];
+    otherwise a ``ValueError`` naming ``name``, the value and the allowed range."""
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not ok or value < low or (high is not None and value > high):
+        if high is None:
+            allowed = f"an integer >= {low}"
+        else:
+            # 18446744073709551615 reads better as 2**64 - 1
+            top = f"2**{high.bit_length()} - 1" if (high + 1).bit_count() == 1 else str(high)
+            allowed = f"an integer in [{low}, {top if high > 2**20 else high}]"
+        raise ValueError(f"{name}={value!r} is invalid; allowed: {allowed}")
+    return int(value)
+
+
+def check_psi(value: Any, name: str = "truncation_psi") -> float:
+    """``value`` as a float if it is a number in [0, 2] (the range ``truncate`` accepts)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or not 0.0 <= value <= 2.0:
+        raise ValueError(f"{name}={value!r} is invalid; allowed: a number in [0, 2]")
+    return float(value)
 
 
 @contextlib.contextmanager
@@ -39,8 +67,8 @@ def seeded_rng(device: torch.device, seed: int) -> Iterator[None]:
 
 def sample_z(n: int, z_dim: int, seed: int) -> torch.Tensor:
     """``n`` standard-normal codes (n, z_dim) from a private generator seeded with ``seed``."""
-    if n < 1:
-        raise ValueError(f"n={n!r} must be a positive integer")
+    n, z_dim = check_int("n", n), check_int("z_dim", z_dim)
+    seed = check_int("seed", seed, 0, MAX_SEED)
     return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
 
 
@@ -61,7 +89,15 @@ def generate(
     read as [0, 1]; the other presets as [-1, 1]. The generator's train/eval mode and the
     global RNG are restored afterwards. StyleGAN's noise inputs are drawn from the global RNG
     seeded with ``noise_seed`` (inside a fork), so the images depend only on the arguments.
+    ``batch_size`` is a positive int, ``truncation_psi`` a number in [0, 2].
     """
+    if not isinstance(z, torch.Tensor) or z.ndim < 1 or len(z) < 1:
+        got = f"shape {tuple(z.shape)}" if isinstance(z, torch.Tensor) else type(z).__name__
+        raise ValueError(f"z ({got}) is invalid; allowed: a tensor of one or more codes (N, z_dim)")
+    check_value_range(value_range)
+    batch_size = check_int("batch_size", batch_size)
+    truncation_psi = check_psi(truncation_psi)
+    noise_seed = check_int("noise_seed", noise_seed, 0, MAX_SEED)
     device = torch.device(device) if device is not None else next(generator.parameters()).device
     if truncation_psi != 1.0 and getattr(generator, "num_ws", 0) == 0:
         raise ValueError(

@@ -103,3 +103,77 @@ def test_impossible_combinations_are_refused():
         make_config("paper", discriminator="stylegan")
     with pytest.raises(ConfigError, match="loss"):
         make_config("paper", loss="wgan_gp")
+
+
+def test_from_json_file_reads_a_saved_config(tmp_path):
+    c = make_config("no_sn", "quick", seed=7)
+    path = tmp_path / "config.json"
+    path.write_text(c.to_json())
+    assert TrainConfig.from_json_file(path) == c
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, r"config file .*config\.json does not exist"),
+        ('{"seed": 1,', r"config file .*config\.json is not valid JSON: Expecting"),
+        ('{"seed": 1, "seed": 2}', r"is not valid JSON: duplicate key\(s\) \['seed'\]"),
+        ("[1, 2]", r"config file .*config\.json: a config must be a dict of fields, got list"),
+        ('{"lr": 0.1}', r"config file .*config\.json: unknown config field\(s\) \['lr'\]"),
+        ('{"epochs": "20"}', r"config\.json: TrainConfig\.epochs='20' is invalid; allowed: an int"),
+        (b"\xff\xfe{", r"config file .*config\.json cannot be read"),
+    ],
+)
+def test_from_json_file_errors_name_the_file(tmp_path, content, message):
+    path = tmp_path / "config.json"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_json_file(path)
+
+
+def test_replace_and_from_dict_refuse_unknown_fields_and_non_dicts():
+    c = make_config()
+    with pytest.raises(ConfigError, match=r"unknown config field\(s\) \['lr'\]"):
+        c.replace(lr=0.1)
+    assert c.replace(seed=3).seed == 3
+    with pytest.raises(ConfigError, match="a config must be a dict of fields, got str"):
+        TrainConfig.from_dict("paper")
+    with pytest.raises(ConfigError, match=r"unknown config field\(s\) \['x', 1\]"):
+        TrainConfig.from_dict({1: 2, "x": 3})  # mixed key types: sorted by repr
+
+
+@pytest.mark.parametrize(
+    "field, value, allowed",
+    [
+        ("seed", 2**63, "an integer in [0, 2**63 - 1]"),
+        ("seed", -1, "an integer in [0, 2**63 - 1]"),
+        ("preset", ["paper"], "one of ['paper'"),
+        ("profile", {"quick": 1}, "one of ['paper'"),
+        ("generator", ["ssd"], "one of ['ssd'"),
+        ("betas", {0.5: 0, 0.9: 0}, "two numbers in [0, 1)"),
+        ("betas", "ab", "two numbers in [0, 1)"),
+        ("lr_g", float("nan"), "a number in (0, 1000]"),
+        ("data_fraction", float("inf"), "a number in (0, 1]"),
+    ],
+)
+def test_wrong_types_and_unhashable_values_are_config_errors(field, value, allowed):
+    with pytest.raises(ConfigError) as err:
+        TrainConfig.from_dict({field: value})
+    assert f"TrainConfig.{field}={value!r}" in str(err.value) and allowed in str(err.value)
+
+
+def test_unhashable_preset_or_profile_names_list_the_known_ones():
+    with pytest.raises(ConfigError, match=r"preset=\['paper'\] is unknown; known presets"):
+        make_config(["paper"])
+    with pytest.raises(ConfigError, match=r"profile=\{\} is unknown; known profiles"):
+        make_config("paper", {})
+
+
+def test_equal_configs_hash_alike_whether_numbers_are_ints_or_floats():
+    a = make_config("paper", lr_g=1, d_loss_scale=1, betas=[0, 0.5])
+    b = make_config("paper", lr_g=1.0, d_loss_scale=1.0, betas=(0.0, 0.5))
+    assert a == b and a.config_hash() == b.config_hash()
+    assert isinstance(a.lr_g, float) and a.betas == (0.0, 0.5)

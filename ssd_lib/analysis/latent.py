@@ -20,6 +20,8 @@ images differ only by their codes.
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -30,7 +32,7 @@ from torch import nn
 from ssd_lib.images import float_to_uint8
 from ssd_lib.metrics.toy import FactorNet, FactorNetResult, embed
 from ssd_lib.models.stylegan import RESOLUTIONS, StyleGANGenerator
-from ssd_lib.sampling import sample_z
+from ssd_lib.sampling import MAX_SEED, check_int, sample_z
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,27 @@ def _check_choice(name: str, value: object, allowed: Sequence[str]) -> str:
     if value not in allowed:
         raise ValueError(f"{name}={value!r} is not supported; use one of {list(allowed)}")
     return value  # type: ignore[return-value]
+
+
+def _check_steps(steps: object) -> int:
+    return check_int("steps", steps, 2)
+
+
+def _check_noise_seed(noise_seed: object) -> int:
+    return check_int("noise_seed", noise_seed, 0, MAX_SEED)
+
+
+def _numbers(name: str, values: object, low: float, high: float) -> list[float]:
+    """One or more finite numbers in [low, high] (a sequence, array or tensor) as floats."""
+    try:
+        flat = torch.as_tensor(values, dtype=torch.float64).flatten()
+    except (TypeError, ValueError, RuntimeError):
+        flat = torch.empty(0)
+    inside = torch.isfinite(flat) & (flat >= low) & (flat <= high)
+    if isinstance(values, str) or not len(flat) or not inside.all():
+        span = "finite numbers" if math.isinf(high) else f"numbers in [{low:g}, {high:g}]"
+        raise ValueError(f"{name}={values!r} is invalid; allowed: one or more {span}")
+    return flat.tolist()
 
 
 def has_w_space(generator: nn.Module) -> bool:
@@ -126,6 +149,7 @@ def render(
     StyleGAN noise comes from ``noise_seed``: one map for all images, or one per image.
     """
     _check_choice("space", space, SPACES)
+    batch_size, noise_seed = check_int("batch_size", batch_size), _check_noise_seed(noise_seed)
     if space == "w":
         _require_w(generator, "render(space='w')")
     dev = _device(generator, device)
@@ -148,6 +172,7 @@ def map_to_w(
 ) -> torch.Tensor:
     """w = mapping(z): (N, z_dim) -> (N, w_dim) float32 on the CPU."""
     _require_w(generator, "map_to_w")
+    batch_size = check_int("batch_size", batch_size)
     dev = _device(generator, device)
     with frozen(generator, dev):
         return torch.cat([generator.mapping(c.to(dev)).cpu() for c in _rows(z).split(batch_size)])
@@ -178,6 +203,7 @@ def label_samples(
     that their Z can still be probed. Predictions per factor (n,): class indices (int64) or
     values in the factor's natural units. StyleGAN noise: one map per image, seeded by ``seed``.
     """
+    batch_size = check_int("batch_size", batch_size)
     z = sample_z(n, generator.z_dim, seed)
     w = map_to_w(generator, z, device) if has_w_space(generator) else None
     # StyleGAN's noise gets its own stream: Generator(seed) would repeat the numbers of z.
@@ -220,8 +246,7 @@ def interpolate(
 ) -> torch.Tensor:
     """``steps`` evenly spaced codes (steps, D) from a (D,) to b (D,), both included."""
     _check_choice("mode", mode, MODES)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
-        raise ValueError(f"steps={steps!r} must be an integer >= 2")
+    steps = _check_steps(steps)
     a, b = _rows(a), _rows(b)
     t = torch.linspace(0.0, 1.0, steps)[:, None]
     return (lerp if mode == "lerp" else slerp)(a.expand(steps, -1), b.expand(steps, -1), t)
@@ -254,6 +279,7 @@ def interpolation_images(
     space="z": slerp between the codes; space="w": map both endpoints, lerp in W (StyleGAN's
     conventions; ``mode`` overrides them).
     """
+    steps, noise_seed = _check_steps(steps), _check_noise_seed(noise_seed)
     a, b, mode = _endpoints(generator, z_a, z_b, space, mode, device)
     codes = torch.cat([interpolate(a[i], b[i], steps, mode) for i in range(len(a))])
     return render(generator, codes, value_range, space, device, noise_seed=noise_seed)
@@ -275,7 +301,9 @@ def walk_images(
     spread of ``latents @ direction`` over samples is a natural scale for them.
     """
     _check_choice("space", space, SPACES)
-    start, amounts = _rows(w_start), torch.as_tensor(amounts, dtype=torch.float32).flatten()
+    noise_seed = _check_noise_seed(noise_seed)
+    values = torch.tensor(_numbers("amounts", amounts, -math.inf, math.inf))
+    start, amounts = _rows(w_start), values.float()
     d = _rows(direction)[0]
     codes = start[:, None, :] + amounts[None, :, None] * d  # (N, A, D)
     return render(generator, codes.flatten(0, 1), value_range, space, device, noise_seed=noise_seed)
@@ -296,6 +324,10 @@ def factor_preserving_path(
     Everything orthogonal to d still moves from a to b, so a linear probe for the factor sees
     the same value all along the path. The last code is b with its d-component replaced.
     """
+    steps = _check_steps(steps)
+    real = isinstance(level, numbers.Real) and not isinstance(level, bool)
+    if level is not None and not (real and math.isfinite(level)):
+        raise ValueError(f"level={level!r} is invalid; allowed: a finite number or None")
     d = _rows(direction)[0]
     d = d / d.norm()
     path = interpolate(a, b, steps, mode)
@@ -321,6 +353,7 @@ def ear_preserving_interpolation(
     left_ear_up) held constant; see ``factor_preserving_path`` for the method. Use ``level``
     (e.g. the class-1 mean of ``latents @ direction``) to hold the ear up, not at the start's
     level."""
+    steps, noise_seed = _check_steps(steps), _check_noise_seed(noise_seed)
     a, b, mode = _endpoints(generator, z_a, z_b, space, mode, device)
     codes = factor_preserving_path(a[0], b[0], direction, steps, level, mode)
     return render(generator, codes, value_range, space, device, noise_seed=noise_seed)
@@ -340,6 +373,8 @@ def truncation_images(
     """uint8 (len(z) * len(psis), 3, 64, 64): row per z, column per psi, each image rendered
     from ``generator.truncate(w, psi)`` = w_avg + psi (w - w_avg)."""
     _require_w(generator, "truncation_images", "truncation needs a mapping network")
+    noise_seed = _check_noise_seed(noise_seed)
+    psis = _numbers("psis", psis, 0.0, 2.0)
     if not torch.any(generator.w_avg != 0):
         log.warning(
             "%s.w_avg is all zeros (never trained?): truncation pulls towards w = 0",
@@ -365,6 +400,8 @@ def style_mixing_images(
     [0, crossover), from z_rows[i] and the rest from z_cols[j]. crossover = num_ws reproduces
     the row images, 0 the column images."""
     _require_w(generator, "style_mixing_images", "style mixing needs a mapping network")
+    crossover = check_int("crossover", crossover, 0, generator.num_ws)
+    noise_seed = _check_noise_seed(noise_seed)
     w_rows, w_cols = map_to_w(generator, z_rows, device), map_to_w(generator, z_cols, device)
     r, c = len(w_rows), len(w_cols)
     ws = generator.mix_styles(w_rows.repeat_interleave(c, 0), w_cols.repeat(r, 1), crossover)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ssd_lib.models.layers import MappingNetwork, StyleGeneratorMixin
+from ssd_lib.models.layers import MappingNetwork, StyleGeneratorMixin, broadcast_ws
 from ssd_lib.models.ssd import conv_t
 
 
@@ -44,8 +44,13 @@ class DCGANGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        if z.ndim == 2:
+        if z.ndim == 2 and z.shape[1] == self.z_dim:
             z = z[:, :, None, None]  # (N, 100) -> (N, 100, 1, 1)
+        elif z.ndim != 4 or z.shape[1:] != (self.z_dim, 1, 1):
+            raise ValueError(
+                f"z has shape {tuple(z.shape)}; expected (N, {self.z_dim}) or "
+                f"(N, {self.z_dim}, 1, 1) latent codes"
+            )
         return self.net(z)
 
 
@@ -70,6 +75,4 @@ class MappingDCGANGenerator(StyleGeneratorMixin, nn.Module):
 
     def synthesis(self, ws: torch.Tensor) -> torch.Tensor:
         """ws: (N, 100) or (N, 1, 100) -> images (N, 3, 64, 64) in [-1, 1]."""
-        if ws.ndim == 3:
-            ws = ws[:, 0]
-        return self.body(ws)
+        return self.body(broadcast_ws(ws, self.num_ws, self.w_dim)[:, 0])

@@ -17,13 +17,18 @@ import torch
 from torch import nn
 from torch.nn.utils import spectral_norm as torch_spectral_norm
 
+from ssd_lib.models.layers import check_images
+
 
 class Discriminator(nn.Module):
-    """Returns D(x) as a probability in (0, 1), shape (N,)."""
+    """Returns D(x) as a probability in (0, 1), shape (N,); x must be (N, channels, 64, 64)."""
+
+    resolution = 64  # four stride-2 convolutions to 4x4, then a 4x4 convolution to 1x1
 
     def __init__(self, ndf: int = 64, channels: int = 3, spectral_norm: bool = True) -> None:
         super().__init__()
         self.spectral_norm = spectral_norm
+        self.channels = channels
         self.first = nn.Conv2d(channels, ndf, 4, 2, 1, bias=False)
         self.middle = nn.ModuleList()
         self.bns = nn.ModuleList()
@@ -36,6 +41,7 @@ class Discriminator(nn.Module):
         self.last = nn.Conv2d(c, 1, 4, 1, 0, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_images(x, self.channels, self.resolution, type(self).__name__)
         h = nn.functional.leaky_relu(self.first(x), 0.2)
         for conv, bn in zip(self.middle, self.bns, strict=True):
             h = nn.functional.leaky_relu(bn(conv(h)), 0.2)

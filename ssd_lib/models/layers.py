@@ -1,10 +1,36 @@
-"""Building blocks shared by the generators: the mapping network and AdaIN."""
+"""Building blocks shared by the generators: the mapping network and AdaIN, and the shape
+checks every network runs on its inputs."""
 
 from __future__ import annotations
+
+import numbers
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def check_codes(z: torch.Tensor, dim: int, name: str = "z") -> None:
+    """Raise ``ValueError`` unless ``z`` is (N, dim).
+
+    Without it a code of the wrong width fails as a matmul shape error deep inside torch. The
+    check compares Python ints only: no GPU sync, and under ``torch.compile`` it becomes a
+    shape guard instead of a graph break.
+    """
+    if z.ndim != 2 or z.shape[1] != dim:
+        raise ValueError(f"{name} has shape {tuple(z.shape)}; expected (N, {dim}) latent codes")
+
+
+def check_images(x: torch.Tensor, channels: int, size: int, owner: str) -> None:
+    """Raise ``ValueError`` unless ``x`` is (N, channels, size, size); as cheap as ``check_codes``.
+
+    A discriminator fed 128x128 images would otherwise return N * 25 scores instead of N.
+    """
+    if x.ndim != 4 or x.shape[1] != channels or x.shape[2] != size or x.shape[3] != size:
+        raise ValueError(
+            f"{owner} input x has shape {tuple(x.shape)}; expected (N, {channels}, {size}, "
+            f"{size}) images (resize to {size}x{size} first)"
+        )
 
 
 class MappingNetwork(nn.Module):
@@ -22,6 +48,7 @@ class MappingNetwork(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(dim, dim) for _ in range(n_distinct))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        check_codes(z, self.dim)
         x = F.normalize(z, dim=1)  # (N, dim), unit L2 norm per sample
         for i in range(self.n_layers):
             layer = self.layers[0 if self.tied else i]
@@ -47,15 +74,18 @@ class AdaIN(nn.Module):
         return scale * self.norm(x) + bias
 
 
-def broadcast_ws(ws: torch.Tensor, num_ws: int) -> torch.Tensor:
-    """Accept one w per sample (N, D) or one per style layer (N, num_ws, D); return the latter."""
-    if ws.ndim == 2:
+def broadcast_ws(ws: torch.Tensor, num_ws: int, w_dim: int | None = None) -> torch.Tensor:
+    """Accept one w per sample (N, D) or one per style layer (N, num_ws, D); return the latter.
+
+    With ``w_dim`` given, D must equal it.
+    """
+    dim_ok = w_dim is None or (ws.ndim > 0 and ws.shape[-1] == w_dim)
+    if ws.ndim == 2 and dim_ok:
         return ws.unsqueeze(1).expand(-1, num_ws, -1)
-    if ws.ndim == 3 and ws.shape[1] == num_ws:
+    if ws.ndim == 3 and ws.shape[1] == num_ws and dim_ok:
         return ws
-    raise ValueError(
-        f"ws must have shape (N, w_dim) or (N, {num_ws}, w_dim), got {tuple(ws.shape)}"
-    )
+    d = "w_dim" if w_dim is None else w_dim
+    raise ValueError(f"ws must have shape (N, {d}) or (N, {num_ws}, {d}), got {tuple(ws.shape)}")
 
 
 class StyleGeneratorMixin:
@@ -76,17 +106,21 @@ class StyleGeneratorMixin:
 
     def truncate(self, ws: torch.Tensor, psi: float) -> torch.Tensor:
         """Pull ws towards the tracked mean: ``w_avg + psi * (w - w_avg)``; psi=1 is a no-op."""
-        if not 0.0 <= psi <= 2.0:
-            raise ValueError(f"truncation_psi={psi!r} must be in [0, 2]")
+        if not isinstance(psi, numbers.Real) or isinstance(psi, bool) or not 0.0 <= psi <= 2.0:
+            raise ValueError(f"truncation_psi={psi!r} is invalid; allowed: a number in [0, 2]")
         if psi == 1.0:
             return ws
         return self.w_avg.to(ws.dtype).lerp(ws, psi)
 
     def mix_styles(self, ws_a: torch.Tensor, ws_b: torch.Tensor, crossover: int) -> torch.Tensor:
         """Layers [0, crossover) take their style from ``ws_a``, the rest from ``ws_b``."""
-        if not 0 <= crossover <= self.num_ws:
-            raise ValueError(f"crossover={crossover!r} must be in [0, {self.num_ws}]")
-        a, b = broadcast_ws(ws_a, self.num_ws), broadcast_ws(ws_b, self.num_ws)
+        ok = isinstance(crossover, numbers.Integral) and not isinstance(crossover, bool)
+        if not ok or not 0 <= crossover <= self.num_ws:
+            raise ValueError(
+                f"crossover={crossover!r} is invalid; allowed: an integer in [0, {self.num_ws}]"
+            )
+        a = broadcast_ws(ws_a, self.num_ws, self.w_dim)
+        b = broadcast_ws(ws_b, self.num_ws, self.w_dim)
         return torch.cat([a[:, :crossover], b[:, crossover:]], dim=1)
 
     def forward(self, z: torch.Tensor, truncation_psi: float = 1.0) -> torch.Tensor:

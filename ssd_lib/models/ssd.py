@@ -56,7 +56,7 @@ class SSDGenerator(StyleGeneratorMixin, nn.Module):
 
     def synthesis(self, ws: torch.Tensor) -> torch.Tensor:
         """ws: (N, 100) or (N, 4, 100) -> images (N, 3, 64, 64) in [-1, 1]."""
-        ws = broadcast_ws(ws, self.num_ws)
+        ws = broadcast_ws(ws, self.num_ws, self.w_dim)
         # The constant is batch 1; the first AdaIN broadcasts it against per-sample styles.
         x = self.const
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssd_lib.models.layers import StyleGeneratorMixin, broadcast_ws
+from ssd_lib.models.layers import StyleGeneratorMixin, broadcast_ws, check_codes, check_images
 
 RESOLUTIONS = (4, 8, 16, 32, 64)
 # Channels per resolution at width 1.0: 512 up to 32x32, 256 at 64x64.
@@ -148,6 +148,7 @@ class StyleGANGenerator(StyleGeneratorMixin, nn.Module):
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
     def mapping(self, z: torch.Tensor) -> torch.Tensor:
+        check_codes(z, self.z_dim)
         x = z * torch.rsqrt(z.pow(2).mean(dim=1, keepdim=True) + 1e-8)  # pixel norm
         for layer in self.mapping_layers:
             x = F.leaky_relu(layer(x), 0.2)
@@ -155,7 +156,7 @@ class StyleGANGenerator(StyleGeneratorMixin, nn.Module):
 
     def synthesis(self, ws: torch.Tensor, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
         """ws: (N, w_dim) or (N, 10, w_dim); ``noise`` optionally fixes each layer's noise."""
-        ws = broadcast_ws(ws, self.num_ws)
+        ws = broadcast_ws(ws, self.num_ws, self.w_dim)
         x = self.const.expand(ws.shape[0], -1, -1, -1)
         for i, layer in enumerate(self.layers):
             # Layers 2, 4, 6, 8 open a new resolution.
@@ -186,8 +187,11 @@ class MinibatchStd(nn.Module):
 class StyleGANDiscriminator(nn.Module):
     """x (N, 3, 64, 64) -> unbounded score (N,)."""
 
+    resolution = RESOLUTIONS[-1]
+
     def __init__(self, width: float = 1.0, channels: int = 3) -> None:
         super().__init__()
+        self.channels = channels
         c64 = channels_at(64, width)
         self.from_rgb = EqualConv2d(channels, c64, 1)
         self.blocks = nn.ModuleList()
@@ -202,6 +206,7 @@ class StyleGANDiscriminator(nn.Module):
         self.out = EqualLinear(c, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_images(x, self.channels, self.resolution, type(self).__name__)
         h = F.leaky_relu(self.from_rgb(x), 0.2)
         for conv_a, conv_b in self.blocks:
             h = F.leaky_relu(conv_a(h), 0.2)
