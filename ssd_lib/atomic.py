@@ -2,8 +2,10 @@
 
 Every file the project writes goes through these helpers: the bytes go to a temporary
 file in the same folder, are flushed to disk, and the temporary file is renamed over the
-target. A rename within one folder is atomic on POSIX and Windows, so a crash leaves either
-the old file or the new one, never a mix.
+target, and the folder is flushed too, so the rename itself survives a power cut. A rename
+within one folder is atomic on POSIX and Windows, so a crash leaves either the old file or the
+new one, never a mix. A process killed mid-write can leave its ``.<name>.*.tmp`` file behind;
+nothing reads those, and writers that own a folder (checkpoints) delete them.
 """
 
 from __future__ import annotations
@@ -45,7 +47,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    fsync_folder(path.parent)
     return path
+
+
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """Flush a folder's entries (a rename) to disk, where the OS allows it (not Windows)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems (network mounts) refuse to fsync a folder
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

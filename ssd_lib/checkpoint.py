@@ -31,6 +31,27 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt, or does not fit the model it is loaded into."""
 
 
+# Formats that need unpickling to read: opening one can run arbitrary code.
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".tar")
+PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # a pickle protocol >= 2; torch.save's zip
+
+
+def refuse_pickles(path: str | Path) -> None:
+    """Raise ``CheckpointError`` if ``path`` is a pickle, a ``torch.save`` or a Lightning file."""
+    path = Path(path)
+    head = b""
+    if path.is_file():
+        with open(path, "rb") as f:
+            head = f.read(4)
+    if path.suffix.lower() in PICKLE_SUFFIXES or head.startswith(PICKLE_MAGIC):
+        raise CheckpointError(
+            f"{path} is a pickle-based file (torch.save / Lightning); loading checkpoints here "
+            "never unpickles, because unpickling can run code hidden in the file. Load a "
+            "checkpoint written by this project (its .json), or import the authors' Lightning "
+            "checkpoint with ssd_lib.release_import"
+        )
+
+
 def json_path(stem: str | Path) -> Path:
     return Path(stem).with_suffix(".json")
 
@@ -59,22 +80,40 @@ def tensor_path(stem: str | Path) -> Path:
 def save_checkpoint(
     stem: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
 ) -> Path:
-    """Write ``tensors`` and ``meta`` as the checkpoint ``stem``; returns the JSON path."""
+    """Write ``tensors`` and ``meta`` as the checkpoint ``stem``; returns the JSON path.
+
+    One writer per ``stem`` at a time (the trainer holds its run folder's lock). A failure
+    (disk full, read-only folder) raises ``CheckpointError`` naming the folder and the cause;
+    the previous checkpoint is then still the one on disk.
+    """
     stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
     flat = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-    staged = stem.parent / f".{stem.name}-staged.safetensors"
-    atomic_write(staged, lambda tmp: save_file(flat, str(tmp)))
-    digest = sha256_file(staged)
-    final = stem.parent / f"{stem.name}-{digest[:16]}.safetensors"
-    staged.replace(final)
-    meta = {
-        **meta,
-        "format_version": FORMAT_VERSION,
-        "tensors_file": final.name,
-        "tensors_sha256": digest,
-    }
-    atomic_write_json(json_path(stem), meta)
+    try:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(stem)
+        staged = stem.parent / f".{stem.name}-staged.safetensors"
+        atomic_write(staged, lambda tmp: save_file(flat, str(tmp)))
+        digest = sha256_file(staged)
+        final = stem.parent / f"{stem.name}-{digest[:16]}.safetensors"
+        staged.replace(final)
+        meta = {
+            **meta,
+            "format_version": FORMAT_VERSION,
+            "tensors_file": final.name,
+            "tensors_sha256": digest,
+        }
+        atomic_write_json(json_path(stem), meta)
+    except (OSError, SafetensorError) as err:
+        where = getattr(err, "filename", None) or stem.parent
+        previous = (
+            f"the previous checkpoint {json_path(stem)} is unchanged"
+            if json_path(stem).is_file()
+            else "no earlier checkpoint exists"
+        )
+        raise CheckpointError(
+            f"could not write checkpoint {stem.name} to {where}: {err}; {previous}. "
+            "Free disk space or make the folder writable, then resume"
+        ) from err
     # Only now that the JSON names the new file may the old one go.
     for old in stem.parent.glob(f"{stem.name}-*.safetensors"):
         if old != final:
@@ -82,8 +121,18 @@ def save_checkpoint(
     return json_path(stem)
 
 
+def _remove_leftovers(stem: Path) -> None:
+    """Delete what a save killed half-way (kill -9, power loss) left: temporary files that no
+    checkpoint JSON names, so nothing ever reads them."""
+    name = stem.name
+    for pattern in (f".{name}-staged.safetensors", f"*.{name}-staged.*.tmp", f".{name}.json.*.tmp"):
+        for leftover in stem.parent.glob(pattern):
+            leftover.unlink(missing_ok=True)
+
+
 def load_checkpoint(stem: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a checkpoint; raises ``CheckpointError`` naming the file and the problem."""
+    refuse_pickles(stem)
     meta_path = json_path(stem)
     meta = _read_meta(meta_path)
     tensor_path = meta_path.parent / meta["tensors_file"]

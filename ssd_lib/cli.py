@@ -41,6 +41,17 @@ def _data_source(text: str) -> str:
     raise argparse.ArgumentTypeError(f"{text!r}; allowed: {DATA_HELP}")
 
 
+DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps"
+
+
+def _device(text: str) -> str:
+    """--device value, checked here so that a typo exits with 2 and the allowed values."""
+    kind, _, index = text.partition(":")
+    if text in ("auto", "cpu", "cuda", "mps") or (kind == "cuda" and index.isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}; allowed: {DEVICE_HELP}")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -73,8 +84,15 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--fraction", type=float, help="train on the first FRACTION of the images")
     tr.add_argument("--seed", type=int, help="override the recipe's seed (42)")
     tr.add_argument("--precision", choices=list(PRECISIONS), help="default: fp32")
-    tr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    tr.add_argument("--device", default="auto", type=_device, help=DEVICE_HELP)
     tr.add_argument("--out", type=Path, help="runs folder (default: $SSD_RUNS_DIR or runs/)")
+    tr.add_argument(
+        "--on-nonfinite",
+        default="stop",
+        choices=["stop", "rollback"],
+        help="when a loss, gradient or weight turns NaN/inf: stop (the last good checkpoint "
+        "stays), or roll back to that checkpoint and go on with half the learning rates",
+    )
     tr.add_argument(
         "--resume",
         action="store_true",
@@ -92,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     sa.add_argument("--n", type=_positive_int, default=64, help="how many images (default 64)")
     sa.add_argument("--out", type=Path, required=True, help="folder to write 000000.png ... into")
     sa.add_argument("--seed", type=int, default=0, help="seed of the latent codes (default 0)")
-    sa.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    sa.add_argument("--device", default="auto", type=_device, help=DEVICE_HELP)
 
     ev = sub.add_parser("eval", help="FID / clean-FID / clean-KID, or the offline toy metrics")
     ev.add_argument("--run", required=True, type=Path, help="a run folder (from ssd train)")
@@ -105,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--n", type=_positive_int, help="generated images (default: as the protocol)")
     ev.add_argument("--data-root", type=Path, help="where the run's prepared dataset lives")
-    ev.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    ev.add_argument("--device", default="auto", type=_device, help=DEVICE_HELP)
     return p
 
 
@@ -189,7 +207,14 @@ def _train_in_process(args: argparse.Namespace, rank: int, world: int, device: s
             f"--out another folder"
         )
     _barrier(world)  # every process has checked before the main one writes the folder
-    run = train(cfg, ds, runs_root=args.out, device=device, resume=args.resume)
+    run = train(
+        cfg,
+        ds,
+        runs_root=args.out,
+        device=device,
+        resume=args.resume,
+        on_nonfinite=args.on_nonfinite,
+    )
     _barrier(world)  # the main process has written the final checkpoint and status
     st = run.status
     if rank == 0:
@@ -197,6 +222,7 @@ def _train_in_process(args: argparse.Namespace, rank: int, world: int, device: s
         print(
             f"{st.get('state')}: {run.path} (step {st.get('step')} of {st.get('total_steps')}"
             f"{procs})"
+            + ("" if run.complete else "; run the same command with --resume to continue")
         )
     return 0 if run.complete else 130
 
@@ -275,7 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         parser.exit(2, f"ssd {args.command}: error: {err}\n")
     except KeyboardInterrupt:
-        print(f"ssd {args.command}: interrupted", file=sys.stderr)
+        resume = (
+            " (run the same command with --resume to continue)" if args.command == "train" else ""
+        )
+        print(f"ssd {args.command}: interrupted{resume}", file=sys.stderr)
         return 130
     except Exception as err:  # one line for the user; the traceback with --verbose
         if args.verbose:

@@ -19,6 +19,7 @@ from pathlib import Path
 from ssd_lib.config import PROFILES
 from ssd_lib.hardware import describe_machine
 from ssd_lib.notebooks import NOTEBOOK_DIR, list_notebooks, run_notebooks
+from ssd_lib.publish import mark_run
 
 log = logging.getLogger("ssd_lib.figures")
 
@@ -30,17 +31,29 @@ def regenerate(
     out: str | Path = "figures",
     names: list[str] | None = None,
 ) -> list[Path]:
-    """Run the notebooks ``names`` (default: all, in order) with these parameters."""
+    """Run the notebooks ``names`` (default: all, in order) with these parameters.
+
+    The manifest's ``last_run`` says "running" meanwhile, then "complete", or "failed" with
+    the cause; every figure matches its own manifest entry in all three cases."""
     out = Path(out).resolve()
     # Relative to notebooks/ (papermill's working folder), so that the parameters the
     # committed notebooks show hold no machine-specific absolute path.
     rel = os.path.relpath(out, NOTEBOOK_DIR)
-    return run_notebooks(
-        {"dataset": dataset, "profile": profile, "device": device, "out_dir": rel},
-        names=names,
-        folder=NOTEBOOK_DIR,
-        stream_output=True,  # training progress shows in the terminal, not only in 01
-    )
+    params = {"dataset": dataset, "profile": profile, "device": device, "out_dir": rel}
+    mark_run(out, "running", parameters=params, notebooks=names or "all")
+    try:
+        paths = run_notebooks(
+            params,
+            names=names,
+            folder=NOTEBOOK_DIR,
+            stream_output=True,  # training progress shows in the terminal, not only in 01
+        )
+    except BaseException as err:
+        cause = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        mark_run(out, "failed", parameters=params, error=f"{type(err).__name__}: {cause}")
+        raise
+    mark_run(out, "complete", parameters=params, notebooks=[p.name for p in paths])
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     start = time.perf_counter()
-    regenerate(args.dataset, args.profile, args.device, args.out, args.only)
+    try:
+        regenerate(args.dataset, args.profile, args.device, args.out, args.only)
+    except KeyboardInterrupt:
+        print(
+            "make figures: interrupted; training checkpoints are saved and every figure in "
+            f"{args.out} still matches its MANIFEST.json entry. Run it again to resume",
+            file=sys.stderr,
+        )
+        return 130
     log.info(
         "figures and MANIFEST.json written to %s in %.0f s on %s",
         Path(args.out).resolve(),

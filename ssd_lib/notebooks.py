@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -36,20 +37,23 @@ def check_parameters(dataset: Any, profile: Any, seed: Any, device: Any, out_dir
     bad papermill ``-p`` fails there with a message naming the parameter."""
 
     def bad(name: str, value: Any, allowed: str) -> None:
-        raise NotebookParameterError(f"parameter {name}={value!r} is invalid; allowed: {allowed}")
+        raise NotebookParameterError(
+            f"parameter {name}={value!r} (type {type(value).__name__}) is invalid; "
+            f"allowed: {allowed}"
+        )
 
     if not isinstance(dataset, str) or not dataset:
-        bad("dataset", dataset, "'embedded', 'afhq', a folder path or a prepared dataset name")
-    if profile not in PROFILES:
-        bad("profile", profile, f"one of {list(PROFILES)}")
+        bad("dataset", dataset, "a str: 'embedded', 'afhq', a folder path or a dataset name")
+    if not isinstance(profile, str) or profile not in PROFILES:
+        bad("profile", profile, f"a str, one of {list(PROFILES)}")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        bad("seed", seed, "an integer >= 0")
+        bad("seed", seed, "an integer >= 0 (int)")
     if not isinstance(device, str) or not (
-        device in ("auto", "cpu", "mps") or device.startswith("cuda")
+        device in ("auto", "cpu", "mps") or re.fullmatch(r"cuda(:\d+)?", device)
     ):
-        bad("device", device, "'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'")
+        bad("device", device, "a str: 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N'")
     if not isinstance(out_dir, str) or not out_dir:
-        bad("out_dir", out_dir, "a folder path as a string")
+        bad("out_dir", out_dir, "a folder path as a non-empty str")
     return {
         "dataset": dataset,
         "profile": profile,
@@ -57,6 +61,9 @@ def check_parameters(dataset: Any, profile: Any, seed: Any, device: Any, out_dir
         "device": device,
         "out_dir": out_dir,
     }
+
+
+FAILED_DIR = ".failed"  # executed copies of notebooks that raised, for reading the error
 
 
 def _rel(path: Path) -> str:
@@ -122,16 +129,41 @@ def _execute(
 
     out = nb if output_dir is None else Path(output_dir) / nb.name
     out.parent.mkdir(parents=True, exist_ok=True)
+    # Papermill saves its output after every cell; it writes to a scratch copy so that the
+    # notebook is replaced only by a complete run. A failed run's copy (with the error in
+    # it) is kept in .failed/ next to it.
+    scratch = out.parent / f".{out.stem}.running.ipynb"
     t = time.perf_counter()
     log.info("executing %s with %s", nb.name, params)
-    pm.execute_notebook(
-        _rel(nb),  # relative paths: papermill stores them in the notebook
-        _rel(out),
-        parameters={**params, "notebook": nb.name},
-        cwd=str(nb.parent),
-        kernel_name=kernel_name,
-        progress_bar=progress,
-        log_output=stream_output,
-    )
+    try:
+        pm.execute_notebook(
+            _rel(nb),  # relative paths: papermill stores them in the notebook
+            _rel(scratch),
+            parameters={**params, "notebook": nb.name},
+            cwd=str(nb.parent),
+            kernel_name=kernel_name,
+            progress_bar=progress,
+            log_output=stream_output,
+        )
+    except BaseException:
+        if scratch.is_file():
+            failed = out.parent / FAILED_DIR / out.name
+            failed.parent.mkdir(exist_ok=True)
+            os.replace(scratch, failed)
+            log.error("%s failed; its executed copy, with the error, is %s", nb.name, failed)
+        raise
+    _finish(scratch, out)
     log.info("%s done in %.1f s", nb.name, time.perf_counter() - t)
     return out
+
+
+def _finish(scratch: Path, out: Path) -> None:
+    """Give the executed copy its final name, inside it (papermill's metadata) and on disk."""
+    import nbformat
+
+    from ssd_lib.atomic import atomic_write_text
+
+    executed = nbformat.read(scratch, as_version=4)
+    executed.metadata.setdefault("papermill", {})["output_path"] = _rel(out)
+    atomic_write_text(out, nbformat.writes(executed))  # as papermill writes it
+    scratch.unlink()

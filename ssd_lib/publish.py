@@ -1,24 +1,40 @@
 """Writing figures and tables into ``figures/`` with a manifest of what made each one.
 
 ``figures/MANIFEST.json`` maps every file to the notebook, parameters, dataset, profile,
-checkpoint and time that produced it. Notebooks call ``publish_figure``/``publish_table``
-instead of saving files themselves, so no figure can appear without its provenance.
+checkpoint, time and SHA-256 of its content. Notebooks call ``publish_figure`` /
+``publish_table`` instead of saving files themselves, so no figure can appear without its
+provenance.
+
+Files and manifest never disagree, even when a run is killed half-way. A publish holds the
+manifest's lock and (1) writes the new files into ``.staging/``, (2) writes the manifest with
+their hashes (the commit point), (3) moves them into place. A crash before (2) leaves the old
+files and the old manifest; a crash after it leaves staged files whose hashes the manifest
+already records, which the next publish (or ``recover``) moves into place. ``check_manifest``
+lists any disagreement; ``mark_run`` records whether the last ``make figures`` finished.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
 
-from ssd_lib.atomic import atomic_write_json
+from ssd_lib.atomic import atomic_write_json, fsync_folder, sha256_file
 from ssd_lib.hardware import describe_machine
+from ssd_lib.locks import locked
 from ssd_lib.plots import save_figure
 
 MANIFEST = "MANIFEST.json"
+STAGING = ".staging"
+
+
+class ManifestError(RuntimeError):
+    """figures/MANIFEST.json is unreadable."""
 
 
 def _now() -> str:
@@ -29,20 +45,111 @@ def read_manifest(out_dir: str | Path) -> dict[str, Any]:
     path = Path(out_dir) / MANIFEST
     if not path.is_file():
         return {"files": {}}
-    manifest = json.loads(path.read_text())
-    manifest.setdefault("files", {})
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ManifestError(
+            f"{path} is not valid JSON ({err}); delete it and run make figures again"
+        ) from err
+    if not isinstance(manifest, dict) or not isinstance(manifest.setdefault("files", {}), dict):
+        raise ManifestError(f"{path} has no 'files' table; delete it and run make figures again")
     return manifest
+
+
+def recover(out_dir: str | Path) -> list[str]:
+    """Finish a publish that a crash cut short; returns the names it moved into place.
+
+    A staged file whose hash the manifest records was committed: it is moved into place.
+    Any other staged file was not: it is deleted. Call with the manifest's lock held."""
+    out, moved = Path(out_dir), []
+    staging = out / STAGING
+    if not staging.is_dir():
+        return moved
+    files = read_manifest(out)["files"]
+    for staged in sorted(staging.iterdir()):
+        entry = files.get(staged.name, {})
+        if staged.is_file() and entry.get("sha256") == sha256_file(staged):
+            moved.append(staged)
+        else:
+            staged.unlink()
+    _move_into_place(moved, out)
+    return [p.name for p in moved]
+
+
+def _move_into_place(staged: list[Path], out: Path) -> None:
+    for path in staged:
+        os.replace(path, out / path.name)
+    fsync_folder(out)
+
+
+def _publish(
+    out_dir: str | Path, write: Callable[[Path], list[Path]], provenance: dict[str, Any]
+) -> list[Path]:
+    """``write(folder)`` the files into the staging folder, commit them to the manifest,
+    then move them into ``out_dir`` (see the module docstring)."""
+    out = Path(out_dir)
+    with locked(out / MANIFEST):
+        recover(out)
+        staged = write(out / STAGING)
+        manifest = read_manifest(out)
+        now = _now()
+        for path in staged:
+            manifest["files"][path.name] = {
+                **provenance,
+                "created": now,
+                "sha256": sha256_file(path),
+            }
+        manifest["updated"] = now
+        atomic_write_json(out / MANIFEST, manifest)  # the commit point
+        _move_into_place(staged, out)
+    return [out / p.name for p in staged]
 
 
 def record(out_dir: str | Path, files: list[str], provenance: dict[str, Any]) -> dict[str, Any]:
-    """Add or replace the manifest entries of ``files`` (names relative to ``out_dir``)."""
-    manifest = read_manifest(out_dir)
-    entry = {**provenance, "created": _now()}
-    for name in files:
-        manifest["files"][name] = entry
-    manifest["updated"] = entry["created"]
-    atomic_write_json(Path(out_dir) / MANIFEST, manifest)
+    """Add or replace the manifest entries of ``files``, which are already in ``out_dir``
+    (names relative to it), with their current hashes."""
+    out = Path(out_dir)
+    with locked(out / MANIFEST):
+        manifest = read_manifest(out)
+        entry = {**provenance, "created": _now()}
+        for name in files:
+            path = out / name
+            manifest["files"][name] = {
+                **entry,
+                "sha256": sha256_file(path) if path.is_file() else None,
+            }
+        manifest["updated"] = entry["created"]
+        atomic_write_json(out / MANIFEST, manifest)
     return manifest
+
+
+def check_manifest(out_dir: str | Path) -> list[str]:
+    """Every disagreement between ``out_dir`` and its manifest, one line each (empty: none):
+    listed files that are missing or whose content changed, and files nobody listed."""
+    out = Path(out_dir)
+    files = read_manifest(out)["files"]
+    problems = []
+    for name, entry in sorted(files.items()):
+        path = out / name
+        if not path.is_file():
+            problems.append(f"{name}: listed in {MANIFEST} but missing")
+        elif "sha256" in entry and entry["sha256"] != sha256_file(path):
+            problems.append(f"{name}: content differs from its {MANIFEST} entry")
+    for path in sorted(out.iterdir()) if out.is_dir() else []:
+        if path.is_file() and not path.name.startswith(".") and path.name != MANIFEST:
+            if path.name not in files:
+                problems.append(f"{path.name}: not listed in {MANIFEST}")
+    return problems
+
+
+def mark_run(out_dir: str | Path, state: str, **info: Any) -> None:
+    """Record in the manifest how the latest ``make figures`` went: "running" when it
+    starts, then "complete" or "failed" (with ``info`` such as the notebook that failed)."""
+    out = Path(out_dir)
+    with locked(out / MANIFEST):
+        manifest = read_manifest(out)
+        manifest["last_run"] = {"state": state, "time": _now(), **info}
+        atomic_write_json(out / MANIFEST, manifest)
 
 
 def published(out_dir: str | Path, notebook: str) -> list[str]:
@@ -53,9 +160,7 @@ def published(out_dir: str | Path, notebook: str) -> list[str]:
 
 def publish_figure(fig: Figure, name: str, out_dir: str | Path, provenance: dict[str, Any]) -> Path:
     """Save ``fig`` as ``<out_dir>/<name>.png`` and record where it came from."""
-    path = save_figure(fig, Path(out_dir) / f"{name}.png")
-    record(out_dir, [path.name], provenance)
-    return path
+    return _publish(out_dir, lambda d: [save_figure(fig, d / f"{name}.png")], provenance)[0]
 
 
 def publish_table(
@@ -66,9 +171,7 @@ def publish_table(
 
     if not hasattr(table, "save"):  # a bare DataFrame: give it a title and its provenance
         table = Table(name, table, {k: v for k, v in provenance.items() if k != "parameters"})
-    paths = list(table.save(Path(out_dir), name).values())
-    record(out_dir, [p.name for p in paths], provenance)
-    return paths
+    return _publish(out_dir, lambda d: list(table.save(d, name).values()), provenance)
 
 
 def provenance(

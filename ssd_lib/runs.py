@@ -6,6 +6,8 @@
         checkpoints/latest.*      safetensors + JSON (see checkpoint.py)
         samples/epoch_001.png     sample grid at fixed z after each epoch
         history.csv               one row per training step
+        warnings.json             collapses and roll-backs seen while training (health.py)
+        .training.lock            held by the process training it (train(); ssd_lib.locks)
 
 Notebooks never build paths by hand: ``find_run(cfg, dataset)`` returns the ``Run`` if it
 exists, and ``train`` reuses a complete one instead of training again.
@@ -25,7 +27,7 @@ import torch
 from torch import nn
 
 from ssd_lib.checkpoint import load_checkpoint, load_state_strict, split_prefix
-from ssd_lib.config import TrainConfig
+from ssd_lib.config import ConfigError, TrainConfig
 from ssd_lib.models import build_generator
 
 
@@ -38,6 +40,20 @@ def default_runs_root() -> Path:
 def run_name(cfg: TrainConfig, dataset_hash: str) -> str:
     key = hashlib.sha256((cfg.to_json() + dataset_hash).encode()).hexdigest()[:10]
     return f"{cfg.preset}-{cfg.profile}-{cfg.dataset}-{key}"
+
+
+class RunError(RuntimeError):
+    """A run folder's config.json or status.json is unreadable."""
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunError(
+            f"{path} is not valid JSON ({err}); the run folder {path.parent} was damaged: "
+            "delete it to train the run again"
+        ) from err
 
 
 class Run:
@@ -56,7 +72,7 @@ class Run:
     @property
     def status(self) -> dict[str, Any]:
         p = self.path / "status.json"
-        return json.loads(p.read_text()) if p.is_file() else {}
+        return _read_json(p) if p.is_file() else {}
 
     @property
     def complete(self) -> bool:
@@ -64,7 +80,11 @@ class Run:
 
     @property
     def config(self) -> TrainConfig:
-        return TrainConfig.from_dict(json.loads((self.path / "config.json").read_text()))
+        path = self.path / "config.json"
+        try:
+            return TrainConfig.from_dict(_read_json(path))
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from err
 
     def label(self) -> str:
         """Who made a figure: dataset, preset, profile and checkpoint step, in one line."""
@@ -82,6 +102,11 @@ class Run:
         if not rows:
             return {}
         return {k: np.array([float(r[k]) if r[k] != "" else np.nan for r in rows]) for k in rows[0]}
+
+    def warnings(self) -> list[dict[str, Any]]:
+        """Collapses and roll-backs the trainer reported (see ssd_lib.health), oldest first."""
+        p = self.path / "warnings.json"
+        return _read_json(p) if p.is_file() else []
 
     def sample_grids(self) -> list[Path]:
         return sorted((self.path / "samples").glob("*.png"))

@@ -23,6 +23,16 @@ from ssd_lib.train import train
 log = logging.getLogger(__name__)
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped a suite run; its checkpoint is saved.
+
+    Jupyter shows this as its one-line message instead of a traceback (IPython renders an
+    exception through ``_render_traceback_`` when it has one)."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"TrainingInterrupted: {self}"]
+
+
 @dataclass(frozen=True)
 class SuiteEntry:
     title: str  # how figures and tables name the run
@@ -66,7 +76,8 @@ def train_suite(
     """Train (or reuse) the suite runs ``names`` (default: all) in order; returns name -> Run.
 
     A run interrupted by Ctrl-C stops the loop there (its checkpoint is kept; calling again
-    resumes it) and raises ``KeyboardInterrupt`` rather than going on to the next run.
+    resumes it) and raises ``TrainingInterrupted`` (a ``KeyboardInterrupt`` that notebooks
+    show as one line) rather than going on to the next run.
     """
     runs: dict[str, Run] = {}
     for name in names if names is not None else list(SUITE):
@@ -74,9 +85,9 @@ def train_suite(
         t = time.perf_counter()
         run = train(cfg, dataset, runs_root=runs_root, device=device, show_progress=show_progress)
         if not run.complete:
-            raise KeyboardInterrupt(
+            raise TrainingInterrupted(
                 f"training of {name!r} stopped at step {run.status.get('step')}; its checkpoint "
-                f"in {run.path} is kept and the same call resumes it"
+                f"in {run.path} is saved. Run this cell (or make figures) again to resume"
             )
         log.info("%s: %s (%.1f s)", name, run.path.name, time.perf_counter() - t)
         runs[name] = run
@@ -100,6 +111,21 @@ def suite_table(runs: dict[str, Run]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def health_table(runs: dict[str, Run]) -> pd.DataFrame:
+    """What the trainer's health checks (ssd_lib.health) reported for each run: one row per
+    warning (collapse, roll-back), or one "none" row for a run without any."""
+    rows = []
+    for name, run in runs.items():
+        warnings = run.warnings()
+        for w in warnings:
+            rows.append({"run": name, "step": w["step"], "kind": w["kind"], "what": w["message"]})
+        if not warnings:
+            rows.append(
+                {"run": name, "step": None, "kind": "none", "what": "no collapse, no roll-back"}
+            )
+    return pd.DataFrame(rows, columns=["run", "step", "kind", "what"])
 
 
 def by_title(runs: dict[str, Run], names: list[str]) -> dict[str, Run]:

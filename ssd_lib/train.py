@@ -18,15 +18,9 @@ checkpoint, so a resumed run continues exactly where it stopped.
 from __future__ import annotations
 
 import contextlib
-import csv
-import hashlib
-import io
 import logging
 import math
-import signal
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,78 +28,31 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ssd_lib import __version__
-from ssd_lib.atomic import atomic_write_json, atomic_write_text
-from ssd_lib.checkpoint import (
-    load_checkpoint,
-    load_state_strict,
-    optimizer_from_tensors,
-    optimizer_to_tensors,
-    save_checkpoint,
-    split_prefix,
-)
+from ssd_lib.atomic import atomic_write_json
 from ssd_lib.config import ConfigError, TrainConfig
 from ssd_lib.data.cache import ImageSplit, PreparedDataset
+from ssd_lib.devices import (  # noqa: F401  (resolve_device: also imported from here)
+    AUTOCAST_DTYPES,
+    rank_and_world,
+    resolve_device,
+    resolve_precision,
+    stop_on_signals,
+)
+from ssd_lib.health import (
+    NONFINITE_ACTIONS,
+    TrainingDiverged,
+    g_collapse_warning,
+    sample_diversity,
+)
 from ssd_lib.images import save_grid, uint8_to_float
+from ssd_lib.locks import locked
 from ssd_lib.models import build_discriminator, build_generator
 from ssd_lib.runs import Run, default_runs_root, run_name
 from ssd_lib.sampling import generate
 from ssd_lib.spectral import SpectralTracker
+from ssd_lib.train_state import TrainerState
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """ "auto" picks CUDA, then Apple's MPS, then the CPU."""
-    if str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """The precision a run computes in. "auto" is bf16 on CUDA GPUs that support it and on
-    CPUs with native bf16 (avx512_bf16 or AMX), fp32 everywhere else: emulated bf16 on an
-    AVX2-only CPU is many times slower than fp32. An explicit "bf16" is honoured, with a
-    warning where it is emulated."""
-    from ssd_lib.hardware import has_native_bf16
-
-    if device.type == "cuda":  # Ampere (8.x) and newer; older GPUs emulate bf16
-        native = torch.cuda.get_device_properties(device).major >= 8
-    elif device.type == "cpu":
-        native = has_native_bf16()
-    else:
-        native = False
-    if precision == "auto":
-        return "bf16" if native else "fp32"
-    if precision == "bf16" and not native:
-        log.warning(
-            "precision='bf16' on %s without native bf16: it is emulated and slow; "
-            "use 'auto' or 'fp32'",
-            device,
-        )
-    if precision == "fp16" and device.type != "cuda":
-        log.warning(
-            "precision='fp16' on %s: fp16 with loss scaling is meant for CUDA GPUs and is "
-            "slow here; use 'auto', 'bf16' or 'fp32'",
-            device,
-        )
-    return precision
-
-
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def _rank_and_world() -> tuple[int, int]:
-    """(rank, number of processes) under torch.distributed; (0, 1) otherwise."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
@@ -116,26 +63,7 @@ def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(norms))
 
 
-@contextlib.contextmanager
-def _stop_on_signals(flag: dict[str, Any]) -> Iterator[None]:
-    """Turn Ctrl-C / SIGTERM into a flag the loop checks between steps (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        flag["stop"] = signal.Signals(signum).name
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            # A handler installed from C reads back as None and cannot be re-installed.
-            signal.signal(s, h if h is not None else signal.SIG_DFL)
-
-
-class Trainer:
+class Trainer(TrainerState):
     """Holds the networks, optimisers, RNGs and history of one run; ``fit`` trains it.
 
     How it runs: logged scalars stay on the device and are read in one transfer every
@@ -157,6 +85,9 @@ class Trainer:
         val: ImageSplit | None = None,
         sync_every: int = 10,
         channels_last: bool | None = None,
+        on_nonfinite: str = "stop",
+        rollback_lr_factor: float = 0.5,
+        max_rollbacks: int = 3,
     ) -> None:
         self.cfg, self.data, self.run_dir = cfg, data, Path(run_dir)
         self.val = val  # held-out reals, for D's overfitting gap at each epoch end
@@ -165,12 +96,13 @@ class Trainer:
         if not isinstance(sync_every, int) or sync_every < 1:
             raise ValueError(f"sync_every={sync_every!r} must be an integer >= 1")
         self.sync_every = sync_every
+        self._set_fault_policy(on_nonfinite, rollback_lr_factor, max_rollbacks)
         self.channels_last = self.device.type == "cuda" if channels_last is None else channels_last
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         torch.manual_seed(cfg.seed)  # initial weights (and StyleGAN's noise afterwards)
         self.G = build_generator(cfg).to(self.device, memory_format=self.memory_format).train()
         self.D = build_discriminator(cfg).to(self.device, memory_format=self.memory_format).train()
-        self.rank, self.world = _rank_and_world()
+        self.rank, self.world = rank_and_world()
         self.main = self.rank == 0  # only the main process writes files
         if self.world > 1:
             self._setup_ddp(cfg)
@@ -189,6 +121,9 @@ class Trainer:
         self.step = self.epoch = self.batch_in_epoch = 0
         self.history: list[dict[str, Any]] = []
         self._synced_rows = 0  # history rows before this one hold plain floats
+        self._checked_rows = 0  # ... and were checked for NaN and infinity
+        self.warnings: list[dict[str, Any]] = []  # collapses and roll-backs (ssd_lib.health)
+        self.rollbacks: list[dict[str, Any]] = []
         self.elapsed = 0.0
         n, b = len(data), cfg.batch_size
         if n < b and cfg.drop_last:
@@ -212,6 +147,16 @@ class Trainer:
             name: torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
             for name in ("G", "D")
         }
+
+    def _set_fault_policy(self, action: str, lr_factor: float, max_rollbacks: int) -> None:
+        if action not in NONFINITE_ACTIONS:
+            raise ValueError(f"on_nonfinite={action!r}; allowed: {list(NONFINITE_ACTIONS)}")
+        if not (isinstance(lr_factor, int | float) and 0 < lr_factor < 1):
+            raise ValueError(f"rollback_lr_factor={lr_factor!r} must be a number in (0, 1)")
+        if not isinstance(max_rollbacks, int) or max_rollbacks < 1:
+            raise ValueError(f"max_rollbacks={max_rollbacks!r} must be an integer >= 1")
+        self.on_nonfinite, self.rollback_lr_factor = action, float(lr_factor)
+        self.max_rollbacks = max_rollbacks
 
     def _setup_ddp(self, cfg: TrainConfig) -> None:
         """DistributedDataParallel over ``self.world`` processes (torchrun); see ssd_lib.cli."""
@@ -378,10 +323,36 @@ class Trainer:
 
     # ---- the loop ------------------------------------------------------------------------
     def fit(self) -> str:
-        """Train until ``total_steps``; returns "complete" or "interrupted" (Ctrl-C, SIGTERM)."""
+        """Train until ``total_steps``; returns "complete" or "interrupted" (Ctrl-C, SIGTERM).
+
+        A NaN or infinity in a loss, gradient or weight raises ``TrainingDiverged`` (status
+        "diverged"; the last good checkpoint stays), or with ``on_nonfinite="rollback"``
+        reloads that checkpoint and continues with lower learning rates, up to
+        ``max_rollbacks`` times. Any other error leaves status "failed" with its message.
+        """
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.run_dir / "config.json", self.cfg.to_dict())
+        if self.on_nonfinite == "rollback" and self._checkpoint_step() is None:
+            self.save()  # a point to roll back to before the first regular checkpoint
+        attempts = 0
+        while True:
+            try:
+                return self._fit_once()
+            except TrainingDiverged as err:
+                attempts += 1
+                if self.on_nonfinite == "rollback" and attempts <= self.max_rollbacks:
+                    self._roll_back(err)
+                    continue
+                if self.on_nonfinite == "rollback":
+                    err.args = (f"{err} ({self.max_rollbacks} roll-backs did not help)",)
+                self._write_status("diverged", error=str(err), quiet=True)
+                raise
+            except BaseException as err:
+                self._write_status("failed", error=f"{type(err).__name__}: {err}", quiet=True)
+                raise
+
+    def _fit_once(self) -> str:
         self._write_status("running")
         flag: dict[str, Any] = {}
         bar = tqdm(
@@ -397,7 +368,7 @@ class Trainer:
         t0 = time.perf_counter()
         # Everything up to the last status write runs under the guard, so a second Ctrl-C
         # while the final checkpoint is written cannot cut it in half.
-        with _stop_on_signals(flag), bar:
+        with stop_on_signals(flag), bar:
             while self.step < self.total_steps and not stopping:
                 epoch_gen = torch.Generator()
                 epoch_gen.set_state(self.epoch_start_state)
@@ -415,32 +386,36 @@ class Trainer:
                     bar.update(1)
                     if self.step % self.sync_every == 0 or self.step == self.total_steps:
                         self._sync_history()
+                        self._check_finite()
+                        self._check_collapse()
                         row = self.history[-1]
                         bar.set_postfix(
                             loss_g=f"{row['loss_g']:.3f}",
                             loss_d=f"{row['loss_d']:.3f}",
                             refresh=False,
                         )
+                    # A stop still completes this step's evaluation point, so that a resumed
+                    # run logs exactly what an uninterrupted one does.
                     stopping = self._should_stop(flag)
-                    if stopping:
-                        break
                     if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
                         # A mid-epoch evaluation point: D's train/val gap and a sample grid
                         # (neither changes any state, so resuming stays bit-identical).
                         if self.batch_in_epoch < self.steps_per_epoch:
                             self.history[-1].update(self.discriminator_gap())
-                            self.save_samples(
+                            self._sample_point(
                                 self.run_dir / "samples" / f"step_{self.step:06d}.png"
                             )
                         self.elapsed += time.perf_counter() - t0
                         t0 = time.perf_counter()
                         self.save()
+                    if stopping:
+                        break
                 if self.batch_in_epoch == self.steps_per_epoch:  # the epoch is over
                     self.epoch += 1
                     self.batch_in_epoch = 0
                     self.epoch_start_state = epoch_gen.get_state()
                     self.history[-1].update(self.discriminator_gap())
-                    self.save_samples(self.run_dir / "samples" / f"epoch_{self.epoch:03d}.png")
+                    self._sample_point(self.run_dir / "samples" / f"epoch_{self.epoch:03d}.png")
                 self.elapsed += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 self.save()
@@ -453,8 +428,8 @@ class Trainer:
             self._write_status(state)
         if state == "interrupted":
             log.warning(
-                "stopped by %s at step %d of %d; the checkpoint in %s is saved. "
-                "Call train() with the same config again to resume.",
+                "stopped by %s at step %d of %d; checkpoint saved in %s. To resume, run the "
+                "same `ssd train ...` command with --resume, or call train() with the same config",
                 flag["stop"],
                 self.step,
                 self.total_steps,
@@ -483,149 +458,21 @@ class Trainer:
         return out
 
     def save_samples(self, path: Path) -> Path | None:
+        self._last_samples = None
         if not self.main:
             return None
         images = generate(self.G, self.fixed_z, self.cfg.real_range, device=self.device)
+        self._last_samples = images
         return save_grid(images, path, nrow=8)
 
-    # ---- persistence ---------------------------------------------------------------------
-    def _write_status(self, state: str) -> None:
-        if not self.main:
+    def _sample_point(self, path: Path) -> None:
+        """A sample grid, with the samples' diversity logged and watched for collapse."""
+        self.save_samples(path)
+        if self._last_samples is None:  # not the main process
             return
-        atomic_write_json(
-            self.run_dir / "status.json",
-            {
-                "state": state,
-                "step": self.step,
-                "total_steps": self.total_steps,
-                "epoch": self.epoch,
-                "elapsed_s": round(self.elapsed, 3),
-                "steps_per_epoch": self.steps_per_epoch,
-                "processes": self.world,
-                "precision": self.precision,
-                "device": str(self.device),
-            },
-        )
-
-    def _history_columns(self) -> list[str]:
-        cols: dict[str, None] = {}
-        for row in self.history:
-            cols.update(dict.fromkeys(row))
-        return list(cols)
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        t = {f"G.{k}": v for k, v in self.G.state_dict().items()}
-        t.update({f"D.{k}": v for k, v in self.D.state_dict().items()})
-        t.update(optimizer_to_tensors(self.opt_g, "opt_g")[0])
-        t.update(optimizer_to_tensors(self.opt_d, "opt_d")[0])
-        t["rng.epoch_start"] = self.epoch_start_state
-        t["rng.noise"] = self.noise_gen.get_state()
-        t["rng.torch_cpu"] = torch.get_rng_state()
-        if self.device.type == "cuda":
-            t["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        if self.tracker:
-            t.update({f"tracker.{k}": v for k, v in self.tracker.v.items()})
-        for col in self._history_columns():
-            t[f"history.{col}"] = torch.tensor(
-                [r.get(col, math.nan) for r in self.history], dtype=torch.float64
-            )
-        return t
-
-    def state_digest(self) -> str:
-        """SHA-256 of everything a checkpoint holds (weights, optimiser state, RNGs, history):
-        two runs with equal digests have trained bit-identically."""
-        self._sync_history()
-        h = hashlib.sha256()
-        for key, value in sorted(self.state_tensors().items()):
-            h.update(key.encode())
-            h.update(value.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()
-
-    def save(self) -> Path | None:
-        """Write the checkpoint and history (the main process only; None elsewhere)."""
-        self._sync_history()
-        if not self.main:
-            return None
-        meta = {
-            "config": self.cfg.to_dict(),
-            "precision": self.precision,  # what "auto" resolved to on this machine
-            "step": self.step,
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "total_steps": self.total_steps,
-            "elapsed_s": self.elapsed,
-            "history_columns": self._history_columns(),
-            "opt_g": optimizer_to_tensors(self.opt_g, "opt_g")[1],
-            "opt_d": optimizer_to_tensors(self.opt_d, "opt_d")[1],
-            "versions": {"ssd_lib": __version__, "torch": torch.__version__},
-            "data": {"n": len(self.data), "content_hash": self.data_hash},
-            "device": str(self.device),
-            "grad_scalers": {k: v.state_dict() for k, v in self.scalers.items()},
-        }
-        path = save_checkpoint(self.run_dir / "checkpoints" / "latest", self.state_tensors(), meta)
-        self._write_history_csv()
-        return path
-
-    def _write_history_csv(self) -> None:
-        cols = self._history_columns()
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=cols, restval="", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.history)
-        atomic_write_text(self.run_dir / "history.csv", buf.getvalue())
-
-    def load(self, stem: str | Path) -> None:
-        """Restore everything ``save`` wrote; training then continues bit-identically on CPU."""
-        tensors, meta = load_checkpoint(stem)
-        saved = TrainConfig.from_dict(meta["config"])
-        if saved != self.cfg:
-            raise ConfigError(
-                f"checkpoint {stem} was made with a different config; "
-                "start a new run directory or load it with its own config"
-            )
-        data = meta.get("data", {})
-        if data.get("content_hash") != self.data_hash:
-            raise ConfigError(
-                f"checkpoint {stem} was trained on other images ({data.get('n')} "
-                f"images, hash {str(data.get('content_hash'))[:12]}) than the "
-                f"{len(self.data)} given now; resume it with its own data"
-            )
-        if meta.get("precision", self.precision) != self.precision:
-            log.warning(
-                "checkpoint %s was trained in %s; this machine continues in %s (precision=%r "
-                "resolves differently here), so the run mixes the two",
-                stem,
-                meta["precision"],
-                self.precision,
-                self.cfg.precision,
-            )
-        load_state_strict(self.G, split_prefix(tensors, "G"), f"{stem} [G]")
-        load_state_strict(self.D, split_prefix(tensors, "D"), f"{stem} [D]")
-        optimizer_from_tensors(self.opt_g, tensors, meta["opt_g"], "opt_g")
-        optimizer_from_tensors(self.opt_d, tensors, meta["opt_d"], "opt_d")
-        self.epoch_start_state = tensors["rng.epoch_start"]
-        self.noise_gen.set_state(tensors["rng.noise"])
-        torch.set_rng_state(tensors["rng.torch_cpu"])
-        if "rng.cuda" in tensors and self.device.type == "cuda":
-            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
-        for name, state in meta.get("grad_scalers", {}).items():
-            if state:  # empty when the run did not use fp16
-                self.scalers[name].load_state_dict(state)
-        if self.tracker:
-            self.tracker.v = split_prefix(tensors, "tracker")
-        self.step, self.epoch = meta["step"], meta["epoch"]
-        self.batch_in_epoch, self.elapsed = meta["batch_in_epoch"], meta["elapsed_s"]
-        cols = meta["history_columns"]
-        columns = {c: tensors[f"history.{c}"].tolist() for c in cols}
-        self.history = [
-            {
-                c: (int(columns[c][i]) if c in ("step", "epoch") else columns[c][i])
-                for c in cols
-                if not math.isnan(columns[c][i])
-            }
-            for i in range(self.step)
-        ]
-        self._synced_rows = len(self.history)
+        value = sample_diversity(self._last_samples, self.cfg.real_range)
+        self._warn(g_collapse_warning(self.history, value, self.step))
+        self.history[-1]["sample_diversity"] = value
 
 
 def train(
@@ -635,11 +482,14 @@ def train(
     device: str | torch.device = "auto",
     resume: bool = True,
     show_progress: bool = True,
+    on_nonfinite: str = "stop",
 ) -> Run:
     """Train ``cfg`` (or reuse its complete run) and return the ``Run``.
 
     ``dataset`` defaults to preparing ``cfg.dataset``; its name must match ``cfg.dataset``.
     An interrupted or unfinished run in the same folder is resumed unless ``resume=False``.
+    The run folder is locked meanwhile: a second process asking for the same run waits, then
+    reuses (or resumes) it. ``on_nonfinite``: see ``Trainer.fit``.
     """
     if dataset is None:
         from ssd_lib.data import prepare_dataset
@@ -651,12 +501,34 @@ def train(
             f"{dataset.name!r}; set dataset={dataset.name!r} in the config"
         )
     run = Run(Path(runs_root or default_runs_root()) / run_name(cfg, dataset.content_hash))
+    rank, _ = rank_and_world()
+    # Rank 0 alone locks: the other ranks of a torchrun job train the same run with it.
+    # The lock file lives inside the run folder (.training.lock), so it goes with the folder.
+    with locked(run.path / "training") if rank == 0 else contextlib.nullcontext():
+        return _train_locked(cfg, dataset, run, device, resume, show_progress, on_nonfinite)
+
+
+def _train_locked(
+    cfg: TrainConfig,
+    dataset: PreparedDataset,
+    run: Run,
+    device: str | torch.device,
+    resume: bool,
+    show_progress: bool,
+    on_nonfinite: str,
+) -> Run:
     if run.complete and resume:
         log.info("reusing the complete run %s", run.path)
         return run
     split = dataset.train.subset(cfg.data_fraction, cfg.subset_mode, seed=cfg.seed)
     trainer = Trainer(
-        cfg, split, run.path, device=device, show_progress=show_progress, val=dataset.val
+        cfg,
+        split,
+        run.path,
+        device=device,
+        show_progress=show_progress,
+        val=dataset.val,
+        on_nonfinite=on_nonfinite,
     )
     if resume and run.checkpoint.with_suffix(".json").is_file():
         trainer.load(run.checkpoint)

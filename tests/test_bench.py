@@ -22,6 +22,17 @@ def test_release_data_path_reads_512px_jpegs_as_64px_in_unit_range(tmp_path):
     assert loss_g > 0 and loss_d > 0
 
 
+def test_jpeg_folder_is_reused_only_when_complete_and_never_mixed(tmp_path):
+    images = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+    folder = make_jpeg_folder(images, tmp_path / "jpegs")
+    first = (folder / "dog" / "000000.jpg").stat().st_mtime_ns
+    assert make_jpeg_folder(images, folder) == folder  # complete: reused as it is
+    assert (folder / "dog" / "000000.jpg").stat().st_mtime_ns == first
+    (folder / ".complete").unlink()  # as if killed before the last JPEG
+    make_jpeg_folder(images[:2], folder)  # fewer images: the extra JPEGs go
+    assert sorted(p.name for p in (folder / "dog").iterdir()) == ["000000.jpg", "000001.jpg"]
+
+
 def _rows(step_rel, step_ours, e2e_rel, e2e_ours, bf16=None):
     rows = [
         ("train step alone, img/s (ours fp32)", str(step_rel), str(step_ours), ""),

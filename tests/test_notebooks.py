@@ -90,6 +90,10 @@ def test_a_bad_papermill_parameter_fails_in_the_parameters_cell(tmp_path):
             output_dir=tmp_path / "nb",
             progress=False,
         )
+    # Only a complete run replaces a notebook; the failed copy, error included, is kept aside.
+    assert sorted(p.name for p in (tmp_path / "nb").iterdir()) == [".failed"]
+    failed = (tmp_path / "nb" / ".failed" / "00_data.ipynb").read_text()
+    assert "NotebookParameterError" in failed
 
 
 def test_check_parameters_names_the_parameter():
@@ -125,3 +129,32 @@ def test_every_notebook_runs_on_a_folder_of_photos_without_labels(tmp_path, monk
     assert "fig7_ear_preserving_interpolation.png" not in files  # needs labels
     text = (tmp_path / "nb" / "03_disentanglement.ipynb").read_text()
     assert "Probes need factor labels (the embedded dataset)." in text
+
+
+GOOD = {"dataset": "embedded", "profile": "quick", "seed": 0, "device": "cpu", "out_dir": "/tmp"}
+
+
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        ("dataset", 3, r"parameter dataset=3 \(type int\) is invalid; allowed: a str"),
+        ("dataset", "", r"parameter dataset='' \(type str\) is invalid"),
+        ("profile", ["quick"], r"parameter profile=\['quick'\] \(type list\) .* a str, one of"),
+        ("profile", "huge", r"parameter profile='huge' \(type str\) .* one of \['paper'"),
+        ("seed", 1.5, r"parameter seed=1.5 \(type float\) .* an integer >= 0"),
+        ("seed", True, r"parameter seed=True \(type bool\) .* an integer >= 0"),
+        ("seed", -1, r"parameter seed=-1 \(type int\) .* an integer >= 0"),
+        ("device", 0, r"parameter device=0 \(type int\) .* a str: 'auto', 'cpu'"),
+        ("device", "cudax", r"parameter device='cudax' \(type str\) is invalid"),
+        ("out_dir", None, r"parameter out_dir=None \(type NoneType\) .* a non-empty str"),
+    ],
+)
+def test_check_parameters_names_the_parameter_value_and_expected_type(name, value, expected):
+    with pytest.raises(NotebookParameterError, match=expected):
+        check_parameters(**{**GOOD, name: value})
+
+
+def test_check_parameters_accepts_the_defaults_and_cuda_devices():
+    assert check_parameters(**GOOD) == GOOD
+    for device in ("auto", "mps", "cuda", "cuda:1"):
+        assert check_parameters(**{**GOOD, "device": device})["device"] == device

@@ -24,15 +24,29 @@ from ssd_lib.models import build_discriminator, build_generator
 
 def make_jpeg_folder(images: torch.Tensor, folder: str | Path, size: int = 512) -> Path:
     """Write uint8 images (N, 3, h, w) upscaled to ``size`` as JPEGs in ImageFolder layout
-    (``folder/dog/000000.jpg``), the form of the AFHQ download. Reused if already complete."""
+    (``folder/dog/000000.jpg``), the form of the AFHQ download. Reused if already complete:
+    a marker naming the count and size is written after the last JPEG, each JPEG atomically."""
+    from ssd_lib.atomic import atomic_write, atomic_write_text
+    from ssd_lib.locks import locked
+
     folder = Path(folder)
-    target = folder / "dog"
-    if target.is_dir() and len(list(target.glob("*.jpg"))) == len(images):
-        return folder
-    target.mkdir(parents=True, exist_ok=True)
-    for i, img in enumerate(images):
-        pil = Image.fromarray(img.permute(1, 2, 0).numpy()).resize((size, size), Image.BICUBIC)
-        pil.save(target / f"{i:06d}.jpg", quality=95)
+    target, marker = folder / "dog", folder / ".complete"
+    expected = f"{len(images)} {size}\n"
+    with locked(folder):
+        if marker.is_file() and marker.read_text() == expected:
+            return folder
+        marker.unlink(missing_ok=True)
+        target.mkdir(parents=True, exist_ok=True)
+        keep = {f"{i:06d}.jpg" for i in range(len(images))}
+        for stale in target.iterdir():  # a larger earlier folder, or a killed write's temp
+            if stale.name not in keep:
+                stale.unlink()
+        for i, img in enumerate(images):
+            pil = Image.fromarray(img.permute(1, 2, 0).numpy()).resize((size, size), Image.BICUBIC)
+            atomic_write(
+                target / f"{i:06d}.jpg", lambda tmp, p=pil: p.save(tmp, "JPEG", quality=95)
+            )
+        atomic_write_text(marker, expected)
     return folder
 
 

@@ -218,6 +218,10 @@ def image_size(path: Path) -> list[int]:
 
 
 def _append_jsonl(path: Path, results: list[MetricResult]) -> None:
-    old = path.read_text() if path.is_file() else ""
+    """Append under the file's lock: two evaluations of one run at once keep both results."""
+    from ssd_lib.locks import locked
+
     new = "".join(json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in results)
-    atomic_write_text(path, old + new)
+    with locked(path):
+        old = path.read_text() if path.is_file() else ""
+        atomic_write_text(path, old + new)

@@ -1,0 +1,289 @@
+"""The trainer's state on disk and its health checks: checkpoints, history, status, warnings.
+
+``TrainerState`` is the half of ``ssd_lib.train.Trainer`` that writes and reads what a run
+leaves behind (``save``/``load``, ``status.json``, ``history.csv``, ``warnings.json``) and
+watches the logged values for NaN, infinity and collapse (``ssd_lib.health``) before they
+can reach a checkpoint. It only works as a base class of ``Trainer``, whose attributes it
+uses.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ssd_lib import __version__
+from ssd_lib.atomic import atomic_write_json, atomic_write_text
+from ssd_lib.checkpoint import (
+    CheckpointError,
+    json_path,
+    load_checkpoint,
+    load_state_strict,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    save_checkpoint,
+    split_prefix,
+)
+from ssd_lib.config import ConfigError, TrainConfig
+from ssd_lib.health import (
+    LOGGED_VALUES,
+    TrainingDiverged,
+    d_collapse_warning,
+    divergence_message,
+    first_nonfinite,
+    first_nonfinite_weight,
+)
+
+log = logging.getLogger("ssd_lib.train")  # messages read as the trainer's
+
+
+class TrainerState:
+    """Persistence and health checks of ``Trainer`` (see the module docstring)."""
+
+    # ---- health (ssd_lib.health) ---------------------------------------------------------
+    @property
+    def checkpoint_stem(self) -> Path:
+        return self.run_dir / "checkpoints" / "latest"
+
+    def _checkpoint_step(self) -> int | None:
+        """The step of the checkpoint on disk, or None when there is none (or it is unreadable)."""
+        try:
+            return int(json.loads(json_path(self.checkpoint_stem).read_text())["step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _check_finite(self) -> None:
+        """Raise ``TrainingDiverged`` if a logged loss or gradient norm since the last check,
+        or any weight now, is NaN or infinite (called on synced history only)."""
+        # Under fp16 an overflowing gradient is routine: the scaler skips that step.
+        keys = ("loss_g", "loss_d") if self.precision == "fp16" else LOGGED_VALUES
+        found = first_nonfinite(self.history[self._checked_rows : self._synced_rows], keys)
+        weight = first_nonfinite_weight({"G": self.G, "D": self.D})
+        if found is None and weight is None:
+            self._checked_rows = self._synced_rows
+            return
+        parts = []
+        if found is not None:
+            step, key, value = found
+            parts.append(f"{key} = {value}")
+        else:
+            step = self.step
+        if weight is not None:
+            parts.append(f"weight {weight} is not finite")
+        message = divergence_message(
+            step,
+            ", ".join(parts),
+            self._checkpoint_step(),
+            str(json_path(self.checkpoint_stem)),
+            self.precision,
+        )
+        raise TrainingDiverged(message, step)
+
+    def _warn(self, warning: dict[str, Any] | None) -> None:
+        if warning is not None:
+            self.warnings.append(warning)
+            log.warning("%s (step %d, %s)", warning["message"], warning["step"], self.run_dir)
+
+    def _check_collapse(self) -> None:
+        if self.cfg.loss == "bce":  # a WGAN critic has no accuracy or loss floor to watch
+            self._warn(d_collapse_warning(self.history[: self._synced_rows], self.warnings))
+
+    def _roll_back(self, err: TrainingDiverged) -> None:
+        """Reload the last checkpoint and go on with both learning rates times the factor."""
+        lrs = [g["lr"] * self.rollback_lr_factor for g in self.opt_g.param_groups]
+        lrs += [g["lr"] * self.rollback_lr_factor for g in self.opt_d.param_groups]
+        earlier = list(self.rollbacks)
+        self.load(self.checkpoint_stem)
+        for group, lr in zip(self.opt_g.param_groups + self.opt_d.param_groups, lrs, strict=True):
+            group["lr"] = lr
+        entry = {
+            "diverged_at": err.step,
+            "resumed_from": self.step,
+            "lr_g": self.opt_g.param_groups[0]["lr"],
+            "lr_d": self.opt_d.param_groups[0]["lr"],
+        }
+        self.rollbacks = earlier + [entry]
+        self._warn(
+            {
+                "kind": "rollback",
+                "step": err.step,
+                "message": (
+                    f"non-finite values at step {err.step}: rolled back to the checkpoint of "
+                    f"step {self.step}; learning rates now G {entry['lr_g']:.3g}, "
+                    f"D {entry['lr_d']:.3g}"
+                ),
+            }
+        )
+
+    # ---- persistence ---------------------------------------------------------------------
+    def _write_status(self, state: str, error: str | None = None, quiet: bool = False) -> None:
+        """status.json; ``quiet`` (while already failing) ignores an error writing it."""
+        if not self.main:
+            return
+        status = {
+            "state": state,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "epoch": self.epoch,
+            "elapsed_s": round(self.elapsed, 3),
+            "steps_per_epoch": self.steps_per_epoch,
+            "processes": self.world,
+            "precision": self.precision,
+            "device": str(self.device),
+        }
+        if error is not None:
+            status["error"] = error
+        try:
+            atomic_write_json(self.run_dir / "status.json", status)
+        except OSError:
+            if not quiet:
+                raise
+
+    def _history_columns(self) -> list[str]:
+        cols: dict[str, None] = {}
+        for row in self.history:
+            cols.update(dict.fromkeys(row))
+        return list(cols)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        t = {f"G.{k}": v for k, v in self.G.state_dict().items()}
+        t.update({f"D.{k}": v for k, v in self.D.state_dict().items()})
+        t.update(optimizer_to_tensors(self.opt_g, "opt_g")[0])
+        t.update(optimizer_to_tensors(self.opt_d, "opt_d")[0])
+        t["rng.epoch_start"] = self.epoch_start_state
+        t["rng.noise"] = self.noise_gen.get_state()
+        t["rng.torch_cpu"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            t["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        if self.tracker:
+            t.update({f"tracker.{k}": v for k, v in self.tracker.v.items()})
+        for col in self._history_columns():
+            t[f"history.{col}"] = torch.tensor(
+                [r.get(col, math.nan) for r in self.history], dtype=torch.float64
+            )
+        return t
+
+    def state_digest(self) -> str:
+        """SHA-256 of everything a checkpoint holds (weights, optimiser state, RNGs, history):
+        two runs with equal digests have trained bit-identically."""
+        self._sync_history()
+        h = hashlib.sha256()
+        for key, value in sorted(self.state_tensors().items()):
+            h.update(key.encode())
+            h.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    def save(self) -> Path | None:
+        """Write the checkpoint and history (the main process only; None elsewhere).
+
+        Raises ``TrainingDiverged`` instead of saving a state with NaN or infinity in it, so
+        the checkpoint on disk is always the last good one."""
+        self._sync_history()
+        self._check_finite()
+        if not self.main:
+            return None
+        meta = {
+            "config": self.cfg.to_dict(),
+            "precision": self.precision,  # what "auto" resolved to on this machine
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "total_steps": self.total_steps,
+            "elapsed_s": self.elapsed,
+            "history_columns": self._history_columns(),
+            "opt_g": optimizer_to_tensors(self.opt_g, "opt_g")[1],
+            "opt_d": optimizer_to_tensors(self.opt_d, "opt_d")[1],
+            "versions": {"ssd_lib": __version__, "torch": torch.__version__},
+            "data": {"n": len(self.data), "content_hash": self.data_hash},
+            "device": str(self.device),
+            "grad_scalers": {k: v.state_dict() for k, v in self.scalers.items()},
+            "warnings": self.warnings,
+            "rollbacks": self.rollbacks,
+        }
+        path = save_checkpoint(self.checkpoint_stem, self.state_tensors(), meta)
+        self._write_history_csv()
+        atomic_write_json(self.run_dir / "warnings.json", self.warnings)
+        return path
+
+    def _write_history_csv(self) -> None:
+        cols = self._history_columns()
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=cols, restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.history)
+        atomic_write_text(self.run_dir / "history.csv", buf.getvalue())
+
+    def load(self, stem: str | Path) -> None:
+        """Restore everything ``save`` wrote; training then continues bit-identically on CPU."""
+        tensors, meta = load_checkpoint(stem)
+        try:
+            self._restore(tensors, meta, stem)
+        except KeyError as err:
+            raise CheckpointError(
+                f"checkpoint {json_path(stem)} lacks the entry {err}: it was not written by "
+                "this project's trainer, or was edited; train a new run"
+            ) from err
+
+    def _restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], stem: Any) -> None:
+        try:
+            saved = TrainConfig.from_dict(meta["config"])
+        except ConfigError as err:
+            raise ConfigError(f"checkpoint {json_path(stem)}: {err}") from err
+        if saved != self.cfg:
+            raise ConfigError(
+                f"checkpoint {stem} was made with a different config; "
+                "start a new run directory or load it with its own config"
+            )
+        data = meta.get("data", {})
+        if data.get("content_hash") != self.data_hash:
+            raise ConfigError(
+                f"checkpoint {stem} was trained on other images ({data.get('n')} "
+                f"images, hash {str(data.get('content_hash'))[:12]}) than the "
+                f"{len(self.data)} given now; resume it with its own data"
+            )
+        if meta.get("precision", self.precision) != self.precision:
+            log.warning(
+                "checkpoint %s was trained in %s; this machine continues in %s (precision=%r "
+                "resolves differently here), so the run mixes the two",
+                stem,
+                meta["precision"],
+                self.precision,
+                self.cfg.precision,
+            )
+        load_state_strict(self.G, split_prefix(tensors, "G"), f"{stem} [G]")
+        load_state_strict(self.D, split_prefix(tensors, "D"), f"{stem} [D]")
+        optimizer_from_tensors(self.opt_g, tensors, meta["opt_g"], "opt_g")
+        optimizer_from_tensors(self.opt_d, tensors, meta["opt_d"], "opt_d")
+        self.epoch_start_state = tensors["rng.epoch_start"]
+        self.noise_gen.set_state(tensors["rng.noise"])
+        torch.set_rng_state(tensors["rng.torch_cpu"])
+        if "rng.cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        for name, state in meta.get("grad_scalers", {}).items():
+            if state:  # empty when the run did not use fp16
+                self.scalers[name].load_state_dict(state)
+        if self.tracker:
+            self.tracker.v = split_prefix(tensors, "tracker")
+        self.step, self.epoch = meta["step"], meta["epoch"]
+        self.batch_in_epoch, self.elapsed = meta["batch_in_epoch"], meta["elapsed_s"]
+        cols = meta["history_columns"]
+        columns = {c: tensors[f"history.{c}"].tolist() for c in cols}
+        self.history = [
+            {
+                c: (int(columns[c][i]) if c in ("step", "epoch") else columns[c][i])
+                for c in cols
+                if not math.isnan(columns[c][i])
+            }
+            for i in range(self.step)
+        ]
+        self._synced_rows = self._checked_rows = len(self.history)
+        self.warnings = list(meta.get("warnings", []))
+        self.rollbacks = list(meta.get("rollbacks", []))

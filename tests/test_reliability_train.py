@@ -1,0 +1,285 @@
+"""Interruptions and faults during training: kill -9 anywhere, signals, full disks, NaNs,
+collapses. Each guarantee here is listed in docs/reliability.md."""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import ssd_lib.checkpoint as ck
+from ssd_lib.checkpoint import CheckpointError, load_checkpoint
+from ssd_lib.config import make_config
+from ssd_lib.health import D_COLLAPSE_STEPS, TrainingDiverged, d_collapse_warning
+from ssd_lib.suite import health_table
+from ssd_lib.train import Trainer, train
+
+CHILD = Path(__file__).with_name("_train_child.py")
+
+
+def _child(data_root: Path, runs_root: Path, fault: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same kernels in every child
+    return subprocess.run(
+        [sys.executable, str(CHILD), str(data_root), str(runs_root), fault],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def _checkpoint_step(run_dir: Path) -> int:
+    _, meta = load_checkpoint(run_dir / "checkpoints" / "latest")  # also checks the hash
+    return meta["step"]
+
+
+def _fingerprint(run_dir: Path) -> tuple[str, str]:
+    meta = json.loads((run_dir / "checkpoints" / "latest.json").read_text())
+    return meta["tensors_sha256"], (run_dir / "history.csv").read_text()
+
+
+@pytest.mark.slow
+def test_kill_9_anywhere_then_resume_is_bit_identical(tiny_dataset, tmp_path):
+    """One run is killed five times at different points (mid-step, while writing tensors,
+    between the tensor file and its JSON, while writing the JSON, and by SIGTERM); each time
+    the checkpoint on disk is the previous good one, and the resumed run ends bit-identical
+    to an uninterrupted one (weights, optimiser state, RNGs and the whole loss history)."""
+    data = tmp_path / "data"
+    whole = _child(data, tmp_path / "whole", "none")
+    assert whole.returncode == 0, whole.stderr
+    expected = _fingerprint(Path(whole.stdout.strip().splitlines()[-1]))
+
+    runs = tmp_path / "cut"
+    # (fault, exit code, step of the checkpoint it leaves). Checkpoints fall on the steps
+    # 2, 4, 5, 6, 8, 10, 12, 14, 15; the counts N are per process.
+    chain = [
+        ("kill_at_step:3", -signal.SIGKILL, 2),
+        ("kill_in_tensors:2", -signal.SIGKILL, 4),  # the save at step 5 dies
+        ("kill_before_json:2", -signal.SIGKILL, 5),  # from 4: 5 kept, 6 dies
+        ("kill_in_json:3", -signal.SIGKILL, 8),  # 6, 8 kept; 10 dies
+        ("signal_at_step:SIGTERM:12", 0, 12),  # stops cleanly after step 12
+    ]
+    run_dir = None
+    for fault, code, step in chain:
+        proc = _child(data, runs, fault)
+        assert proc.returncode == code, (fault, proc.stderr)
+        run_dir = next(p for p in runs.iterdir() if p.is_dir())
+        assert _checkpoint_step(run_dir) == step, fault
+        state = json.loads((run_dir / "status.json").read_text())["state"]
+        assert state == ("interrupted" if code == 0 else "running"), fault
+    assert "checkpoint saved" in proc.stderr and "--resume" in proc.stderr
+
+    final = _child(data, runs, "none")
+    assert final.returncode == 0, final.stderr
+    assert _fingerprint(run_dir) == expected
+    leftovers = [p.name for p in (run_dir / "checkpoints").iterdir()]
+    assert sorted(leftovers) == sorted(
+        ["latest.json", ck.tensor_path(run_dir / "checkpoints" / "latest").name]
+    )
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_names_the_path(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    cfg = make_config("paper", "smoke", dataset="tiny", epochs=2, max_steps=0)  # saves at 5, 10
+    real_save = ck.save_file
+    calls = {"n": 0}
+
+    def full_disk(tensors, filename, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(filename))
+        return real_save(tensors, filename, *a, **kw)
+
+    monkeypatch.setattr(ck, "save_file", full_disk)
+    with pytest.raises(CheckpointError) as info:
+        train(cfg, tiny_dataset, device="cpu", show_progress=False)
+    message = str(info.value)
+    assert "No space left on device" in message and "checkpoints" in message
+    assert "previous checkpoint" in message and "unchanged" in message
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert _checkpoint_step(run_dir) == 5
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "failed" and "No space left" in status["error"]
+    assert not list((run_dir / "checkpoints").glob("*.tmp"))
+
+
+def test_a_read_only_folder_gives_a_checkpoint_error_naming_it(tmp_path, monkeypatch):
+    import ssd_lib.atomic as atomic
+
+    def refuse(*a, dir=None, **kw):
+        raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", refuse)
+    with pytest.raises(CheckpointError, match="Permission denied") as info:
+        ck.save_checkpoint(tmp_path / "ro" / "latest", {"w": torch.zeros(2)}, {})
+    assert str(tmp_path / "ro") in str(info.value) and "no earlier checkpoint" in str(info.value)
+
+
+def _nan_after(step: int, what: str):
+    """A train_step that poisons the run after ``step`` completed steps."""
+    original = Trainer.train_step
+
+    def poisoned(self, real):
+        stats = original(self, real)
+        if self.step + 1 > step:  # self.step counts completed steps before this one
+            if what == "loss":
+                stats["loss_d"] = torch.tensor(math.nan)
+            else:
+                with torch.no_grad():
+                    next(self.G.parameters()).fill_(math.inf)
+        return stats
+
+    return poisoned
+
+
+@pytest.mark.parametrize("what", ["loss", "weight"])
+def test_a_non_finite_value_stops_naming_step_and_tensor_and_keeps_the_good_checkpoint(
+    what, tiny_dataset, tmp_path, monkeypatch
+):
+    # 10 steps, checkpoints at 3, 5, 6, 9, 10; poisoned from step 8 on; checks every 2 steps.
+    cfg = make_config("paper", "smoke", dataset="tiny", epochs=2, max_steps=0, checkpoint_every=3)
+    monkeypatch.setattr(Trainer, "train_step", _nan_after(7, what))
+    t = Trainer(cfg, tiny_dataset.train, tmp_path / "run", "cpu", False, sync_every=2)
+    with pytest.raises(TrainingDiverged) as info:
+        t.fit()
+    message = str(info.value)
+    assert "step 8" in message and "step 6) is kept" in message
+    assert ("loss_d = nan" in message) if what == "loss" else ("weight G." in message)
+    assert "on_nonfinite='rollback'" in message
+    assert _checkpoint_step(tmp_path / "run") == 6
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["state"] == "diverged" and "step 8" in status["error"]
+
+
+def test_rollback_resumes_from_the_last_checkpoint_with_lower_learning_rates(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    cfg = make_config("paper", "smoke", dataset="tiny", epochs=2, max_steps=0, checkpoint_every=3)
+    original = Trainer.train_step
+    poisoned = {"done": False}
+
+    def once(self, real):  # one NaN, at step 8, the first time only
+        stats = original(self, real)
+        if self.step == 7 and not poisoned["done"]:
+            poisoned["done"] = True
+            stats["loss_g"] = torch.tensor(math.nan)
+        return stats
+
+    monkeypatch.setattr(Trainer, "train_step", once)
+    t = Trainer(
+        cfg,
+        tiny_dataset.train,
+        tmp_path / "run",
+        "cpu",
+        False,
+        sync_every=2,
+        on_nonfinite="rollback",
+        rollback_lr_factor=0.25,
+    )
+    assert t.fit() == "complete" and t.step == 10
+    assert t.rollbacks == [
+        {"diverged_at": 8, "resumed_from": 6, "lr_g": cfg.lr_g * 0.25, "lr_d": cfg.lr_d * 0.25}
+    ]
+    assert [w["kind"] for w in t.warnings] == ["rollback"]
+    assert all(math.isfinite(r["loss_g"]) for r in t.history)
+    # The lowered rates are part of the checkpoint, so a resumed run keeps them.
+    again = Trainer(cfg, tiny_dataset.train, tmp_path / "run", "cpu", False)
+    again.load(tmp_path / "run" / "checkpoints" / "latest")
+    assert again.opt_g.param_groups[0]["lr"] == cfg.lr_g * 0.25
+    assert again.rollbacks == t.rollbacks
+
+
+def test_rollback_gives_up_after_max_rollbacks(tiny_dataset, tmp_path, monkeypatch):
+    cfg = make_config("paper", "smoke", dataset="tiny", epochs=2, max_steps=0, checkpoint_every=3)
+    monkeypatch.setattr(Trainer, "train_step", _nan_after(7, "loss"))
+    t = Trainer(
+        cfg,
+        tiny_dataset.train,
+        tmp_path / "run",
+        "cpu",
+        False,
+        sync_every=2,
+        on_nonfinite="rollback",
+        max_rollbacks=2,
+    )
+    with pytest.raises(TrainingDiverged, match="2 roll-backs did not help"):
+        t.fit()
+    assert len(t.rollbacks) == 2 and _checkpoint_step(tmp_path / "run") == 6
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"on_nonfinite": "retry"}, "allowed: ['stop', 'rollback']"),
+        ({"rollback_lr_factor": 1.5}, "rollback_lr_factor=1.5"),
+        ({"max_rollbacks": 0}, "max_rollbacks=0"),
+    ],
+)
+def test_fault_options_are_validated(kwargs, words, tiny_dataset, tmp_path):
+    cfg = make_config("paper", "smoke", dataset="tiny")
+    with pytest.raises(ValueError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        Trainer(cfg, tiny_dataset.train, tmp_path / "run", "cpu", False, **kwargs)
+
+
+def test_discriminator_collapse_is_reported_once_per_streak():
+    collapsed = {"d_acc": 1.0, "loss_d": 0.5}
+    healthy = {"d_acc": 0.7, "loss_d": 0.9}
+    history = [{"step": i + 1, **collapsed} for i in range(D_COLLAPSE_STEPS - 1)]
+    assert d_collapse_warning(history, []) is None  # one step short
+    history.append({"step": D_COLLAPSE_STEPS, "d_acc": 0.5, "loss_d": 0.001})  # loss near 0
+    warning = d_collapse_warning(history, [])
+    assert warning["kind"] == "d_collapse" and warning["step"] == D_COLLAPSE_STEPS
+    assert f"for the {D_COLLAPSE_STEPS} steps 1-{D_COLLAPSE_STEPS}" in warning["message"]
+    history.append({"step": D_COLLAPSE_STEPS + 1, **collapsed})
+    assert d_collapse_warning(history, [warning]) is None  # the same streak
+    history += [{"step": len(history) + 1, **healthy}]
+    history += [{"step": len(history) + 1 + i, **collapsed} for i in range(D_COLLAPSE_STEPS)]
+    assert d_collapse_warning(history, [warning])["step"] == history[-1]["step"]  # a new one
+
+
+def test_collapses_during_training_are_logged_saved_and_reported(
+    tiny_dataset, tmp_path, monkeypatch, caplog
+):
+    """A D that wins every step and a G whose samples stop varying: both are warned about,
+    in the log and in warnings.json, without stopping the run."""
+    import ssd_lib.health as health
+
+    monkeypatch.setattr(health, "D_COLLAPSE_STEPS", 4)
+    original = Trainer.train_step
+
+    def d_always_right(self, real):
+        stats = original(self, real)
+        stats["d_acc"] = torch.tensor(1.0)
+        return stats
+
+    monkeypatch.setattr(Trainer, "train_step", d_always_right)
+    from ssd_lib.sampling import generate as real_generate
+
+    calls = {"n": 0}
+
+    def generate(g, z, value_range, device):  # the second grid: every code, one image
+        calls["n"] += 1
+        images = real_generate(g, z, value_range, device=device)
+        return images[:1].expand_as(images) if calls["n"] == 2 else images
+
+    monkeypatch.setattr("ssd_lib.train.generate", generate)
+    cfg = make_config("paper", "smoke", dataset="tiny", epochs=2, max_steps=0)
+    run = train(cfg, tiny_dataset, device="cpu", show_progress=False)
+    assert run.complete
+    kinds = [w["kind"] for w in json.loads((run.path / "warnings.json").read_text())]
+    assert kinds == ["d_collapse", "g_collapse"]
+    assert "discriminator collapse" in caplog.text and "generator collapse" in caplog.text
+    assert run.history()["sample_diversity"][4] > 0  # logged at each epoch end
+    # What notebook 01 shows for each suite run.
+    table = health_table({"ssd": run})
+    assert table["kind"].tolist() == ["d_collapse", "g_collapse"]
+    assert table["step"].tolist() == [10, 10] and (table["run"] == "ssd").all()
