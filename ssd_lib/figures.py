@@ -19,7 +19,7 @@ from pathlib import Path
 from ssd_lib.config import PROFILES
 from ssd_lib.hardware import describe_machine
 from ssd_lib.notebooks import NOTEBOOK_DIR, list_notebooks, run_notebooks
-from ssd_lib.publish import mark_run
+from ssd_lib.publish import mark_run, prune_missing
 
 log = logging.getLogger("ssd_lib.figures")
 
@@ -52,6 +52,9 @@ def regenerate(
         cause = str(err).strip().splitlines()[0] if str(err).strip() else ""
         mark_run(out, "failed", parameters=params, error=f"{type(err).__name__}: {cause}")
         raise
+    gone = prune_missing(out)  # only after a complete run: every current figure is there
+    if gone:
+        log.info("dropped manifest entries of files no notebook makes any more: %s", gone)
     mark_run(out, "complete", parameters=params, notebooks=[p.name for p in paths])
     return paths
 

@@ -142,11 +142,26 @@ def check_manifest(out_dir: str | Path) -> list[str]:
     return problems
 
 
+def prune_missing(out_dir: str | Path) -> list[str]:
+    """Drop the manifest entries whose files are gone (figures an older version of a notebook
+    made and the current one no longer does); returns their names."""
+    out = Path(out_dir)
+    with locked(out / MANIFEST):
+        manifest = read_manifest(out)
+        gone = sorted(name for name in manifest["files"] if not (out / name).is_file())
+        if gone:
+            for name in gone:
+                del manifest["files"][name]
+            atomic_write_json(out / MANIFEST, manifest)
+    return gone
+
+
 def mark_run(out_dir: str | Path, state: str, **info: Any) -> None:
     """Record in the manifest how the latest ``make figures`` went: "running" when it
     starts, then "complete" or "failed" (with ``info`` such as the notebook that failed)."""
     out = Path(out_dir)
     with locked(out / MANIFEST):
+        recover(out)  # a publish the interruption cut short is finished first
         manifest = read_manifest(out)
         manifest["last_run"] = {"state": state, "time": _now(), **info}
         atomic_write_json(out / MANIFEST, manifest)

@@ -118,10 +118,14 @@ class Trainer(TrainerState):
         convs = self.D.tracked_convs() if hasattr(self.D, "tracked_convs") else {}
         self.tracker = SpectralTracker(convs) if convs else None
         self.data_hash = data.content_hash()
+        # What generator collapse is measured against (see ssd_lib.health).
+        self.real_diversity = sample_diversity(data.images[:256]) if len(data) > 1 else 0.0
         self.step = self.epoch = self.batch_in_epoch = 0
         self.history: list[dict[str, Any]] = []
         self._synced_rows = 0  # history rows before this one hold plain floats
         self._checked_rows = 0  # ... and were checked for NaN and infinity
+        self._collapse_rows = 0  # ... and for discriminator collapse
+        self._saved_step: int | None = None  # the step of this run's checkpoint on disk
         self.warnings: list[dict[str, Any]] = []  # collapses and roll-backs (ssd_lib.health)
         self.rollbacks: list[dict[str, Any]] = []
         self.elapsed = 0.0
@@ -332,29 +336,44 @@ class Trainer(TrainerState):
         """
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._remove_leftovers()
             atomic_write_json(self.run_dir / "config.json", self.cfg.to_dict())
-        if self.on_nonfinite == "rollback" and self._checkpoint_step() is None:
-            self.save()  # a point to roll back to before the first regular checkpoint
-        attempts = 0
-        while True:
+        flag: dict[str, Any] = {}
+        # Ctrl-C and SIGTERM only set the flag, from here until the final status is written:
+        # a second Ctrl-C cannot cut a checkpoint or a roll-back in half.
+        with stop_on_signals(flag):
             try:
-                return self._fit_once()
+                if self.on_nonfinite == "rollback" and self._saved_step is None:
+                    self.save()  # a point to roll back to before the first regular checkpoint
+                return self._fit_with_rollbacks(flag)
             except TrainingDiverged as err:
-                attempts += 1
-                if self.on_nonfinite == "rollback" and attempts <= self.max_rollbacks:
-                    self._roll_back(err)
-                    continue
-                if self.on_nonfinite == "rollback":
-                    err.args = (f"{err} ({self.max_rollbacks} roll-backs did not help)",)
                 self._write_status("diverged", error=str(err), quiet=True)
                 raise
             except BaseException as err:
                 self._write_status("failed", error=f"{type(err).__name__}: {err}", quiet=True)
                 raise
 
-    def _fit_once(self) -> str:
+    def _fit_with_rollbacks(self, flag: dict[str, Any]) -> str:
+        while True:
+            try:
+                return self._fit_once(flag)
+            except TrainingDiverged as err:
+                if self.on_nonfinite != "rollback":
+                    raise
+                if len(self.rollbacks) >= self.max_rollbacks:  # counted over the whole run
+                    err.args = (f"{err} ({len(self.rollbacks)} roll-backs did not help)",)
+                    raise
+                self._roll_back(err)
+
+    def _remove_leftovers(self) -> None:
+        """Temporary files of writes a killed process left in the run folder (nothing reads
+        them; this process holds the run's lock, so no other writer is at work)."""
+        for folder in (self.run_dir, self.run_dir / "samples"):
+            for leftover in folder.glob(".*.tmp"):
+                leftover.unlink(missing_ok=True)
+
+    def _fit_once(self, flag: dict[str, Any]) -> str:
         self._write_status("running")
-        flag: dict[str, Any] = {}
         bar = tqdm(
             total=self.total_steps,
             initial=self.step,
@@ -366,9 +385,7 @@ class Trainer(TrainerState):
         images = self._images_for_training()
         stopping = False
         t0 = time.perf_counter()
-        # Everything up to the last status write runs under the guard, so a second Ctrl-C
-        # while the final checkpoint is written cannot cut it in half.
-        with stop_on_signals(flag), bar:
+        with bar:
             while self.step < self.total_steps and not stopping:
                 epoch_gen = torch.Generator()
                 epoch_gen.set_state(self.epoch_start_state)
@@ -385,7 +402,6 @@ class Trainer(TrainerState):
                     self.history.append({"step": self.step, "epoch": self.epoch, **stats})
                     bar.update(1)
                     if self.step % self.sync_every == 0 or self.step == self.total_steps:
-                        self._sync_history()
                         self._check_finite()
                         self._check_collapse()
                         row = self.history[-1]
@@ -400,6 +416,7 @@ class Trainer(TrainerState):
                     if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
                         # A mid-epoch evaluation point: D's train/val gap and a sample grid
                         # (neither changes any state, so resuming stays bit-identical).
+                        self._check_finite()  # no sample grid from a diverged G
                         if self.batch_in_epoch < self.steps_per_epoch:
                             self.history[-1].update(self.discriminator_gap())
                             self._sample_point(
@@ -414,6 +431,7 @@ class Trainer(TrainerState):
                     self.epoch += 1
                     self.batch_in_epoch = 0
                     self.epoch_start_state = epoch_gen.get_state()
+                    self._check_finite()
                     self.history[-1].update(self.discriminator_gap())
                     self._sample_point(self.run_dir / "samples" / f"epoch_{self.epoch:03d}.png")
                 self.elapsed += time.perf_counter() - t0
@@ -468,10 +486,10 @@ class Trainer(TrainerState):
     def _sample_point(self, path: Path) -> None:
         """A sample grid, with the samples' diversity logged and watched for collapse."""
         self.save_samples(path)
-        if self._last_samples is None:  # not the main process
+        if self._last_samples is None or len(self._last_samples) < 2:  # not the main process
             return
-        value = sample_diversity(self._last_samples, self.cfg.real_range)
-        self._warn(g_collapse_warning(self.history, value, self.step))
+        value = sample_diversity(self._last_samples)
+        self._warn(g_collapse_warning(self.history, value, self.step, self.real_diversity))
         self.history[-1]["sample_diversity"] = value
 
 
@@ -501,10 +519,15 @@ def train(
             f"{dataset.name!r}; set dataset={dataset.name!r} in the config"
         )
     run = Run(Path(runs_root or default_runs_root()) / run_name(cfg, dataset.content_hash))
-    rank, _ = rank_and_world()
-    # Rank 0 alone locks: the other ranks of a torchrun job train the same run with it.
-    # The lock file lives inside the run folder (.training.lock), so it goes with the folder.
+    rank, world = rank_and_world()
+    # Rank 0 alone locks (the other ranks of a torchrun job train the same run with it), and
+    # they wait for it to hold the lock before they look at the folder, so that all ranks see
+    # the same state. The lock file lives inside the run folder (.training.lock).
     with locked(run.path / "training") if rank == 0 else contextlib.nullcontext():
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
         return _train_locked(cfg, dataset, run, device, resume, show_progress, on_nonfinite)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import logging
 import math
 from pathlib import Path
@@ -53,21 +52,26 @@ class TrainerState:
     def checkpoint_stem(self) -> Path:
         return self.run_dir / "checkpoints" / "latest"
 
-    def _checkpoint_step(self) -> int | None:
-        """The step of the checkpoint on disk, or None when there is none (or it is unreadable)."""
-        try:
-            return int(json.loads(json_path(self.checkpoint_stem).read_text())["step"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-
     def _check_finite(self) -> None:
-        """Raise ``TrainingDiverged`` if a logged loss or gradient norm since the last check,
-        or any weight now, is NaN or infinite (called on synced history only)."""
+        """Sync the log and raise ``TrainingDiverged`` if a logged loss or gradient norm since
+        the last check, or any weight, buffer or optimiser moment now, is NaN or infinite.
+
+        Under torchrun every rank calls this at the same steps and all of them raise when any
+        one finds something (BatchNorm statistics may differ between ranks)."""
+        self._sync_history()
         # Under fp16 an overflowing gradient is routine: the scaler skips that step.
         keys = ("loss_g", "loss_d") if self.precision == "fp16" else LOGGED_VALUES
         found = first_nonfinite(self.history[self._checked_rows : self._synced_rows], keys)
-        weight = first_nonfinite_weight({"G": self.G, "D": self.D})
-        if found is None and weight is None:
+        weight = first_nonfinite_weight(
+            {"G": self.G, "D": self.D, "opt_g": self.opt_g, "opt_d": self.opt_d}
+        )
+        bad = found is not None or weight is not None
+        if self.world > 1:
+            anywhere = self._any_rank(bad)
+            if anywhere and not bad:
+                weight = "(found by another process)"
+            bad = anywhere
+        if not bad:
             self._checked_rows = self._synced_rows
             return
         parts = []
@@ -81,11 +85,19 @@ class TrainerState:
         message = divergence_message(
             step,
             ", ".join(parts),
-            self._checkpoint_step(),
+            self._saved_step,
             str(json_path(self.checkpoint_stem)),
             self.precision,
         )
         raise TrainingDiverged(message, step)
+
+    def _any_rank(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any process (one all-reduce; every rank must call)."""
+        import torch.distributed as dist
+
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
 
     def _warn(self, warning: dict[str, Any] | None) -> None:
         if warning is not None:
@@ -93,15 +105,20 @@ class TrainerState:
             log.warning("%s (step %d, %s)", warning["message"], warning["step"], self.run_dir)
 
     def _check_collapse(self) -> None:
+        """Discriminator collapse in the rows synced since the last check."""
         if self.cfg.loss == "bce":  # a WGAN critic has no accuracy or loss floor to watch
-            self._warn(d_collapse_warning(self.history[: self._synced_rows], self.warnings))
+            rows = self.history[: self._synced_rows]
+            self._warn(d_collapse_warning(rows, self.warnings, self._collapse_rows))
+        self._collapse_rows = self._synced_rows
 
     def _roll_back(self, err: TrainingDiverged) -> None:
         """Reload the last checkpoint and go on with both learning rates times the factor."""
         lrs = [g["lr"] * self.rollback_lr_factor for g in self.opt_g.param_groups]
         lrs += [g["lr"] * self.rollback_lr_factor for g in self.opt_d.param_groups]
-        earlier = list(self.rollbacks)
+        earlier, noted = list(self.rollbacks), [w for w in self.warnings if w["kind"] == "rollback"]
         self.load(self.checkpoint_stem)
+        # The checkpoint may predate earlier roll-backs to it: keep their records.
+        self.warnings += [w for w in noted if w not in self.warnings]
         for group, lr in zip(self.opt_g.param_groups + self.opt_d.param_groups, lrs, strict=True):
             group["lr"] = lr
         entry = {
@@ -169,6 +186,8 @@ class TrainerState:
             t[f"history.{col}"] = torch.tensor(
                 [r.get(col, math.nan) for r in self.history], dtype=torch.float64
             )
+            # Which rows measured it: a logged NaN (an fp16 overflow) is not a missing value.
+            t[f"history_logged.{col}"] = torch.tensor([col in r for r in self.history])
         return t
 
     def state_digest(self) -> str:
@@ -186,8 +205,8 @@ class TrainerState:
 
         Raises ``TrainingDiverged`` instead of saving a state with NaN or infinity in it, so
         the checkpoint on disk is always the last good one."""
-        self._sync_history()
         self._check_finite()
+        self._saved_step = self.step
         if not self.main:
             return None
         meta = {
@@ -276,14 +295,21 @@ class TrainerState:
         self.batch_in_epoch, self.elapsed = meta["batch_in_epoch"], meta["elapsed_s"]
         cols = meta["history_columns"]
         columns = {c: tensors[f"history.{c}"].tolist() for c in cols}
+        logged = {  # checkpoints written before the mask existed: NaN meant "not measured"
+            c: tensors[f"history_logged.{c}"].tolist()
+            if f"history_logged.{c}" in tensors
+            else [not math.isnan(v) for v in columns[c]]
+            for c in cols
+        }
         self.history = [
             {
                 c: (int(columns[c][i]) if c in ("step", "epoch") else columns[c][i])
                 for c in cols
-                if not math.isnan(columns[c][i])
+                if logged[c][i]
             }
             for i in range(self.step)
         ]
-        self._synced_rows = self._checked_rows = len(self.history)
+        self._synced_rows = self._checked_rows = self._collapse_rows = len(self.history)
+        self._saved_step = self.step
         self.warnings = list(meta.get("warnings", []))
         self.rollbacks = list(meta.get("rollbacks", []))

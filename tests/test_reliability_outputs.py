@@ -18,7 +18,6 @@ import pytest  # noqa: E402
 
 import ssd_lib.publish as publish  # noqa: E402
 from ssd_lib.cli import main as cli_main  # noqa: E402
-from ssd_lib.suite import TrainingInterrupted  # noqa: E402
 
 CHILD = Path(__file__).with_name("_train_child.py")
 
@@ -123,10 +122,28 @@ def test_an_unreadable_manifest_names_the_file(tmp_path):
         publish.read_manifest(tmp_path)
 
 
-def test_an_interrupted_suite_run_shows_one_line_in_jupyter():
-    err = TrainingInterrupted("training of 'ssd' stopped at step 7; ... again to resume")
-    assert isinstance(err, KeyboardInterrupt)
-    assert err._render_traceback_() == [f"TrainingInterrupted: {err}"]
+def test_an_interrupted_suite_run_shows_one_line_in_jupyter(tiny_dataset, monkeypatch, capsys):
+    """train_suite raises TrainingInterrupted for a run that stopped early, and IPython (the
+    notebook kernel's shell) prints it as one line, with no traceback."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    import ssd_lib.suite as suite
+    from ssd_lib.train import train
+
+    def interrupted_train(cfg, dataset, **kwargs):
+        run = train(cfg.replace(max_steps=1), dataset, **kwargs)  # stands for a Ctrl-C
+        (run.path / "status.json").write_text('{"state": "interrupted", "step": 1}')
+        return run
+
+    monkeypatch.setattr(suite, "train", interrupted_train)
+    shell = InteractiveShell.instance()
+    shell.user_ns.update(train_suite=suite.train_suite, ds=tiny_dataset)
+    shell.run_cell("train_suite(ds, 'smoke', 'cpu', names=['ssd'], show_progress=False)")
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "TrainingInterrupted: training of 'ssd' stopped at step 1" in text
+    assert "Traceback" not in text and "---" not in text
+    assert len([line for line in text.splitlines() if line.strip()]) == 1
 
 
 def test_ctrl_c_in_ssd_train_saves_exits_130_and_says_how_to_resume(photo_folder, tmp_path):
@@ -178,3 +195,29 @@ def test_a_json_dump_of_the_manifest_lists_hashes(tmp_path):
     publish.publish_figure(_figure(1), "curve", tmp_path, {"notebook": "a"})
     entry = json.loads((tmp_path / "MANIFEST.json").read_text())["files"]["curve.png"]
     assert len(entry["sha256"]) == 64 and entry["notebook"] == "a"
+
+
+def test_a_complete_make_figures_drops_entries_of_files_no_notebook_makes(tmp_path, monkeypatch):
+    import ssd_lib.figures as figures
+
+    publish.publish_figure(_figure(1), "old_name", tmp_path, {"notebook": "01"})
+    (tmp_path / "old_name.png").unlink()  # a figure an older notebook made
+
+    def runs(*args, **kwargs):
+        publish.publish_figure(_figure(2), "new_name", tmp_path, {"notebook": "01"})
+        return []
+
+    monkeypatch.setattr(figures, "run_notebooks", runs)
+    figures.regenerate(out=tmp_path)
+    manifest = publish.read_manifest(tmp_path)
+    assert (
+        list(manifest["files"]) == ["new_name.png"] and manifest["last_run"]["state"] == "complete"
+    )
+    assert publish.check_manifest(tmp_path) == []
+
+
+def test_the_committed_figures_agree_with_their_manifest():
+    """What a reader downloads: every figure in figures/ is listed with its current hash."""
+    figures_dir = Path(__file__).resolve().parents[1] / "figures"
+    assert publish.check_manifest(figures_dir) == []
+    assert publish.read_manifest(figures_dir)["last_run"]["state"] == "complete"

@@ -18,7 +18,14 @@ import torch
 import ssd_lib.checkpoint as ck
 from ssd_lib.checkpoint import CheckpointError, load_checkpoint
 from ssd_lib.config import make_config
-from ssd_lib.health import D_COLLAPSE_STEPS, TrainingDiverged, d_collapse_warning
+from ssd_lib.health import (
+    D_COLLAPSE_STEPS,
+    TrainingDiverged,
+    d_collapse_warning,
+    first_nonfinite_weight,
+    g_collapse_warning,
+    sample_diversity,
+)
 from ssd_lib.suite import health_table
 from ssd_lib.train import Trainer, train
 
@@ -80,6 +87,7 @@ def test_kill_9_anywhere_then_resume_is_bit_identical(tiny_dataset, tmp_path):
     final = _child(data, runs, "none")
     assert final.returncode == 0, final.stderr
     assert _fingerprint(run_dir) == expected
+    assert not list(run_dir.rglob("*.tmp"))  # killed writes' temporary files are gone
     leftovers = [p.name for p in (run_dir / "checkpoints").iterdir()]
     assert sorted(leftovers) == sorted(
         ["latest.json", ck.tensor_path(run_dir / "checkpoints" / "latest").name]
@@ -160,6 +168,20 @@ def test_a_non_finite_value_stops_naming_step_and_tensor_and_keeps_the_good_chec
     assert status["state"] == "diverged" and "step 8" in status["error"]
 
 
+def _rolling_trainer(cfg, dataset, tmp_path, **options) -> Trainer:
+    """A trainer that checks every 2 steps and rolls back on NaN or infinity."""
+    return Trainer(
+        cfg,
+        dataset.train,
+        tmp_path / "run",
+        "cpu",
+        False,
+        sync_every=2,
+        on_nonfinite="rollback",
+        **options,
+    )
+
+
 def test_rollback_resumes_from_the_last_checkpoint_with_lower_learning_rates(
     tiny_dataset, tmp_path, monkeypatch
 ):
@@ -175,16 +197,7 @@ def test_rollback_resumes_from_the_last_checkpoint_with_lower_learning_rates(
         return stats
 
     monkeypatch.setattr(Trainer, "train_step", once)
-    t = Trainer(
-        cfg,
-        tiny_dataset.train,
-        tmp_path / "run",
-        "cpu",
-        False,
-        sync_every=2,
-        on_nonfinite="rollback",
-        rollback_lr_factor=0.25,
-    )
+    t = _rolling_trainer(cfg, tiny_dataset, tmp_path, rollback_lr_factor=0.25)
     assert t.fit() == "complete" and t.step == 10
     assert t.rollbacks == [
         {"diverged_at": 8, "resumed_from": 6, "lr_g": cfg.lr_g * 0.25, "lr_d": cfg.lr_d * 0.25}
@@ -201,19 +214,17 @@ def test_rollback_resumes_from_the_last_checkpoint_with_lower_learning_rates(
 def test_rollback_gives_up_after_max_rollbacks(tiny_dataset, tmp_path, monkeypatch):
     cfg = make_config("paper", "smoke", dataset="tiny", epochs=2, max_steps=0, checkpoint_every=3)
     monkeypatch.setattr(Trainer, "train_step", _nan_after(7, "loss"))
-    t = Trainer(
-        cfg,
-        tiny_dataset.train,
-        tmp_path / "run",
-        "cpu",
-        False,
-        sync_every=2,
-        on_nonfinite="rollback",
-        max_rollbacks=2,
-    )
+    t = _rolling_trainer(cfg, tiny_dataset, tmp_path, max_rollbacks=2)
     with pytest.raises(TrainingDiverged, match="2 roll-backs did not help"):
         t.fit()
     assert len(t.rollbacks) == 2 and _checkpoint_step(tmp_path / "run") == 6
+    assert [w["kind"] for w in t.warnings] == ["rollback", "rollback"]  # both kept
+    # The limit holds for the run, not per process: resuming does not grant new roll-backs.
+    again = _rolling_trainer(cfg, tiny_dataset, tmp_path, max_rollbacks=2)
+    again.load(tmp_path / "run" / "checkpoints" / "latest")
+    with pytest.raises(TrainingDiverged, match="2 roll-backs did not help"):
+        again.fit()
+    assert len(again.rollbacks) == 2
 
 
 @pytest.mark.parametrize(
@@ -244,6 +255,60 @@ def test_discriminator_collapse_is_reported_once_per_streak():
     history += [{"step": len(history) + 1, **healthy}]
     history += [{"step": len(history) + 1 + i, **collapsed} for i in range(D_COLLAPSE_STEPS)]
     assert d_collapse_warning(history, [warning])["step"] == history[-1]["step"]  # a new one
+
+
+def test_a_collapse_streak_that_ends_between_two_checks_is_still_reported():
+    collapsed, healthy = {"d_acc": 1.0, "loss_d": 0.5}, {"d_acc": 0.6, "loss_d": 0.9}
+    rows = [{"step": i + 1, **collapsed} for i in range(D_COLLAPSE_STEPS)]
+    rows += [{"step": D_COLLAPSE_STEPS + i + 1, **healthy} for i in range(5)]
+    # The previous check covered rows up to 95; the streak reached its length at row 100.
+    warning = d_collapse_warning(rows, [], since=D_COLLAPSE_STEPS - 5)
+    assert warning is not None and warning["step"] == D_COLLAPSE_STEPS
+    assert d_collapse_warning(rows, [warning], since=D_COLLAPSE_STEPS - 5) is None
+
+
+def test_an_optimiser_moment_that_overflowed_counts_as_non_finite():
+    net = torch.nn.Linear(2, 2)
+    opt = torch.optim.Adam(net.parameters())
+    net(torch.ones(1, 2)).sum().backward()
+    opt.step()
+    assert first_nonfinite_weight({"G": net, "opt_g": opt}) is None
+    next(iter(opt.state.values()))["exp_avg_sq"].fill_(math.inf)
+    assert first_nonfinite_weight({"G": net, "opt_g": opt}) == "opt_g.state[0].exp_avg_sq"
+
+
+def test_a_logged_nan_survives_a_resume_as_a_value_not_a_gap(tiny_dataset, tmp_path):
+    # Under fp16 an overflowing step logs an infinite or NaN gradient norm; that is data.
+    cfg = make_config("paper", "smoke", dataset="tiny", precision="fp16")
+    t = Trainer(cfg, tiny_dataset.train, tmp_path / "run", "cpu", False)
+    t.history = [
+        {"step": 1, "epoch": 0, "loss_g": 0.7, "loss_d": 1.3, "grad_norm_g": math.nan},
+        {"step": 2, "epoch": 0, "loss_g": 0.6, "loss_d": 1.2, "d_train_eval": 0.5},
+    ]
+    t.step = t.batch_in_epoch = 2
+    t.save()
+    again = Trainer(cfg, tiny_dataset.train, tmp_path / "run", "cpu", False)
+    again.load(tmp_path / "run" / "checkpoints" / "latest")
+    assert math.isnan(again.history[0]["grad_norm_g"]) and "grad_norm_g" not in again.history[1]
+    assert "d_train_eval" not in again.history[0] and again.history[1]["d_train_eval"] == 0.5
+
+
+def test_sample_diversity_is_the_per_pixel_spread_on_the_unit_scale():
+    black, white = torch.zeros(1, 3, 4, 4, dtype=torch.uint8), torch.full((1, 3, 4, 4), 255)
+    assert sample_diversity(torch.cat([black, black, black])) == 0.0
+    pair = torch.cat([black, white.to(torch.uint8)])
+    assert sample_diversity(pair) == pytest.approx(2**-0.5)  # std of {0, 1}, unbiased
+    with pytest.raises(ValueError, match="at least 2 uint8 images"):
+        sample_diversity(pair.float())
+
+
+def test_generator_collapse_needs_a_sharp_fall_and_a_spread_far_below_the_reals():
+    history = [{"step": 25, "sample_diversity": 0.30}, {"step": 50, "sample_diversity": 0.12}]
+    # Half the best so far, but still half as varied as the reals: the early noise fading.
+    assert g_collapse_warning(history, 0.12, 50, real=0.2) is None
+    warning = g_collapse_warning(history, 0.01, 75, real=0.2)
+    assert warning["kind"] == "g_collapse" and "0.0100" in warning["message"]
+    assert g_collapse_warning(history[:0], 0.0, 25, real=0.2) is None  # nothing to compare
 
 
 def test_collapses_during_training_are_logged_saved_and_reported(
@@ -282,4 +347,4 @@ def test_collapses_during_training_are_logged_saved_and_reported(
     # What notebook 01 shows for each suite run.
     table = health_table({"ssd": run})
     assert table["kind"].tolist() == ["d_collapse", "g_collapse"]
-    assert table["step"].tolist() == [10, 10] and (table["run"] == "ssd").all()
+    assert table["step"].tolist() == [4, 10] and (table["run"] == "ssd").all()  # D: at 4 steps
