@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ssd_lib.config import TrainConfig, make_config
@@ -114,18 +115,28 @@ def suite_table(runs: dict[str, Run]) -> pd.DataFrame:
 
 
 def health_table(runs: dict[str, Run]) -> pd.DataFrame:
-    """What the trainer's health checks (ssd_lib.health) reported for each run: one row per
-    warning (collapse, roll-back), or one "none" row for a run without any."""
+    """What the trainer's health checks (ssd_lib.health) saw in each run: its last sample
+    diversity and one row per warning (collapse, roll-back), or one "none" row."""
     rows = []
     for name, run in runs.items():
-        warnings = run.warnings()
+        h = run.history()
+        logged = h.get("sample_diversity", np.array([]))
+        logged = logged[~np.isnan(logged)]
+        last = round(float(logged[-1]), 4) if len(logged) else None
+        warnings = run.warnings() or [
+            {"step": "-", "kind": "none", "message": "no collapse, no roll-back"}
+        ]
         for w in warnings:
-            rows.append({"run": name, "step": w["step"], "kind": w["kind"], "what": w["message"]})
-        if not warnings:
             rows.append(
-                {"run": name, "step": None, "kind": "none", "what": "no collapse, no roll-back"}
+                {
+                    "run": name,
+                    "last sample diversity": last,
+                    "step": w["step"],
+                    "kind": w["kind"],
+                    "what": w["message"],
+                }
             )
-    return pd.DataFrame(rows, columns=["run", "step", "kind", "what"])
+    return pd.DataFrame(rows)
 
 
 def by_title(runs: dict[str, Run], names: list[str]) -> dict[str, Run]:

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import ssd_lib.checkpoint as ck
+from ssd_lib.analysis.samples import diversity_figure
 from ssd_lib.checkpoint import CheckpointError, load_checkpoint
 from ssd_lib.config import make_config
 from ssd_lib.health import (
@@ -348,3 +349,7 @@ def test_collapses_during_training_are_logged_saved_and_reported(
     table = health_table({"ssd": run})
     assert table["kind"].tolist() == ["d_collapse", "g_collapse"]
     assert table["step"].tolist() == [4, 10] and (table["run"] == "ssd").all()  # D: at 4 steps
+    assert table["last sample diversity"].tolist() == [0.0, 0.0]
+    fig = diversity_figure({"ssd": run}, real=0.29, label="test")
+    marks = [line for line in fig.axes[0].lines if line.get_marker() == "x"]
+    assert [list(m.get_xdata()) for m in marks if len(m.get_xdata())] == [[10.0]]  # G's warning

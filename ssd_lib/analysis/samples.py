@@ -94,3 +94,28 @@ def losses_overview_figure(
     for ax in axes[n:]:
         ax.set_axis_off()
     return stamp(fig, label)
+
+
+def diversity_figure(runs: dict[str, Run], real: float, label: str) -> Figure:
+    """Each run's ``sample_diversity`` over training (the spread of its samples at the fixed
+    codes, logged at every sample grid), against the training images' own spread; the steps
+    where the trainer warned are marked."""
+    fig = PlotFigure(figsize=(7.0, 3.6), layout="constrained")
+    ax = fig.subplots()
+    for i, (name, run) in enumerate(runs.items()):
+        h = run.history()
+        if "sample_diversity" not in h:
+            continue
+        logged = ~np.isnan(h["sample_diversity"])
+        steps, values = h["step"][logged], h["sample_diversity"][logged]
+        ax.plot(steps, values, marker="o", ms=3, lw=1.2, color=f"C{i % 10}", label=name)
+        for w in run.warnings():
+            at = steps == w["step"]
+            ax.plot(steps[at], values[at], marker="x", ms=9, mew=2, color="red", ls="none")
+    ax.axhline(real, ls="--", color="k", lw=1, label="training images")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("sample diversity (per-pixel SD)")
+    ax.set_title("Spread of the samples at the fixed codes (red x: a warning)", fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    return stamp(fig, label)
