@@ -5,8 +5,10 @@ CI; these tests run the same code on the CPU."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ import torch.multiprocessing as mp
 
 from ssd_lib.checkpoint import load_checkpoint
 from ssd_lib.config import ConfigError, make_config
+from ssd_lib.health import TrainingDiverged
 from ssd_lib.images import uint8_to_float
 from ssd_lib.train import Trainer
 
@@ -120,9 +123,12 @@ def test_fp16_is_refused_with_the_gradient_penalty():
 
 
 # ---- several processes ------------------------------------------------------------------
-def _ddp_worker(rank, world, init_file, cfg, data, run_dir, resume, signal_at, out_dir):
+def _ddp_worker(
+    rank, world, init_file, cfg, data, run_dir, resume, signal_at, out_dir, poison_at=None
+):
     """One rank of a gloo process group training ``cfg``; rank 0 alone may get a SIGINT
-    during step ``signal_at + 1``. Writes what it ended with to ``out_dir/<rank>.json``."""
+    during step ``signal_at + 1``, and rank 1 alone may get an infinite Adam moment after
+    step ``poison_at``. Writes what it ended with to ``out_dir/<rank>.json``."""
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
@@ -140,18 +146,43 @@ def _ddp_worker(rank, world, init_file, cfg, data, run_dir, resume, signal_at, o
                 return stats
 
             trainer.train_step = train_step
-        state = trainer.fit()
+        if poison_at is not None and rank == 1:
+            original_step = trainer.train_step
+
+            def poisoned_step(real):
+                stats = original_step(real)
+                if trainer.step + 1 == poison_at:  # the step being trained now
+                    next(iter(trainer.opt_d.state.values()))["exp_avg_sq"].fill_(math.inf)
+                return stats
+
+            trainer.train_step = poisoned_step
+        try:
+            state = trainer.fit()
+        except TrainingDiverged as err:
+            result = {"state": "diverged", "step": err.step, "message": str(err)}
+            (out_dir / f"{rank}.json").write_text(json.dumps(result))
+            return
         result = {"state": state, "step": trainer.step, "digest": trainer.state_digest()}
         (out_dir / f"{rank}.json").write_text(json.dumps(result))
     finally:
         dist.destroy_process_group()
 
 
-def _run_two_ranks(tmp_path, name, cfg, data, run_dir, resume=False, signal_at=None):
+def _run_two_ranks(
+    tmp_path, name, cfg, data, run_dir, resume=False, signal_at=None, poison_at=None
+):
     out = tmp_path / f"out-{name}"
     out.mkdir()
     args = (2, tmp_path / f"rendezvous-{name}", cfg, data, run_dir, resume, signal_at, out)
-    mp.start_processes(_ddp_worker, args=args, nprocs=2, start_method="spawn")
+    ctx = mp.start_processes(
+        _ddp_worker, args=(*args, poison_at), nprocs=2, start_method="spawn", join=False
+    )
+    deadline = time.monotonic() + 240  # a rank left waiting in a collective would hang
+    while not ctx.join(timeout=5):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail(f"{name}: the ranks did not finish (one waits for the other?)")
     return [json.loads((out / f"{rank}.json").read_text()) for rank in (0, 1)]
 
 
@@ -178,3 +209,13 @@ def test_a_signal_to_one_rank_stops_all_ranks_at_one_step_and_the_run_resumes(
     assert (tmp_path / "cut" / "history.csv").read_bytes() == (
         tmp_path / "whole" / "history.csv"
     ).read_bytes()
+
+
+def test_a_non_finite_value_on_one_rank_stops_every_rank_at_the_same_step(tiny_dataset, tmp_path):
+    # Rank 1 alone gets an infinite optimiser moment during step 3; the ranks check every
+    # 2 steps and decide together, so both stop at step 4 instead of one waiting for ever.
+    cfg = make_config("paper", "smoke", dataset="tiny", epochs=2, max_steps=0)
+    ranks = _run_two_ranks(tmp_path, "nan", cfg, tiny_dataset.train, tmp_path / "nan", poison_at=3)
+    assert [(r["state"], r["step"]) for r in ranks] == [("diverged", 4)] * 2
+    assert "found by another process" in ranks[0]["message"]
+    assert "opt_d.state[" in ranks[1]["message"]
