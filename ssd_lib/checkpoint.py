@@ -14,7 +14,6 @@ its hash instead of being trusted.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ssd_lib.atomic import atomic_write, atomic_write_json, sha256_file
+from ssd_lib.atomic import atomic_write, atomic_write_json, read_json, sha256_file
 
 FORMAT_VERSION = 2  # 2: content-named tensor file; 1 (still read): <stem>.safetensors
 
@@ -59,10 +58,7 @@ def json_path(stem: str | Path) -> Path:
 def _read_meta(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {path} does not exist")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path} is not valid JSON: {err}") from err
+    meta = read_json(path, CheckpointError, "the checkpoint was damaged or edited")
     if not isinstance(meta, dict) or "tensors_sha256" not in meta:
         raise CheckpointError(f"{path} is not a checkpoint description (no 'tensors_sha256')")
     if meta.get("format_version") == 1:  # version 1 kept the tensors in <stem>.safetensors

@@ -16,7 +16,6 @@ lists any disagreement; ``mark_run`` records whether the last ``make figures`` f
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from ssd_lib.atomic import atomic_write_json, fsync_folder, sha256_file
+from ssd_lib.atomic import atomic_write_json, fsync_folder, read_json, sha256_file
 from ssd_lib.hardware import describe_machine
 from ssd_lib.locks import locked
 from ssd_lib.plots import save_figure
@@ -45,12 +44,7 @@ def read_manifest(out_dir: str | Path) -> dict[str, Any]:
     path = Path(out_dir) / MANIFEST
     if not path.is_file():
         return {"files": {}}
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ManifestError(
-            f"{path} is not valid JSON ({err}); delete it and run make figures again"
-        ) from err
+    manifest = read_json(path, ManifestError, "delete it and run make figures again")
     if not isinstance(manifest, dict) or not isinstance(manifest.setdefault("files", {}), dict):
         raise ManifestError(f"{path} has no 'files' table; delete it and run make figures again")
     return manifest

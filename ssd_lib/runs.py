@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ssd_lib.atomic import read_json
 from ssd_lib.checkpoint import load_checkpoint, load_state_strict, split_prefix
 from ssd_lib.config import ConfigError, TrainConfig
 from ssd_lib.models import build_generator
@@ -47,13 +47,8 @@ class RunError(RuntimeError):
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RunError(
-            f"{path} is not valid JSON ({err}); the run folder {path.parent} was damaged: "
-            "delete it to train the run again"
-        ) from err
+    advice = f"the run folder {path.parent} was damaged: delete it to train the run again"
+    return read_json(path, RunError, advice)
 
 
 class Run:

@@ -126,6 +126,7 @@ class Trainer(TrainerState):
         self._checked_rows = 0  # ... and were checked for NaN and infinity
         self._collapse_rows = 0  # ... and for discriminator collapse
         self._saved_step: int | None = None  # the step of this run's checkpoint on disk
+        self._finite_at: int | None = None  # the step whose weights were last found finite
         self.warnings: list[dict[str, Any]] = []  # collapses and roll-backs (ssd_lib.health)
         self.rollbacks: list[dict[str, Any]] = []
         self.elapsed = 0.0

@@ -59,6 +59,8 @@ class TrainerState:
         Under torchrun every rank calls this at the same steps and all of them raise when any
         one finds something (BatchNorm statistics may differ between ranks)."""
         self._sync_history()
+        if self._finite_at == self.step and self._checked_rows == self._synced_rows:
+            return  # checked at this step already (sync point, evaluation point, save)
         # Under fp16 an overflowing gradient is routine: the scaler skips that step.
         keys = ("loss_g", "loss_d") if self.precision == "fp16" else LOGGED_VALUES
         found = first_nonfinite(self.history[self._checked_rows : self._synced_rows], keys)
@@ -72,7 +74,7 @@ class TrainerState:
                 weight = "(found by another process)"
             bad = anywhere
         if not bad:
-            self._checked_rows = self._synced_rows
+            self._checked_rows, self._finite_at = self._synced_rows, self.step
             return
         parts = []
         if found is not None:
@@ -310,6 +312,6 @@ class TrainerState:
             for i in range(self.step)
         ]
         self._synced_rows = self._checked_rows = self._collapse_rows = len(self.history)
-        self._saved_step = self.step
+        self._saved_step, self._finite_at = self.step, None
         self.warnings = list(meta.get("warnings", []))
         self.rollbacks = list(meta.get("rollbacks", []))

@@ -22,7 +22,6 @@ build a dataset, so a second process waits and then loads the first one's result
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import os
@@ -36,7 +35,7 @@ import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as serialize
 
-from ssd_lib.atomic import atomic_write_bytes, atomic_write_json, sha256_file
+from ssd_lib.atomic import atomic_write_bytes, atomic_write_json, read_json, sha256_file
 from ssd_lib.locks import locked
 
 log = logging.getLogger(__name__)
@@ -239,12 +238,7 @@ def read_manifest(name: str, root: str | Path | None = None) -> dict[str, Any]:
             f"dataset {name!r} is not prepared: {path} does not exist. "
             f"Prepare it first, e.g. ssd_lib.data.prepare_dataset({name!r})."
         )
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CacheError(
-            f"{path} is not valid JSON ({err}); delete the folder and prepare again"
-        ) from err
+    manifest = read_json(path, CacheError, "delete the folder and prepare again")
     if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict):
         raise CacheError(f"{path} is not a dataset manifest (no 'splits'); prepare again")
     return manifest
