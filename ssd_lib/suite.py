@@ -58,12 +58,32 @@ TABLE1_RUNS = {"DCGAN": "dcgan", "StyleGAN": "stylegan", "SSD": "ssd"}
 TABLE2_RUNS = {100: "ssd", 75: "ssd_75", 50: "ssd_50", 25: "ssd_25"}
 
 
-def suite_config(name: str, dataset: str, profile: str) -> TrainConfig:
-    """The config of suite run ``name`` on ``dataset`` (a prepared dataset's name)."""
+# The release's training seed; the suite's first seed of every run.
+DEFAULT_TRAIN_SEED = 42
+
+
+def suite_config(
+    name: str,
+    dataset: str,
+    profile: str,
+    train_seed: int | None = None,
+    stylegan_width: float | None = None,
+) -> TrainConfig:
+    """The config of suite run ``name`` on ``dataset`` (a prepared dataset's name).
+
+    ``train_seed`` seeds the initial weights, the batch order and the training codes (default:
+    the release's 42). ``stylegan_width`` overrides the profile's width of the StyleGAN
+    baseline (the published CPU runs train it at 1/16 width; see docs/published_runs.md) and
+    is ignored by the other runs."""
     if name not in SUITE:
         raise KeyError(f"unknown suite run {name!r}; known: {list(SUITE)}")
     entry = SUITE[name]
-    return make_config(entry.preset, profile, dataset=dataset, **entry.overrides)
+    overrides: dict[str, Any] = dict(entry.overrides)
+    if train_seed is not None:
+        overrides["seed"] = train_seed
+    if stylegan_width is not None and entry.preset == "stylegan":
+        overrides["stylegan_width"] = stylegan_width
+    return make_config(entry.preset, profile, dataset=dataset, **overrides)
 
 
 def train_suite(
@@ -73,8 +93,12 @@ def train_suite(
     names: list[str] | None = None,
     runs_root: str | Path | None = None,
     show_progress: bool = True,
+    train_seed: int | None = None,
+    stylegan_width: float | None = None,
 ) -> dict[str, Run]:
     """Train (or reuse) the suite runs ``names`` (default: all) in order; returns name -> Run.
+
+    ``train_seed`` and ``stylegan_width``: see ``suite_config``.
 
     A run interrupted by Ctrl-C stops the loop there (its checkpoint is kept; calling again
     resumes it) and raises ``TrainingInterrupted`` (a ``KeyboardInterrupt`` that notebooks
@@ -82,7 +106,7 @@ def train_suite(
     """
     runs: dict[str, Run] = {}
     for name in names if names is not None else list(SUITE):
-        cfg = suite_config(name, dataset.name, profile)
+        cfg = suite_config(name, dataset.name, profile, train_seed, stylegan_width)
         t = time.perf_counter()
         run = train(cfg, dataset, runs_root=runs_root, device=device, show_progress=show_progress)
         if not run.complete:

@@ -264,8 +264,18 @@ class Trainer(TrainerState):
         z = self._shard(torch.randn(n, self.cfg.nz, generator=self.noise_gen)).to(self.device)
         if self.cfg.step_order == "g_then_d":
             stats = self._g_step(self._G(z))
-            with torch.no_grad():
-                fake = self._G(z)  # the release regenerates the fakes with the updated G
+            # The release regenerates the fakes with the updated G, in train mode: G's
+            # BatchNorm statistics advance a second time in this step, as in the release (kept
+            # for fidelity). w_avg is ours (the release has none), so it advances once.
+            tracks = getattr(self.G, "track_w", None)
+            if tracks is not None:
+                self.G.track_w = False
+            try:
+                with torch.no_grad():
+                    fake = self._G(z)
+            finally:
+                if tracks is not None:
+                    self.G.track_w = tracks
             stats.update(self._d_step(real, fake))
         else:
             fake = self._G(z)

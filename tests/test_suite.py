@@ -23,6 +23,16 @@ from ssd_lib.suite import (
 from ssd_lib.train import Trainer
 
 
+def test_training_seed_and_stylegan_width_are_suite_options():
+    assert suite_config("ssd", "embedded", "paper").seed == 42  # the release's seed
+    assert suite_config("ssd", "embedded", "paper", train_seed=43).seed == 43
+    narrow = suite_config("stylegan", "embedded", "paper", stylegan_width=0.0625)
+    assert narrow.stylegan_width == 0.0625
+    # The width override touches only the StyleGAN baseline.
+    ssd = suite_config("ssd", "embedded", "paper", stylegan_width=0.0625)
+    assert ssd == suite_config("ssd", "embedded", "paper")
+
+
 def test_suite_configs_are_the_presets_with_the_subsets_of_table2():
     assert set(TABLE1_RUNS.values()) | set(TABLE2_RUNS.values()) <= set(SUITE)
     cfg = suite_config("ssd_25", "embedded", "quick")

@@ -181,6 +181,28 @@ def test_train_step_matches_the_recipe_written_out_by_hand(preset, tiny_dataset,
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("preset", ["paper", "stylegan"])
+def test_w_avg_advances_once_per_training_step(preset, tiny_dataset, tmp_path):
+    """The g_then_d step runs G forward twice; only the first pass may move w_avg (the
+    generator's BatchNorm statistics do advance twice, as in the release)."""
+    cfg = make_config(preset, "smoke", step_order="g_then_d")
+    trainer = Trainer(cfg, tiny_dataset.train, tmp_path, "cpu", False)
+    seen: list[torch.Tensor] = []
+    track = trainer.G.track_w_avg
+
+    def recording_track(w):
+        seen.append(w.detach().clone())
+        track(w)
+
+    trainer.G.track_w_avg = recording_track
+    before = trainer.G.w_avg.clone()
+    trainer.train_step(uint8_to_float(tiny_dataset.train.images[:8], cfg.real_range))
+    assert len(seen) == 2  # G ran forward twice in the step
+    expected = seen[0].float().mean(0).lerp(before, trainer.G.w_avg_beta)
+    torch.testing.assert_close(trainer.G.w_avg, expected)
+    assert trainer.G.track_w  # restored for the next step
+
+
 def test_ctrl_c_on_the_last_step_finishes_like_an_uninterrupted_run(
     tiny_dataset, tmp_path, monkeypatch
 ):

@@ -98,9 +98,12 @@ class StyleGeneratorMixin:
     """
 
     w_avg_beta: float = 0.995
+    # The trainer clears this for a second forward pass in the same step, so that ``w_avg``
+    # advances once per training step (see ``Trainer.train_step``).
+    track_w: bool = True
 
     def track_w_avg(self, w: torch.Tensor) -> None:
-        if self.training:
+        if self.training and self.track_w:
             with torch.no_grad():
                 self.w_avg.copy_(w.detach().float().mean(0).lerp(self.w_avg, self.w_avg_beta))
 
