@@ -9,10 +9,14 @@ DATASET ?= embedded
 PROFILE ?= quick
 DEVICE ?= auto
 
-.PHONY: env figures test lab bench lint clean-runs help
+ONLY ?=
+THREADS ?= 0
+
+.PHONY: env figures train published-check test lab bench lint clean-runs help
 
 help:
 	@echo "make figures  regenerate the figures into figures/ (DATASET=$(DATASET) PROFILE=$(PROFILE))"
+	@echo "make train    train the paper-budget runs on the embedded data and publish each into published/ (hours on a CPU; resumable; ONLY=ssd-seed42 for one)"
 	@echo "make test     run the test suite"
 	@echo "make lab      open JupyterLab on notebooks/"
 	@echo "make bench    print training and sampling speed on this machine"
@@ -29,6 +33,15 @@ env: $(STAMP)
 
 figures: env
 	$(PY) -m ssd_lib.figures --dataset $(DATASET) --profile $(PROFILE) --device $(DEVICE)
+
+# The paper's budget (20 epochs) for every planned run, each published into published/ as soon
+# as it is complete; stop it at any time and run it again to resume. ONLY="ssd-seed42 ..."
+# trains those; THREADS=1 keeps one core free for other work.
+train: env
+	$(PY) -m ssd_lib.published train --device $(DEVICE) --threads $(THREADS) $(if $(ONLY),--only $(ONLY),)
+
+published-check: env
+	$(PY) -m ssd_lib.published check
 
 test: env
 	$(PY) -m pytest -q

@@ -222,7 +222,7 @@ class Explorer:
         return cls(
             run.load_generator(),
             run.config.real_range,
-            out_dir if out_dir is not None else Path(run.path) / "explorer",
+            out_dir if out_dir is not None else Path(run.work_dir) / "explorer",
             label=run.label(),
             **kwargs,
         )

@@ -210,9 +210,4 @@ def provenance(
 
 
 def _tensor_file(run: Any) -> str | None:
-    from ssd_lib.checkpoint import CheckpointError, tensor_path
-
-    try:
-        return tensor_path(run.checkpoint).name
-    except (CheckpointError, OSError, KeyError):
-        return None
+    return run.weights_id() if hasattr(run, "weights_id") else None

@@ -28,7 +28,7 @@ from torch import nn
 from ssd_lib.atomic import read_json
 from ssd_lib.checkpoint import load_checkpoint, load_state_strict, split_prefix
 from ssd_lib.config import ConfigError, TrainConfig
-from ssd_lib.models import build_generator
+from ssd_lib.models import build_discriminator, build_generator
 
 
 def default_runs_root() -> Path:
@@ -106,6 +106,20 @@ class Run:
     def sample_grids(self) -> list[Path]:
         return sorted((self.path / "samples").glob("*.png"))
 
+    @property
+    def work_dir(self) -> Path:
+        """Where analyses of this run keep their caches (the run folder itself)."""
+        return self.path
+
+    def weights_id(self) -> str | None:
+        """The checkpoint's tensor file, named by its content's SHA-256 (None if unreadable)."""
+        from ssd_lib.checkpoint import CheckpointError, tensor_path
+
+        try:
+            return tensor_path(self.checkpoint).name
+        except (CheckpointError, OSError, KeyError):
+            return None
+
     def load_generator(self, device: str | torch.device = "cpu") -> nn.Module:
         """The generator of the latest checkpoint, in eval mode."""
         tensors, meta = load_checkpoint(self.checkpoint)
@@ -113,6 +127,13 @@ class Run:
         g = build_generator(cfg)
         load_state_strict(g, split_prefix(tensors, "G"), f"{self.checkpoint}.safetensors [G]")
         return g.to(device).eval()
+
+    def load_discriminator(self, device: str | torch.device = "cpu") -> nn.Module:
+        """The discriminator of the latest checkpoint, in eval mode."""
+        tensors, meta = load_checkpoint(self.checkpoint)
+        d = build_discriminator(TrainConfig.from_dict(meta["config"]))
+        load_state_strict(d, split_prefix(tensors, "D"), f"{self.checkpoint}.safetensors [D]")
+        return d.to(device).eval()
 
 
 def find_run(cfg: TrainConfig, dataset_hash: str, root: str | Path | None = None) -> Run | None:

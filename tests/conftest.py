@@ -18,6 +18,11 @@ def isolated_dirs(tmp_path, monkeypatch):
 @pytest.fixture
 def tiny_dataset(tmp_path):
     """40 train / 8 val random 64x64 images with two fake factors, prepared as 'tiny'."""
+    return make_tiny_dataset(tmp_path)
+
+
+def make_tiny_dataset(tmp_path):
+    """The ``tiny_dataset`` fixture's dataset, prepared under ``tmp_path / "data"``."""
     g = torch.Generator().manual_seed(0)
     train = ImageSplit(
         torch.randint(0, 256, (40, 3, 64, 64), dtype=torch.uint8, generator=g),

@@ -20,8 +20,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import ScalarFormatter
 
-from ssd_lib.checkpoint import load_checkpoint, load_state_strict, split_prefix
-from ssd_lib.models import build_discriminator
 from ssd_lib.plots import PlotFigure, moving_average, stamp
 from ssd_lib.runs import Run
 from ssd_lib.spectral import exact_sigma, weight_matrix
@@ -87,9 +85,7 @@ def check_sn_layers(run: Run, tolerance: float = 0.02) -> pd.DataFrame:
     """For each tracked D layer of the final checkpoint: the exact largest singular value of
     the stored weight and of the weight the layer applies (stored / torch's SN estimate), and
     whether an SN layer applies sigma within ``tolerance`` of 1."""
-    tensors, meta = load_checkpoint(run.checkpoint)
-    d = build_discriminator(run.config)
-    load_state_strict(d, split_prefix(tensors, "D"), f"{run.checkpoint} [D]")
+    d = run.load_discriminator()
     rows = []
     for name, conv in d.tracked_convs().items():
         w = weight_matrix(conv)

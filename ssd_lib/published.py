@@ -1,0 +1,583 @@
+"""Published runs: trained networks committed with the project, so that figures need no training.
+
+The paper's budget (20 epochs) costs most of an hour per run on a two-core CPU, so the
+notebooks do not train: they read the runs in ``published/``, made once by ``make train``
+(this module's ``train`` command) and committed. Training stays one option away
+(``make figures RUNS=local``).
+
+    published/
+      MANIFEST.json               one entry per run: its files with their SHA-256, the command,
+                                  commit, machine, date and wall time that made it
+      ssd-seed42/
+        config.json status.json history.csv [warnings.json]   copied from the run folder
+        generator.safetensors     G's weights in fp16 (or int8 with one fp16 scale per output
+                                  slice); what that changes in the samples is measured at
+                                  publication and stored in the manifest
+        discriminator.safetensors only where a notebook needs D (the exact-SVD check of SN)
+        samples/epoch_NNN.png     the top-left 4x4 images of a few per-epoch sample grids,
+                                  where a notebook shows the run's progress
+
+Nothing here is ever unpickled (safetensors and JSON only), and every file is checked against
+its SHA-256 in the manifest before use: a missing or altered file is one error line naming it
+and how to restore it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ssd_lib.atomic import atomic_write_json, fsync_folder, read_json, sha256_file
+from ssd_lib.checkpoint import load_checkpoint, load_state_strict, split_prefix
+from ssd_lib.hardware import cpu_flags, cpu_model, describe_machine
+from ssd_lib.locks import locked
+from ssd_lib.models import build_discriminator, build_generator
+from ssd_lib.runs import Run, default_runs_root
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+MANIFEST = "MANIFEST.json"
+FORMAT = 1
+# The profile every published run was trained under, and the width of the StyleGAN baseline
+# on a CPU: the widest whose run costs at most twice an SSD run (measured in
+# docs/published_runs.md; the paper's full width is 47.6 M parameters and needs a GPU).
+PROFILE = "paper"
+CPU_STYLEGAN_WIDTH = 0.0625
+WEIGHT_FORMATS = ("fp16", "int8")
+GRID_CELLS = 4  # the progression figure shows the top-left 4x4 images of each grid
+GRID_PANELS = 7
+
+
+def default_root() -> Path:
+    """``$SSD_PUBLISHED_DIR`` or the repository's ``published/``."""
+    env = os.environ.get("SSD_PUBLISHED_DIR")
+    return Path(env) if env else REPO / "published"
+
+
+class PublishedRunError(RuntimeError):
+    """A published run is missing, incomplete or does not match its manifest."""
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One run of the published set: suite run ``name`` trained with ``seed``."""
+
+    name: str
+    seed: int = 42
+    weights: str = "fp16"
+    discriminator: bool = False  # publish D too (a notebook needs it)
+    grids: bool = False  # publish a few per-epoch sample grids (progression figures)
+
+    @property
+    def key(self) -> str:
+        return published_key(self.name, self.seed)
+
+
+def published_key(name: str, seed: int) -> str:
+    return f"{name}-seed{seed}"
+
+
+# The published set, in training order: the runs the paper's claims rest on first, so that a
+# training spread over several sittings publishes the most useful runs earliest.
+PLAN: tuple[Planned, ...] = (
+    Planned("ssd", 42, discriminator=True, grids=True),
+    Planned("no_sn", 42, grids=True),
+    Planned("ssd_25", 42),
+    Planned("ssd_50", 42),
+    Planned("dcgan", 42),
+    Planned("no_adain", 42),
+    Planned("stylegan", 42),
+    Planned("ssd_75", 42),
+    Planned("ssd", 43, weights="int8"),
+    Planned("no_sn", 43, weights="int8"),
+    Planned("ssd", 44, weights="int8"),
+    Planned("no_sn", 44, weights="int8"),
+)
+
+
+def planned(key: str) -> Planned:
+    for p in PLAN:
+        if p.key == key:
+            return p
+    raise KeyError(f"{key!r} is not in the published plan; planned: {[p.key for p in PLAN]}")
+
+
+# --- weights on disk ----------------------------------------------------------------------
+
+
+def pack_state(state: dict[str, torch.Tensor], weights: str) -> dict[str, torch.Tensor]:
+    """A module's state in the published format: floating tensors in fp16, or (``int8``)
+    tensors of two or more dimensions as int8 with one fp16 scale per slice of dim 0."""
+    if weights not in WEIGHT_FORMATS:
+        raise ValueError(f"weights={weights!r} is unknown; known: {list(WEIGHT_FORMATS)}")
+    out: dict[str, torch.Tensor] = {}
+    for name, t in state.items():
+        t = t.detach().cpu()
+        if not t.is_floating_point():
+            out[name] = t.contiguous().clone()
+        elif weights == "int8" and t.dim() >= 2:
+            flat = t.float().reshape(t.shape[0], -1)
+            scale = flat.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+            scale16 = scale.half()
+            q = (flat / scale16.float()[:, None]).round().clamp(-127, 127).to(torch.int8)
+            out[f"{name}.int8"] = q.reshape(t.shape).contiguous()
+            out[f"{name}.scale"] = scale16.contiguous()
+        else:
+            out[name] = t.half().contiguous().clone()
+    return out
+
+
+def unpack_state(packed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The fp32 state ``pack_state`` stored (integer buffers unchanged)."""
+    state: dict[str, torch.Tensor] = {}
+    for name, t in packed.items():
+        if name.endswith(".scale"):
+            continue
+        if name.endswith(".int8"):
+            base = name[: -len(".int8")]
+            scale = packed[f"{base}.scale"].float()
+            shape = [-1] + [1] * (t.dim() - 1)
+            state[base] = t.float() * scale.reshape(shape)
+        elif t.is_floating_point():
+            state[name] = t.float()
+        else:
+            state[name] = t
+    return state
+
+
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return unpack_state(load_file(str(path)))
+    except (SafetensorError, OSError, ValueError, KeyError) as err:
+        raise PublishedRunError(f"{path} is not a readable published weight file: {err}") from err
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def read_manifest(root: str | Path | None = None) -> dict[str, Any]:
+    path = Path(root or default_root()) / MANIFEST
+    if not path.is_file():
+        return {"format": FORMAT, "runs": {}}
+    advice = f"restore it with `git checkout -- {path}`"
+    manifest = read_json(path, PublishedRunError, advice)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("runs"), dict):
+        raise PublishedRunError(f"{path} is not a published-runs manifest; {advice}")
+    return manifest
+
+
+def _restore_advice(path: Path, key: str) -> str:
+    return (
+        f"restore it with `git checkout -- {path}`, or retrain and republish the run with "
+        f"`make train ONLY={key}`"
+    )
+
+
+def verify(path: Path, entry: dict[str, Any]) -> None:
+    """Check every file of a published run against its manifest entry; raises
+    ``PublishedRunError`` naming the first missing or altered file."""
+    key = path.name
+    for rel, digest in entry["files"].items():
+        f = path / rel
+        if not f.is_file():
+            raise PublishedRunError(f"published file {f} is missing; {_restore_advice(f, key)}")
+        if sha256_file(f) != digest:
+            raise PublishedRunError(
+                f"published file {f} does not match its SHA-256 in {path.parent / MANIFEST} "
+                f"(altered or damaged); {_restore_advice(f, key)}"
+            )
+
+
+class PublishedRun(Run):
+    """A committed run: read-only files, checked against the manifest when opened.
+
+    It answers like a ``Run`` (config, status, history, warnings, sample grids, the
+    generator); caches the analyses write go to ``work_dir`` under the runs folder instead."""
+
+    def __init__(self, path: str | Path, entry: dict[str, Any], runs_root: Path | None = None):
+        super().__init__(path)
+        self.entry = entry
+        verify(self.path, entry)
+        self._work = Path(runs_root or default_runs_root()) / "published" / self.path.name
+
+    def __repr__(self) -> str:
+        return f"PublishedRun({str(self.path)!r}, step={self.status.get('step')})"
+
+    @property
+    def key(self) -> str:
+        return self.path.name
+
+    @property
+    def work_dir(self) -> Path:
+        return self._work
+
+    @property
+    def checkpoint(self) -> Path:
+        raise PublishedRunError(
+            f"{self.path} is a published run: it has no training checkpoint, only "
+            "generator.safetensors (load_generator) and, where published, "
+            "discriminator.safetensors (load_discriminator)"
+        )
+
+    def weights_id(self) -> str:
+        """The published generator file and the start of its SHA-256."""
+        digest = self.entry["files"]["generator.safetensors"]
+        return f"{self.path.name}/generator.safetensors@{digest[:16]}"
+
+    def label(self) -> str:
+        cfg, st = self.config, self.status
+        return (
+            f"dataset={cfg.dataset} preset={cfg.preset} profile={cfg.profile} "
+            f"seed={cfg.seed} checkpoint=published/{self.path.name}@step{st.get('step', '?')} "
+            f"({self.entry['weights']} weights)"
+        )
+
+    def sample_grids(self) -> list[Path]:
+        return sorted((self.path / "samples").glob("*.png"))
+
+    def load_generator(self, device: str | torch.device = "cpu") -> nn.Module:
+        g = build_generator(self.config)
+        f = self.path / "generator.safetensors"
+        load_state_strict(g, _load_weights(f), str(f))
+        return g.to(device).eval()
+
+    def load_discriminator(self, device: str | torch.device = "cpu") -> nn.Module:
+        f = self.path / "discriminator.safetensors"
+        if "discriminator.safetensors" not in self.entry["files"]:
+            runs = read_manifest(self.path.parent)["runs"]
+            have = [k for k, e in runs.items() if "discriminator.safetensors" in e["files"]]
+            raise PublishedRunError(
+                f"{self.path.name} was published without its discriminator; published with "
+                f"one: {have}"
+            )
+        d = build_discriminator(self.config)
+        load_state_strict(d, _load_weights(f), str(f))
+        return d.to(device).eval()
+
+
+def load_published(
+    name: str, seed: int = 42, root: str | Path | None = None, runs_root: Path | None = None
+) -> PublishedRun:
+    """The published run of suite run ``name`` trained with ``seed`` (hash-checked)."""
+    root = Path(root or default_root())
+    key = published_key(name, seed)
+    entry = read_manifest(root)["runs"].get(key)
+    if entry is None:
+        raise PublishedRunError(
+            f"no published run {key!r} in {root / MANIFEST}; train and publish it with "
+            f"`make train ONLY={key}` (published: {sorted(read_manifest(root)['runs'])})"
+        )
+    return PublishedRun(root / key, entry, runs_root)
+
+
+def published_seeds(name: str, root: str | Path | None = None) -> dict[int, PublishedRun]:
+    """Every published seed of suite run ``name``: seed -> run (hash-checked)."""
+    root = Path(root or default_root())
+    out = {}
+    for key, entry in sorted(read_manifest(root)["runs"].items()):
+        if entry.get("run") == name:
+            out[int(entry["train_seed"])] = PublishedRun(root / key, entry)
+    return dict(sorted(out.items()))
+
+
+def check_all(root: str | Path | None = None) -> list[str]:
+    """Every problem with the published folder, one line each (empty when all is well)."""
+    root = Path(root or default_root())
+    problems = []
+    manifest = read_manifest(root)
+    for key, entry in sorted(manifest["runs"].items()):
+        try:
+            verify(root / key, entry)
+        except PublishedRunError as err:
+            problems.append(str(err))
+    listed = set(manifest["runs"])
+    for p in sorted(root.iterdir()) if root.is_dir() else []:
+        if p.is_dir() and not p.name.startswith(".") and p.name not in listed:
+            problems.append(f"{p} is not in {root / MANIFEST}; remove it or publish it again")
+    return problems
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+def _git_commit() -> str:
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "ssd_lib"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+uncommitted ssd_lib changes" if dirty else "")
+
+
+def machine_record() -> dict[str, Any]:
+    """What ``lscpu`` says about this CPU (model and flags), with the rest of
+    ``describe_machine``."""
+    return {**describe_machine(), "cpu": cpu_model(), "flags": " ".join(sorted(cpu_flags()))}
+
+
+def measure_weight_change(
+    original: nn.Module, published: nn.Module, real_range: str, n: int = 256, seed: int = 0
+) -> dict[str, Any]:
+    """What storing the weights changed in the samples: both generators draw ``n`` images from
+    the same codes; the differences are in 8-bit pixel levels (0-255)."""
+    from ssd_lib.sampling import generate, sample_z
+
+    z = sample_z(n, original.z_dim, seed)
+    a = generate(original.eval(), z, real_range).int()
+    b = generate(published.eval(), z, real_range).int()
+    diff = (a - b).abs().float()
+    return {
+        "n_samples": n,
+        "z_seed": seed,
+        "mean_abs_pixel_levels": round(float(diff.mean()), 4),
+        "max_abs_pixel_levels": int(diff.max()),
+        "pixels_changed_fraction": round(float((diff > 0).float().mean()), 4),
+    }
+
+
+def _grid_crops(run: Run, out: Path) -> list[str]:
+    """Crop the top-left GRID_CELLS x GRID_CELLS images of up to GRID_PANELS evenly spaced
+    sample grids (the first and last always) into ``out``."""
+    from ssd_lib.analysis.samples import GRID_PAD
+
+    grids = run.sample_grids()
+    if not grids:
+        return []
+    pick = sorted(set(np.linspace(0, len(grids) - 1, GRID_PANELS).round().astype(int)))
+    edge = GRID_PAD + GRID_CELLS * (64 + GRID_PAD)
+    out.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i in pick:
+        with Image.open(grids[i]) as im:
+            im.convert("RGB").crop((0, 0, edge, edge)).save(out / grids[i].name, optimize=True)
+        names.append(f"samples/{grids[i].name}")
+    return names
+
+
+def publish_run(
+    run: Run,
+    plan: Planned,
+    root: str | Path | None = None,
+    command: str = "",
+    force: bool = False,
+) -> Path:
+    """Copy what the notebooks need of the complete ``run`` into ``root/<key>`` and record it
+    in the manifest. Refuses an incomplete run, and an existing entry unless ``force``."""
+    root = Path(root or default_root())
+    if not run.complete:
+        raise PublishedRunError(f"{run.path} is not complete (state {run.status.get('state')!r})")
+    cfg = run.config
+    key = plan.key
+    if cfg.seed != plan.seed:
+        raise PublishedRunError(f"{run.path} was trained with seed {cfg.seed}, not {plan.seed}")
+    root.mkdir(parents=True, exist_ok=True)
+    with locked(root / MANIFEST):
+        manifest = read_manifest(root)
+        if key in manifest["runs"] and not force:
+            raise PublishedRunError(f"{key} is already published; pass force=True to replace it")
+        staging = root / f".staging-{key}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        for name in ("config.json", "status.json", "history.csv", "warnings.json"):
+            if (run.path / name).is_file():
+                shutil.copyfile(run.path / name, staging / name)
+        tensors, meta = load_checkpoint(run.checkpoint)
+        g_state = split_prefix(tensors, "G")
+        save_file(pack_state(g_state, plan.weights), str(staging / "generator.safetensors"))
+        if plan.discriminator:
+            d_state = split_prefix(tensors, "D")
+            save_file(pack_state(d_state, "fp16"), str(staging / "discriminator.safetensors"))
+        grids = _grid_crops(run, staging / "samples") if plan.grids else []
+        # What the stored precision changes, measured on the samples.
+        original = build_generator(cfg)
+        load_state_strict(original, g_state, f"{run.checkpoint} [G]")
+        stored = build_generator(cfg)
+        load_state_strict(stored, _load_weights(staging / "generator.safetensors"), "staged G")
+        change = measure_weight_change(original, stored, cfg.real_range)
+        files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+        status = run.status
+        entry = {
+            "run": plan.name,
+            "train_seed": plan.seed,
+            "title": _title(plan.name),
+            "profile": cfg.profile,
+            "dataset": cfg.dataset,
+            "dataset_hash": meta.get("data", {}).get("content_hash", ""),
+            "source_run": run.path.name,
+            "checkpoint_sha256": meta["tensors_sha256"],
+            "step": status.get("step"),
+            "train_wall_s": round(float(status.get("elapsed_s", 0.0)), 1),
+            "weights": plan.weights,
+            "discriminator": "fp16" if plan.discriminator else None,
+            "weight_change": change,
+            "files": {rel: sha256_file(staging / rel) for rel in files},
+            "bytes": sum((staging / rel).stat().st_size for rel in files),
+            "grids": grids,
+            "command": command or f"python -m ssd_lib.published train --only {key}",
+            "commit": _git_commit(),
+            "machine": machine_record(),
+            "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        final = root / key
+        old = root / f".old-{key}"
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            final.rename(old)
+        staging.rename(final)
+        fsync_folder(root)
+        manifest["runs"][key] = entry
+        manifest["format"] = FORMAT
+        manifest["runs"] = dict(sorted(manifest["runs"].items()))
+        atomic_write_json(root / MANIFEST, manifest)
+        shutil.rmtree(old, ignore_errors=True)
+    log.info("published %s (%.1f MB)", key, entry["bytes"] / 1e6)
+    return final
+
+
+def _title(name: str) -> str:
+    from ssd_lib.suite import SUITE
+
+    title = SUITE[name].title
+    if name == "stylegan":
+        title += f" (1/{round(1 / CPU_STYLEGAN_WIDTH)} width)"
+    return title
+
+
+def folder_size(root: str | Path | None = None) -> int:
+    root = Path(root or default_root())
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+# --- the train command --------------------------------------------------------------------
+
+
+def train_and_publish(
+    plans: list[Planned],
+    device: str = "auto",
+    runs_root: str | Path | None = None,
+    root: str | Path | None = None,
+    command: str = "",
+    show_progress: bool = True,
+) -> list[str]:
+    """Train each planned run at the paper's budget on the embedded data (resuming an
+    interrupted one) and publish it as soon as it is complete. Already published runs are
+    skipped. Returns the keys published now."""
+    from ssd_lib.data import prepare_dataset
+    from ssd_lib.suite import train_suite
+
+    root = Path(root or default_root())
+    done = []
+    ds = prepare_dataset("embedded")
+    for i, plan in enumerate(plans, 1):
+        if plan.key in read_manifest(root)["runs"]:
+            print(f"[{i}/{len(plans)}] {plan.key}: published already, skipped", flush=True)
+            continue
+        print(f"[{i}/{len(plans)}] {plan.key}: training (resumes if interrupted)", flush=True)
+        t = time.perf_counter()
+        runs = train_suite(
+            ds,
+            PROFILE,
+            device,
+            names=[plan.name],
+            runs_root=runs_root,
+            show_progress=show_progress,
+            train_seed=plan.seed,
+            stylegan_width=CPU_STYLEGAN_WIDTH,
+        )
+        run = runs[plan.name]
+        publish_run(run, plan, root, command=command)
+        entry = read_manifest(root)["runs"][plan.key]
+        print(
+            f"[{i}/{len(plans)}] {plan.key}: published to {root / plan.key} "
+            f"({entry['bytes'] / 1e6:.1f} MB; trained {entry['train_wall_s'] / 60:.1f} min in "
+            f"all, {(time.perf_counter() - t) / 60:.1f} min in this call). Commit it: "
+            f"git add {root / plan.key} {root / MANIFEST}",
+            flush=True,
+        )
+        done.append(plan.key)
+    print(f"published folder: {folder_size(root) / 1e6:.1f} MB", flush=True)
+    return done
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m ssd_lib.published",
+        description="Train and publish the paper-budget runs the notebooks read, or check them.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train the planned runs in order, publishing each")
+    t.add_argument("--only", nargs="*", default=None, help="keys such as ssd-seed42")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--runs-dir", default=None, help="where run folders go (default: runs/)")
+    t.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (default: torch's choice); 1 keeps a CPU run steady while the "
+        "machine does other work",
+    )
+    sub.add_parser("check", help="verify every published file against the manifest")
+    sub.add_parser("list", help="the plan and what is published")
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        plans = list(PLAN) if not args.only else [planned(k) for k in args.only]
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        cmd = "python -m ssd_lib.published train" + (
+            f" --only {' '.join(args.only)}" if args.only else ""
+        )
+        try:
+            train_and_publish(plans, args.device, args.runs_dir, command=cmd)
+        except KeyboardInterrupt:
+            print("interrupted: run the same command again to resume", file=sys.stderr)
+            return 130
+        return 0
+    if args.command == "check":
+        problems = check_all()
+        for p in problems:
+            print(p)
+        print("published runs: OK" if not problems else f"{len(problems)} problem(s)")
+        return 1 if problems else 0
+    manifest = read_manifest()["runs"]
+    for p in PLAN:
+        e = manifest.get(p.key)
+        state = (
+            f"published, {e['bytes'] / 1e6:.1f} MB, trained {e['train_wall_s'] / 60:.0f} min "
+            f"on {e['machine']['cpu']} ({e['machine']['simd']})"
+            if e
+            else "not yet published"
+        )
+        print(f"{p.key:16s} {state}")
+    print(f"published folder: {folder_size() / 1e6:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

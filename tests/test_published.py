@@ -1,0 +1,173 @@
+"""Published runs: packed weights, hash-checked loading, refusals, the command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import make_tiny_dataset
+
+from ssd_lib import published as pub
+from ssd_lib.published import Planned, PublishedRunError
+from ssd_lib.sampling import generate, sample_z
+from ssd_lib.suite import train_suite
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    """A complete smoke-profile SSD run (with its sample grid) and a root to publish into."""
+    base = tmp_path_factory.mktemp("published")
+    ds = make_tiny_dataset(base)
+    runs = train_suite(ds, "smoke", "cpu", ["ssd"], base / "runs", False)
+    return runs["ssd"], base
+
+
+@pytest.fixture
+def published_root(smoke_runs, tmp_path):
+    run, _ = smoke_runs
+    root = tmp_path / "published"
+    pub.publish_run(run, Planned("ssd", 42, discriminator=True, grids=True), root)
+    return root
+
+
+def test_fp16_and_int8_packing_round_trip_within_their_precision():
+    g = torch.Generator().manual_seed(0)
+    state = {
+        "conv.weight": torch.randn(8, 4, 3, 3, generator=g) * 0.05,
+        "bn.running_var": torch.rand(8, generator=g) + 0.5,
+        "bn.num_batches_tracked": torch.tensor(7),
+    }
+    for weights, tol in (("fp16", 1e-3), ("int8", 0.05 / 127)):
+        packed = pub.pack_state(state, weights)
+        back = pub.unpack_state(packed)
+        assert set(back) == set(state)
+        assert back["bn.num_batches_tracked"].dtype == torch.int64
+        assert int(back["bn.num_batches_tracked"]) == 7
+        err = (back["conv.weight"] - state["conv.weight"]).abs().max()
+        assert 0 < err <= tol * 1.01 * state["conv.weight"].abs().max() / 0.05
+        assert back["conv.weight"].dtype == torch.float32
+    assert pub.pack_state(state, "int8")["conv.weight.int8"].dtype == torch.int8
+    with pytest.raises(ValueError, match="weights='int4' is unknown"):
+        pub.pack_state(state, "int4")
+
+
+def test_a_published_run_draws_what_its_checkpoint_draws(smoke_runs, published_root):
+    run, _ = smoke_runs
+    loaded = pub.load_published("ssd", 42, published_root)
+    assert loaded.config == run.config
+    assert loaded.status["step"] == run.status["step"]
+    assert list(loaded.history()) == list(run.history())
+    z = sample_z(16, 100, 0)
+    a = generate(run.load_generator(), z, run.config.real_range).int()
+    b = generate(loaded.load_generator(), z, run.config.real_range).int()
+    entry = pub.read_manifest(published_root)["runs"]["ssd-seed42"]
+    measured = entry["weight_change"]
+    # fp16 weights move a pixel by at most a few of 255 levels; the manifest says how much.
+    assert (a - b).abs().max() <= max(3, measured["max_abs_pixel_levels"])
+    assert measured["n_samples"] == 256
+    # The exact-SVD check of SN reads the published discriminator.
+    published_d = loaded.load_discriminator().state_dict()
+    for name, t in run.load_discriminator().state_dict().items():
+        if t.is_floating_point():
+            torch.testing.assert_close(published_d[name], t, atol=2e-3, rtol=1e-3)
+
+
+def test_the_manifest_records_how_the_run_was_made(published_root, smoke_runs):
+    run, _ = smoke_runs
+    entry = pub.read_manifest(published_root)["runs"]["ssd-seed42"]
+    assert entry["source_run"] == run.path.name
+    assert entry["train_seed"] == 42 and entry["weights"] == "fp16"
+    assert set(entry["files"]) >= {
+        "config.json",
+        "status.json",
+        "history.csv",
+        "generator.safetensors",
+        "discriminator.safetensors",
+    }
+    assert entry["grids"] and all(g.startswith("samples/") for g in entry["grids"])
+    assert entry["machine"]["cpu"] and "flags" in entry["machine"]
+    assert len(entry["commit"]) >= 7 and entry["published_at"].startswith("20")
+    assert entry["bytes"] == sum(
+        (published_root / "ssd-seed42" / f).stat().st_size for f in entry["files"]
+    )
+    assert pub.check_all(published_root) == []
+
+
+def test_an_altered_or_missing_file_is_named_with_how_to_restore_it(published_root):
+    g = published_root / "ssd-seed42" / "generator.safetensors"
+    g.write_bytes(g.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(PublishedRunError, match=r"generator\.safetensors does not match") as err:
+        pub.load_published("ssd", 42, published_root)
+    assert "git checkout" in str(err.value) and "make train ONLY=ssd-seed42" in str(err.value)
+    assert len(pub.check_all(published_root)) == 1
+    (published_root / "ssd-seed42" / "history.csv").unlink()
+    g.unlink()
+    with pytest.raises(PublishedRunError, match="is missing"):
+        pub.load_published("ssd", 42, published_root)
+
+
+def test_unknown_runs_and_missing_discriminators_are_refused_with_the_fix(
+    smoke_runs, published_root
+):
+    with pytest.raises(PublishedRunError, match=r"no published run 'no_sn-seed42'.*make train"):
+        pub.load_published("no_sn", 42, published_root)
+    run, _ = smoke_runs
+    pub.publish_run(run, Planned("ssd", 42), published_root, force=True)
+    with pytest.raises(PublishedRunError, match="without its discriminator"):
+        pub.load_published("ssd", 42, published_root).load_discriminator()
+    with pytest.raises(PublishedRunError, match="has no training checkpoint"):
+        _ = pub.load_published("ssd", 42, published_root).checkpoint
+
+
+def test_publishing_refuses_an_incomplete_run_a_wrong_seed_and_a_second_copy(
+    smoke_runs, published_root, tmp_path
+):
+    run, _ = smoke_runs
+    with pytest.raises(PublishedRunError, match="already published"):
+        pub.publish_run(run, Planned("ssd", 42), published_root)
+    with pytest.raises(PublishedRunError, match="trained with seed 42, not 43"):
+        pub.publish_run(run, Planned("ssd", 43), published_root)
+    status = json.loads((run.path / "status.json").read_text())
+    copy = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(run.path, copy)
+    (copy / "status.json").write_text(json.dumps({**status, "state": "interrupted"}))
+    from ssd_lib.runs import Run
+
+    with pytest.raises(PublishedRunError, match="is not complete"):
+        pub.publish_run(Run(copy), Planned("ssd", 42), tmp_path / "other")
+
+
+def test_analyses_write_their_caches_outside_the_published_folder(published_root, tmp_path):
+    run = pub.PublishedRun(
+        published_root / "ssd-seed42",
+        pub.read_manifest(published_root)["runs"]["ssd-seed42"],
+        runs_root=tmp_path / "runs",
+    )
+    assert run.work_dir == tmp_path / "runs" / "published" / "ssd-seed42"
+    assert "seed=42" in run.label() and "published/ssd-seed42" in run.label()
+    assert run.weights_id().startswith("ssd-seed42/generator.safetensors@")
+
+
+def test_seeds_of_a_run_are_found_together(smoke_runs, tmp_path):
+    run, base = smoke_runs
+    ds = make_tiny_dataset(base / "again")
+    other = train_suite(ds, "smoke", "cpu", ["ssd"], base / "runs43", False, train_seed=43)["ssd"]
+    root = tmp_path / "p"
+    pub.publish_run(run, Planned("ssd", 42), root)
+    pub.publish_run(other, Planned("ssd", 43, weights="int8"), root)
+    seeds = pub.published_seeds("ssd", root)
+    assert list(seeds) == [42, 43]
+    assert seeds[43].entry["weights"] == "int8"
+    assert seeds[43].config.seed == 43
+
+
+def test_check_command_reports_problems_with_exit_1(published_root, monkeypatch, capsys):
+    monkeypatch.setenv("SSD_PUBLISHED_DIR", str(published_root))
+    assert pub.main(["check"]) == 0
+    (published_root / "stray").mkdir()
+    assert pub.main(["check"]) == 1
+    assert "stray is not in" in capsys.readouterr().out
+    assert pub.main(["list"]) == 0
