@@ -72,7 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     prep = sub.add_parser("prepare", help="decode a dataset once into the 64x64 uint8 cache")
     prep.add_argument("--data", required=True, type=_data_source, help=DATA_HELP)
     prep.add_argument(
-        "--out", type=Path, help="folder for prepared datasets (default: $SSD_DATA_DIR or data/)"
+        "--data-root",
+        "--out",  # its first name; kept so that older commands still work
+        dest="data_root",
+        type=Path,
+        help="folder for prepared datasets (default: $SSD_DATA_DIR or data/)",
     )
 
     tr = sub.add_parser("train", help="train one run (cached by config hash; resumable)")
@@ -85,7 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, help="override the recipe's seed (42)")
     tr.add_argument("--precision", choices=list(PRECISIONS), help="default: fp32")
     tr.add_argument("--device", default="auto", type=_device, help=DEVICE_HELP)
-    tr.add_argument("--out", type=Path, help="runs folder (default: $SSD_RUNS_DIR or runs/)")
+    tr.add_argument(
+        "--runs-dir",
+        "--out",  # its first name; kept so that older commands still work
+        dest="runs_dir",
+        type=Path,
+        help="runs folder (default: $SSD_RUNS_DIR or runs/)",
+    )
     tr.add_argument(
         "--on-nonfinite",
         default="stop",
@@ -130,7 +140,7 @@ def _parser() -> argparse.ArgumentParser:
 def _prepare(args: argparse.Namespace) -> int:
     from ssd_lib.data import prepare_dataset
 
-    ds = prepare_dataset(args.data, root=args.out)
+    ds = prepare_dataset(args.data, root=args.data_root)
     print(ds.describe())
     print(f"prepared: {ds.path}")
     return 0
@@ -200,7 +210,7 @@ def _train_in_process(args: argparse.Namespace, rank: int, world: int, device: s
         cfg = make_config(args.preset, args.profile, **overrides)
     except ConfigError as err:
         raise UsageError(str(err)) from err
-    folder = Path(args.out or default_runs_root()) / run_name(cfg, ds.content_hash)
+    folder = Path(args.runs_dir or default_runs_root()) / run_name(cfg, ds.content_hash)
     if (folder / "config.json").is_file() and not args.resume:
         raise RuntimeError(
             f"{folder} already holds this run; pass --resume to continue or reuse it, or "
@@ -210,7 +220,7 @@ def _train_in_process(args: argparse.Namespace, rank: int, world: int, device: s
     run = train(
         cfg,
         ds,
-        runs_root=args.out,
+        runs_root=args.runs_dir,
         device=device,
         resume=args.resume,
         on_nonfinite=args.on_nonfinite,
@@ -229,7 +239,7 @@ def _train_in_process(args: argparse.Namespace, rank: int, world: int, device: s
 
 def _load_generator(path: Path, device: Any) -> tuple[Any, str]:
     """(generator, value range) from a run folder or a checkpoint stem / .json."""
-    from ssd_lib.checkpoint import load_checkpoint, load_state_strict, split_prefix
+    from ssd_lib.checkpoint import load_checkpoint, load_state_strict, refuse_pickles, split_prefix
     from ssd_lib.config import TrainConfig
     from ssd_lib.models import build_generator
     from ssd_lib.runs import Run
@@ -239,6 +249,7 @@ def _load_generator(path: Path, device: Any) -> tuple[Any, str]:
         if not (path / "config.json").is_file():
             raise UsageError(f"--checkpoint {str(path)!r} is a folder but not a run folder")
         return run.load_generator(device), run.config.real_range
+    refuse_pickles(path)  # its refusal says why, and what to load instead
     stem = path.with_suffix("") if path.suffix == ".json" else path
     if not stem.with_suffix(".json").is_file():
         raise UsageError(f"--checkpoint {str(path)!r}: no run folder or checkpoint there")

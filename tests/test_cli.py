@@ -47,10 +47,18 @@ def test_a_config_the_recipe_refuses_exits_2_with_its_reason(photos, capsys):
 
 def test_prepare_train_sample_and_eval_end_to_end(photos, tmp_path, capsys, monkeypatch):
     data, runs = tmp_path / "data", tmp_path / "runs"
-    assert main(["prepare", "--data", f"folder:{photos}", "--out", str(data)]) == 0
+    assert main(["prepare", "--data", f"folder:{photos}", "--data-root", str(data)]) == 0
     assert "16 train" in capsys.readouterr().out
 
-    train = ["train", "--data", f"folder:{photos}", "--data-root", str(data), "--out", str(runs)]
+    train = [
+        "train",
+        "--data",
+        f"folder:{photos}",
+        "--data-root",
+        str(data),
+        "--runs-dir",
+        str(runs),
+    ]
     train += ["--profile", "smoke", "--device", "cpu"]
     assert main(train) == 0
     out = capsys.readouterr().out
@@ -83,6 +91,30 @@ def test_sample_refuses_a_checkpoint_that_is_not_there(tmp_path, capsys):
     argv = ["sample", "--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]
     assert exit_code(argv) == 2
     assert "no run folder or checkpoint there" in capsys.readouterr().err
+
+
+def test_sample_passes_the_pickle_refusal_through(tmp_path, capsys):
+    import pickle
+
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    argv = ["sample", "--checkpoint", str(bad), "--out", str(tmp_path / "o")]
+    assert exit_code(argv) == 1
+    err = capsys.readouterr().err
+    assert "pickle-based file" in err and "never unpickles" in err
+    assert "no run folder or checkpoint there" not in err
+
+
+def test_the_prepared_datasets_folder_has_one_name_in_every_command():
+    from ssd_lib.cli import _parser
+
+    parser = _parser()
+    for argv in (["prepare", "--data", "embedded"], ["train"], ["eval", "--run", "r"]):
+        args = parser.parse_args([*argv, "--data-root", "somewhere"])
+        assert str(args.data_root) == "somewhere"
+    # The first names still work.
+    assert str(parser.parse_args(["prepare", "--data", "embedded", "--out", "x"]).data_root) == "x"
+    assert str(parser.parse_args(["train", "--out", "r"]).runs_dir) == "r"
 
 
 def test_a_folder_named_like_a_built_in_source_stays_a_folder(tmp_path, monkeypatch):
