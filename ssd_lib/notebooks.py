@@ -102,18 +102,20 @@ def run_notebooks(
             raise ValueError(f"unknown notebooks {unknown}; known: {[p.name for p in notebooks]}")
         notebooks = [p for p in notebooks if p.name in names]
     outputs = []
-    saved = os.environ.get("TQDM_MININTERVAL")
-    if stream_output:  # the kernel inherits it; tqdm reads TQDM_* defaults from the environment
-        os.environ["TQDM_MININTERVAL"] = "15"
+    # The kernels inherit these: text progress bars (ssd_lib.progress), at most one update
+    # every 15 s when they are streamed to the terminal.
+    env = {"SSD_PROGRESS": "text"} | ({"TQDM_MININTERVAL": "15"} if stream_output else {})
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         for nb in notebooks:
             outputs.append(_execute(nb, output_dir, params, kernel_name, progress, stream_output))
     finally:
-        if stream_output:
-            if saved is None:
-                os.environ.pop("TQDM_MININTERVAL", None)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
             else:
-                os.environ["TQDM_MININTERVAL"] = saved
+                os.environ[k] = v
     return outputs
 
 

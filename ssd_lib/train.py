@@ -26,7 +26,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ssd_lib.atomic import atomic_write_json
 from ssd_lib.config import ConfigError, TrainConfig
@@ -47,6 +46,7 @@ from ssd_lib.health import (
 from ssd_lib.images import save_grid, uint8_to_float
 from ssd_lib.locks import locked
 from ssd_lib.models import build_discriminator, build_generator
+from ssd_lib.progress import progress_bar as tqdm
 from ssd_lib.runs import Run, default_runs_root, run_name
 from ssd_lib.sampling import generate
 from ssd_lib.spectral import SpectralTracker
@@ -416,7 +416,9 @@ class Trainer(TrainerState):
                         self._check_finite()
                         self._check_collapse()
                         row = self.history[-1]
+                        rate = bar.format_dict.get("rate")  # steps/s, tqdm's smoothed value
                         bar.set_postfix(
+                            img_s=f"{rate * self.cfg.batch_size:.0f}" if rate else "?",
                             loss_g=f"{row['loss_g']:.3f}",
                             loss_d=f"{row['loss_d']:.3f}",
                             refresh=False,

@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ssd_lib.analysis.latent import (
     SPACES,
@@ -45,6 +44,7 @@ from ssd_lib.analysis.latent import (
 )
 from ssd_lib.images import check_value_range
 from ssd_lib.metrics.toy import FactorNetResult
+from ssd_lib.progress import progress_bar as tqdm
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pooch
-from tqdm.auto import tqdm
 
 from ssd_lib.atomic import atomic_write
 from ssd_lib.data.cache import (
@@ -46,6 +45,7 @@ from ssd_lib.data.cache import (
 )
 from ssd_lib.data.folder import IMAGE_EXTENSIONS, load_folder
 from ssd_lib.locks import locked
+from ssd_lib.progress import progress_bar as tqdm
 
 log = logging.getLogger(__name__)
 

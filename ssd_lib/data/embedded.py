@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ssd_lib.data.cache import (
     CacheError,
@@ -36,6 +35,7 @@ from ssd_lib.data.cache import (
     write_prepared,
 )
 from ssd_lib.images import float_to_uint8
+from ssd_lib.progress import progress_bar as tqdm
 
 log = logging.getLogger(__name__)
 

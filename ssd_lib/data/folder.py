@@ -32,7 +32,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFile, ImageOps
 from torchvision import transforms
-from tqdm.auto import tqdm
 
 from ssd_lib.atomic import atomic_write_json
 from ssd_lib.data.cache import (
@@ -47,6 +46,7 @@ from ssd_lib.data.cache import (
     read_manifest,
     write_prepared,
 )
+from ssd_lib.progress import progress_bar as tqdm
 
 log = logging.getLogger(__name__)
 

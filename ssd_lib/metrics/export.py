@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from tqdm.auto import tqdm
 
 from ssd_lib.atomic import atomic_write_text
 from ssd_lib.locks import locked
+from ssd_lib.progress import progress_bar as tqdm
 from ssd_lib.sampling import generate, sample_z
 
 DONE_MARKER = ".complete"
