@@ -515,6 +515,9 @@ def train_and_publish(
             stylegan_width=CPU_STYLEGAN_WIDTH,
         )
         run = runs[plan.name]
+        if plan.key in read_manifest(root)["runs"]:  # another process published it meanwhile
+            print(f"[{i}/{len(plans)}] {plan.key}: published by another process", flush=True)
+            continue
         publish_run(run, plan, root, command=command)
         entry = read_manifest(root)["runs"][plan.key]
         print(
