@@ -290,6 +290,18 @@ def load_published(
     return PublishedRun(root / key, entry, runs_root)
 
 
+def load_key(key: str, root: str | Path | None = None) -> PublishedRun:
+    """Any published entry by its key (e.g. the lesson's snapshot ``ssd-seed42-step447``)."""
+    root = Path(root or default_root())
+    entry = read_manifest(root)["runs"].get(key)
+    if entry is None:
+        raise PublishedRunError(
+            f"no published entry {key!r} in {root / MANIFEST}; known: "
+            f"{sorted(read_manifest(root)['runs'])}"
+        )
+    return PublishedRun(root / key, entry)
+
+
 def published_seeds(name: str, root: str | Path | None = None) -> dict[int, PublishedRun]:
     """Every published seed of suite run ``name``: seed -> run (hash-checked)."""
     root = Path(root or default_root())
@@ -462,6 +474,83 @@ def publish_run(
         shutil.rmtree(old, ignore_errors=True)
     log.info("published %s (%.1f MB)", key, entry["bytes"] / 1e6)
     return final
+
+
+def publish_snapshot(
+    run_dir: str | Path, of: str, root: str | Path | None = None, command: str = ""
+) -> Path:
+    """Publish the checkpoint in ``run_dir`` (a copy of a run folder taken while it trained)
+    as ``<of>-step<N>``: generator (int8) and discriminator (fp16), config, the history up to
+    that step. The lesson notebooks train on from it for a few minutes."""
+    import csv
+
+    from ssd_lib.config import TrainConfig
+
+    run_dir, root = Path(run_dir), Path(root or default_root())
+    tensors, meta = load_checkpoint(run_dir / "checkpoints" / "latest")
+    cfg = TrainConfig.from_dict(meta["config"])
+    step = int(meta["step"])
+    key = f"{of}-step{step}"
+    root.mkdir(parents=True, exist_ok=True)
+    with locked(root / MANIFEST):
+        manifest = read_manifest(root)
+        if key in manifest["runs"]:
+            raise PublishedRunError(f"{key} is already published")
+        staging = root / f".staging-{key}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        atomic_write_json(staging / "config.json", cfg.to_dict())
+        status = {
+            "state": "snapshot",
+            "step": step,
+            "epoch": meta["epoch"],
+            "elapsed_s": round(float(meta["elapsed_s"]), 3),
+            "total_steps": meta.get("total_steps"),
+            "steps_per_epoch": meta.get("total_steps", 0) // max(1, cfg.epochs),
+        }
+        atomic_write_json(staging / "status.json", status)
+        with open(run_dir / "history.csv", newline="") as f:
+            rows = [r for r in csv.reader(f)]
+        kept = [rows[0]] + [r for r in rows[1:] if int(float(r[0])) <= step]
+        with open(staging / "history.csv", "w", newline="") as f:
+            csv.writer(f, lineterminator="\n").writerows(kept)
+        g_state, d_state = split_prefix(tensors, "G"), split_prefix(tensors, "D")
+        save_file(pack_state(g_state, "int8"), str(staging / "generator.safetensors"))
+        save_file(pack_state(d_state, "fp16"), str(staging / "discriminator.safetensors"))
+        original = build_generator(cfg)
+        load_state_strict(original, g_state, "snapshot G")
+        stored = build_generator(cfg)
+        load_state_strict(stored, _load_weights(staging / "generator.safetensors"), "staged G")
+        files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+        entry = {
+            "run": f"{of}-snapshot",
+            "snapshot_of": of,
+            "train_seed": cfg.seed,
+            "title": f"{_title(of.split('-seed')[0])}, snapshot at step {step}",
+            "profile": cfg.profile,
+            "dataset": cfg.dataset,
+            "dataset_hash": meta.get("data", {}).get("content_hash", ""),
+            "source_run": run_dir.name,
+            "checkpoint_sha256": meta["tensors_sha256"],
+            "step": step,
+            "train_wall_s": status["elapsed_s"],
+            "weights": "int8",
+            "discriminator": "fp16",
+            "weight_change": measure_weight_change(original, stored, cfg.real_range),
+            "files": {rel: sha256_file(staging / rel) for rel in files},
+            "bytes": sum((staging / rel).stat().st_size for rel in files),
+            "grids": [],
+            "command": command or "ssd_lib.published.publish_snapshot",
+            "commit": _git_commit(),
+            "machine": machine_record(),
+            "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        staging.rename(root / key)
+        fsync_folder(root)
+        manifest["runs"][key] = entry
+        manifest["runs"] = dict(sorted(manifest["runs"].items()))
+        atomic_write_json(root / MANIFEST, manifest)
+    return root / key
 
 
 def _title(name: str) -> str:

@@ -171,3 +171,18 @@ def test_check_command_reports_problems_with_exit_1(published_root, monkeypatch,
     assert pub.main(["check"]) == 1
     assert "stray is not in" in capsys.readouterr().out
     assert pub.main(["list"]) == 0
+
+
+def test_a_snapshot_taken_during_training_is_published_with_both_networks(smoke_runs, tmp_path):
+    run, _ = smoke_runs
+    root = tmp_path / "p"
+    path = pub.publish_snapshot(run.path, "ssd-seed42", root)
+    step = run.status["step"]
+    assert path.name == f"ssd-seed42-step{step}"
+    snap = pub.load_key(path.name, root)
+    assert snap.status["state"] == "snapshot" and snap.status["step"] == step
+    assert len(snap.history()["step"]) == step
+    assert snap.load_discriminator() is not None and snap.load_generator() is not None
+    assert pub.published_seeds("ssd", root) == {}  # a snapshot is not a finished seed
+    with pytest.raises(PublishedRunError, match="already published"):
+        pub.publish_snapshot(run.path, "ssd-seed42", root)
