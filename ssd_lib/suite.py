@@ -119,6 +119,43 @@ def train_suite(
     return runs
 
 
+RUN_SOURCES = ("published", "local")
+
+
+def suite_runs(
+    dataset: PreparedDataset,
+    runs: str,
+    profile: str,
+    device: str = "auto",
+    names: list[str] | None = None,
+    train_seed: int = DEFAULT_TRAIN_SEED,
+) -> dict[str, Run]:
+    """The suite runs ``names`` a notebook needs: ``runs="published"`` reads the committed
+    paper-budget runs (``ssd_lib.published``; hash-checked, nothing trains), ``"local"``
+    trains them (or reuses them) under ``profile`` with ``train_suite``."""
+    if runs not in RUN_SOURCES:
+        raise ValueError(f"runs={runs!r} is unknown; known: {list(RUN_SOURCES)}")
+    names = list(SUITE) if names is None else names
+    if runs == "local":
+        return train_suite(dataset, profile, device, names=names, train_seed=train_seed)
+    from ssd_lib.published import PublishedRunError, load_published
+
+    out: dict[str, Run] = {}
+    for name in names:
+        run = load_published(name, train_seed)
+        expected = run.entry.get("train_split_hash")
+        actual = dataset.manifest["splits"]["train"]["content_hash"]
+        if run.config.dataset != dataset.name or (expected and expected != actual):
+            raise PublishedRunError(
+                f"the published runs were trained on the dataset {run.config.dataset!r} "
+                f"(training images' hash {str(expected)[:12]}), not on {dataset.name!r} "
+                f"(hash {actual[:12]}); use runs='local' (make figures RUNS=local) to train "
+                "on this one"
+            )
+        out[name] = run
+    return out
+
+
 def suite_table(runs: dict[str, Run]) -> pd.DataFrame:
     """One row per run: what it is, how long it trained, where its checkpoint is."""
     rows = []

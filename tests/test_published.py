@@ -186,3 +186,31 @@ def test_a_snapshot_taken_during_training_is_published_with_both_networks(smoke_
     assert pub.published_seeds("ssd", root) == {}  # a snapshot is not a finished seed
     with pytest.raises(PublishedRunError, match="already published"):
         pub.publish_snapshot(run.path, "ssd-seed42", root)
+
+
+def test_notebooks_read_published_runs_only_for_the_data_they_were_trained_on(
+    smoke_runs, published_root, monkeypatch, tmp_path
+):
+    from ssd_lib.data.cache import load_prepared
+    from ssd_lib.suite import suite_runs
+
+    run, base = smoke_runs
+    monkeypatch.setenv("SSD_PUBLISHED_DIR", str(published_root))
+    ds = load_prepared("tiny", root=base / "data")
+    runs = suite_runs(ds, "published", "smoke", "cpu", names=["ssd"])
+    assert isinstance(runs["ssd"], pub.PublishedRun)
+    assert runs["ssd"].config == run.config
+    with pytest.raises(PublishedRunError, match="use runs='local'"):
+        suite_runs(make_photos_dataset(tmp_path), "published", "smoke", names=["ssd"])
+    with pytest.raises(ValueError, match="runs='cloud' is unknown"):
+        suite_runs(ds, "cloud", "smoke")
+
+
+def make_photos_dataset(tmp_path):
+    """A prepared dataset with another name and other content than the published run's."""
+    from ssd_lib.data.cache import ImageSplit, load_prepared, write_prepared
+
+    g = torch.Generator().manual_seed(1)
+    split = ImageSplit(torch.randint(0, 256, (8, 3, 64, 64), dtype=torch.uint8, generator=g))
+    write_prepared("photos", {"train": split, "val": split}, {"kind": "test"}, tmp_path / "d")
+    return load_prepared("photos", root=tmp_path / "d")
