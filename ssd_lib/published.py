@@ -396,6 +396,69 @@ def _grid_crops(run: Run, out: Path) -> list[str]:
     return names
 
 
+def _stage(root: Path, key: str) -> Path:
+    staging = root / f".staging-{key}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    return staging
+
+
+def _write_networks(
+    staging: Path, cfg: Any, tensors: dict[str, torch.Tensor], weights: str, with_d: bool
+) -> dict[str, Any]:
+    """Write G (in ``weights``) and, if asked, D (fp16) into ``staging``; return what the
+    stored precision changes in G's samples (``measure_weight_change``)."""
+    g_state = split_prefix(tensors, "G")
+    save_file(pack_state(g_state, weights), str(staging / "generator.safetensors"))
+    if with_d:
+        d_state = split_prefix(tensors, "D")
+        save_file(pack_state(d_state, "fp16"), str(staging / "discriminator.safetensors"))
+    original = build_generator(cfg)
+    load_state_strict(original, g_state, "checkpoint G")
+    stored = build_generator(cfg)
+    load_state_strict(stored, _load_weights(staging / "generator.safetensors"), "staged G")
+    return measure_weight_change(original, stored, cfg.real_range)
+
+
+def _source_fields(cfg: Any, meta: dict[str, Any], source: Path) -> dict[str, Any]:
+    """What identifies the checkpoint a published entry was made from."""
+    return {
+        "train_seed": cfg.seed,
+        "profile": cfg.profile,
+        "dataset": cfg.dataset,
+        "train_split_hash": meta.get("data", {}).get("content_hash", ""),
+        "source_run": source.name,
+        "checkpoint_sha256": meta["tensors_sha256"],
+    }
+
+
+def _commit(
+    root: Path, key: str, staging: Path, manifest: dict[str, Any], entry: dict[str, Any]
+) -> Path:
+    """Record the staged files' hashes and provenance in ``entry``, move the folder into
+    place (replacing an older copy) and write the manifest. Called holding the manifest lock."""
+    files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+    entry.update(
+        files={rel: sha256_file(staging / rel) for rel in files},
+        bytes=sum((staging / rel).stat().st_size for rel in files),
+        commit=_git_commit(),
+        machine=machine_record(),
+        published_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    final, old = root / key, root / f".old-{key}"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    staging.rename(final)
+    fsync_folder(root)
+    manifest["format"] = FORMAT
+    manifest["runs"] = dict(sorted({**manifest["runs"], key: entry}.items()))
+    atomic_write_json(root / MANIFEST, manifest)
+    shutil.rmtree(old, ignore_errors=True)
+    log.info("published %s (%.1f MB)", key, entry["bytes"] / 1e6)
+    return final
+
+
 def publish_run(
     run: Run,
     plan: Planned,
@@ -417,63 +480,26 @@ def publish_run(
         manifest = read_manifest(root)
         if key in manifest["runs"] and not force:
             raise PublishedRunError(f"{key} is already published; pass force=True to replace it")
-        staging = root / f".staging-{key}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
+        staging = _stage(root, key)
         for name in ("config.json", "status.json", "history.csv", "warnings.json"):
             if (run.path / name).is_file():
                 shutil.copyfile(run.path / name, staging / name)
         tensors, meta = load_checkpoint(run.checkpoint)
-        g_state = split_prefix(tensors, "G")
-        save_file(pack_state(g_state, plan.weights), str(staging / "generator.safetensors"))
-        if plan.discriminator:
-            d_state = split_prefix(tensors, "D")
-            save_file(pack_state(d_state, "fp16"), str(staging / "discriminator.safetensors"))
-        grids = _grid_crops(run, staging / "samples") if plan.grids else []
-        # What the stored precision changes, measured on the samples.
-        original = build_generator(cfg)
-        load_state_strict(original, g_state, f"{run.checkpoint} [G]")
-        stored = build_generator(cfg)
-        load_state_strict(stored, _load_weights(staging / "generator.safetensors"), "staged G")
-        change = measure_weight_change(original, stored, cfg.real_range)
-        files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+        change = _write_networks(staging, cfg, tensors, plan.weights, plan.discriminator)
         status = run.status
         entry = {
             "run": plan.name,
-            "train_seed": plan.seed,
             "title": _title(plan.name),
-            "profile": cfg.profile,
-            "dataset": cfg.dataset,
-            "train_split_hash": meta.get("data", {}).get("content_hash", ""),
-            "source_run": run.path.name,
-            "checkpoint_sha256": meta["tensors_sha256"],
+            **_source_fields(cfg, meta, run.path),
             "step": status.get("step"),
             "train_wall_s": round(float(status.get("elapsed_s", 0.0)), 1),
             "weights": plan.weights,
             "discriminator": "fp16" if plan.discriminator else None,
             "weight_change": change,
-            "files": {rel: sha256_file(staging / rel) for rel in files},
-            "bytes": sum((staging / rel).stat().st_size for rel in files),
-            "grids": grids,
+            "grids": _grid_crops(run, staging / "samples") if plan.grids else [],
             "command": command or f"python -m ssd_lib.published train --only {key}",
-            "commit": _git_commit(),
-            "machine": machine_record(),
-            "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
-        final = root / key
-        old = root / f".old-{key}"
-        shutil.rmtree(old, ignore_errors=True)
-        if final.exists():
-            final.rename(old)
-        staging.rename(final)
-        fsync_folder(root)
-        manifest["runs"][key] = entry
-        manifest["format"] = FORMAT
-        manifest["runs"] = dict(sorted(manifest["runs"].items()))
-        atomic_write_json(root / MANIFEST, manifest)
-        shutil.rmtree(old, ignore_errors=True)
-    log.info("published %s (%.1f MB)", key, entry["bytes"] / 1e6)
-    return final
+        return _commit(root, key, staging, manifest, entry)
 
 
 def publish_snapshot(
@@ -496,9 +522,7 @@ def publish_snapshot(
         manifest = read_manifest(root)
         if key in manifest["runs"]:
             raise PublishedRunError(f"{key} is already published")
-        staging = root / f".staging-{key}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
+        staging = _stage(root, key)
         atomic_write_json(staging / "config.json", cfg.to_dict())
         status = {
             "state": "snapshot",
@@ -510,47 +534,24 @@ def publish_snapshot(
         }
         atomic_write_json(staging / "status.json", status)
         with open(run_dir / "history.csv", newline="") as f:
-            rows = [r for r in csv.reader(f)]
+            rows = list(csv.reader(f))
         kept = [rows[0]] + [r for r in rows[1:] if int(float(r[0])) <= step]
         with open(staging / "history.csv", "w", newline="") as f:
             csv.writer(f, lineterminator="\n").writerows(kept)
-        g_state, d_state = split_prefix(tensors, "G"), split_prefix(tensors, "D")
-        save_file(pack_state(g_state, "int8"), str(staging / "generator.safetensors"))
-        save_file(pack_state(d_state, "fp16"), str(staging / "discriminator.safetensors"))
-        original = build_generator(cfg)
-        load_state_strict(original, g_state, "snapshot G")
-        stored = build_generator(cfg)
-        load_state_strict(stored, _load_weights(staging / "generator.safetensors"), "staged G")
-        files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
         entry = {
             "run": f"{of}-snapshot",
             "snapshot_of": of,
-            "train_seed": cfg.seed,
             "title": f"{_title(of.split('-seed')[0])}, snapshot at step {step}",
-            "profile": cfg.profile,
-            "dataset": cfg.dataset,
-            "train_split_hash": meta.get("data", {}).get("content_hash", ""),
-            "source_run": run_dir.name,
-            "checkpoint_sha256": meta["tensors_sha256"],
+            **_source_fields(cfg, meta, run_dir),
             "step": step,
             "train_wall_s": status["elapsed_s"],
             "weights": "int8",
             "discriminator": "fp16",
-            "weight_change": measure_weight_change(original, stored, cfg.real_range),
-            "files": {rel: sha256_file(staging / rel) for rel in files},
-            "bytes": sum((staging / rel).stat().st_size for rel in files),
+            "weight_change": _write_networks(staging, cfg, tensors, "int8", True),
             "grids": [],
             "command": command or "ssd_lib.published.publish_snapshot",
-            "commit": _git_commit(),
-            "machine": machine_record(),
-            "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
-        staging.rename(root / key)
-        fsync_folder(root)
-        manifest["runs"][key] = entry
-        manifest["runs"] = dict(sorted(manifest["runs"].items()))
-        atomic_write_json(root / MANIFEST, manifest)
-    return root / key
+        return _commit(root, key, staging, manifest, entry)
 
 
 def _title(name: str) -> str:
