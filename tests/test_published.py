@@ -63,7 +63,7 @@ def test_a_published_run_draws_what_its_checkpoint_draws(smoke_runs, published_r
     b = generate(loaded.load_generator(), z, run.config.real_range).int()
     entry = pub.read_manifest(published_root)["runs"]["ssd-seed42"]
     measured = entry["weight_change"]
-    # fp16 weights move a pixel by at most a few of 255 levels; the manifest says how much.
+    # int8 weights move a pixel by at most a few of 255 levels; the manifest says how much.
     assert (a - b).abs().max() <= max(3, measured["max_abs_pixel_levels"])
     assert measured["n_samples"] == 256
     # The exact-SVD check of SN reads the published discriminator.
@@ -77,7 +77,7 @@ def test_the_manifest_records_how_the_run_was_made(published_root, smoke_runs):
     run, _ = smoke_runs
     entry = pub.read_manifest(published_root)["runs"]["ssd-seed42"]
     assert entry["source_run"] == run.path.name
-    assert entry["train_seed"] == 42 and entry["weights"] == "fp16"
+    assert entry["train_seed"] == 42 and entry["weights"] == "int8"
     assert set(entry["files"]) >= {
         "config.json",
         "status.json",
