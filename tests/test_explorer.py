@@ -292,13 +292,14 @@ def test_sanitize_name_keeps_safe_characters_only():
 def test_from_run_takes_generator_range_and_label(ssd, tmp_path):
     run = SimpleNamespace(
         path=tmp_path / "run",
+        work_dir=tmp_path / "work",  # where a run (or a published run) keeps its outputs
         config=SimpleNamespace(real_range="[0, 1]"),
         load_generator=lambda: ssd,
         label=lambda: "dataset=embedded preset=paper",
     )
     ex = Explorer.from_run(run, scale_samples=50)
     assert (ex.value_range, ex.label) == ("[0, 1]", "dataset=embedded preset=paper")
-    assert ex.save("x").parent == (tmp_path / "run" / "explorer").resolve()
+    assert ex.save("x").parent == (tmp_path / "work" / "explorer").resolve()
 
 
 def test_sweep_renders_each_amount_and_leaves_the_state_alone(ex):

@@ -214,3 +214,13 @@ def make_photos_dataset(tmp_path):
     split = ImageSplit(torch.randint(0, 256, (8, 3, 64, 64), dtype=torch.uint8, generator=g))
     write_prepared("photos", {"train": split, "val": split}, {"kind": "test"}, tmp_path / "d")
     return load_prepared("photos", root=tmp_path / "d")
+
+
+def test_the_committed_published_runs_match_their_manifest():
+    assert pub.check_all() == []
+    manifest = pub.read_manifest()["runs"]
+    assert "ssd-seed42" in manifest
+    run = pub.load_published("ssd", 42)
+    assert run.status["step"] == 2980 and run.config.epochs == 20
+    assert run.entry["weight_change"]["mean_abs_pixel_levels"] < 1.0  # invisible
+    assert pub.folder_size() < 80e6
