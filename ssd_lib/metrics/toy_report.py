@@ -1,9 +1,10 @@
 """``python -m ssd_lib.metrics.toy_report RUN_DIR``: the toy metrics of one run, with their floor.
 
-Prints FD-toy, KID-toy, precision/recall/density/coverage, factor-combination coverage and
-the left-ear share for 5,000 samples of the run's latest checkpoint against as many embedded
-train images; then the same for as many samples as the val split holds, beside what the real
-held-out val images score at that count (FD and KD depend on n). Embedded data only.
+Prints FD-toy, KID-toy, precision/recall/density/coverage, factor-combination coverage, the
+share of samples the toy net's realness head takes for faces and the left-ear share for 5,000
+samples of the run's latest checkpoint against as many embedded train images; then the same
+for as many samples as the val split holds, beside what the real held-out val images score at
+that count (FD and KD depend on n). Embedded data only.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ KEYS = (
     "coverage-toy",
     "combo-coverage-toy",
     "combo-entropy-toy",
+    "realness-toy",
     "factor-distance-toy/left_ear_up",
     "factor-distance-toy/fur_colour",
 )
@@ -64,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     head = f"run n={args.n}"
     print(f"{'metric':34s} {head:>12s} {f'run n={m}':>10s} {f'real val n={m}':>14s}")
     for key in KEYS:
+        if key not in res:  # e.g. realness-toy with a net that has no realness head
+            continue
         cells = [small.get(key), floor.get(key)]
         rest = " ".join(
             f"{c.value:>{w}.4f}" if c else f"{'-':>{w}s}"

