@@ -40,6 +40,8 @@ class SuiteEntry:
     preset: str
     overrides: dict[str, Any] = field(default_factory=dict)
     paper_figure: str = ""  # the paper figure its samples correspond to, if any
+    # Epochs are the profile's times this: 4 gives a 25 % run the full run's number of steps.
+    epoch_factor: int = 1
 
 
 SUITE: dict[str, SuiteEntry] = {
@@ -51,6 +53,14 @@ SUITE: dict[str, SuiteEntry] = {
     "ssd_75": SuiteEntry("SSD, first 75 % of the data", "paper", {"data_fraction": 0.75}),
     "ssd_50": SuiteEntry("SSD, first 50 % of the data", "paper", {"data_fraction": 0.5}),
     "ssd_25": SuiteEntry("SSD, first 25 % of the data", "paper", {"data_fraction": 0.25}),
+    # The control that separates "less data" from "fewer steps": 25 % of the images for as
+    # many steps as the 100 % run (four times its epochs).
+    "ssd_25_steps": SuiteEntry(
+        "SSD, first 25 % of the data, full run's steps",
+        "paper",
+        {"data_fraction": 0.25},
+        epoch_factor=4,
+    ),
 }
 
 # Which suite runs make the rows of the paper's tables.
@@ -83,6 +93,9 @@ def suite_config(
         overrides["seed"] = train_seed
     if stylegan_width is not None and entry.preset == "stylegan":
         overrides["stylegan_width"] = stylegan_width
+    if entry.epoch_factor != 1:
+        base = make_config(entry.preset, profile, dataset=dataset, **overrides)
+        overrides["epochs"] = base.epochs * entry.epoch_factor
     return make_config(entry.preset, profile, dataset=dataset, **overrides)
 
 

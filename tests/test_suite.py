@@ -44,6 +44,17 @@ def test_suite_configs_are_the_presets_with_the_subsets_of_table2():
         eval_budget("huge")
 
 
+def test_the_same_steps_control_trains_a_quarter_of_the_data_for_the_full_runs_steps():
+    """4,740 embedded training images, batch 32: SSD takes 149 steps an epoch, the 25 % subset
+    (1,185 images) 38; four times the epochs give 3,040 steps against the full run's 2,980."""
+    full, control = (suite_config(n, "embedded", "paper") for n in ("ssd", "ssd_25_steps"))
+    assert control == make_config("paper", "paper", dataset="embedded", data_fraction=0.25, epochs=80)
+    steps = lambda cfg, n: -(-round(n * cfg.data_fraction) // cfg.batch_size) * cfg.epochs  # noqa: E731
+    assert steps(full, 4740) == 2980 and steps(control, 4740) == 3040
+    # Under the quick profile as well, four times the profile's epochs.
+    assert suite_config("ssd_25_steps", "embedded", "quick").epochs == 4
+
+
 def test_train_suite_trains_once_then_reuses(tiny_dataset, tmp_path, monkeypatch):
     # 40 train images, smoke batch 8, at most 3 steps: the 25 % subset (10 images) has 2.
     runs = train_suite(tiny_dataset, "smoke", "cpu", ["ssd", "ssd_25"], tmp_path, False)
