@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import os
 import shutil
@@ -330,6 +331,23 @@ def check_all(root: str | Path | None = None) -> list[str]:
     return problems
 
 
+FACTOR_NET_RUN = "toy-factor-net"
+
+
+def factor_net_stem(stem_name: str, root: str | Path | None = None) -> Path | None:
+    """The published copy of the toy factor net cached as ``stem_name`` (e.g.
+    ``factor_net_s0``), hash-checked; None when none is published. ``metrics.toy`` loads it
+    only if it was made for the dataset and recipe at hand."""
+    root = Path(root or default_root())
+    key = f"{FACTOR_NET_RUN}-{stem_name.removeprefix('factor_net_')}"
+    manifest = read_manifest(root) if (root / MANIFEST).is_file() else {"runs": {}}
+    entry = manifest["runs"].get(key)
+    if entry is None:
+        return None
+    verify(root / key, entry)
+    return root / key / stem_name
+
+
 # --- writing ------------------------------------------------------------------------------
 
 
@@ -555,6 +573,34 @@ def publish_snapshot(
         return _commit(root, key, staging, manifest, entry)
 
 
+def publish_factor_net(result: Any, root: str | Path | None = None, command: str = "") -> Path:
+    """Publish the toy factor net ``result`` (a ``metrics.toy.FactorNetResult`` loaded from or
+    saved to its cache) beside the runs, so that every machine measures the toy metrics with
+    the same weights and none spends minutes training it."""
+    root = Path(root or default_root())
+    stem = Path(result.path)
+    key = f"{FACTOR_NET_RUN}-{stem.name.removeprefix('factor_net_')}"
+    meta = json.loads(stem.with_suffix(".json").read_text())
+    root.mkdir(parents=True, exist_ok=True)
+    with locked(root / MANIFEST):
+        manifest = read_manifest(root)
+        staging = _stage(root, key)
+        for f in (stem.with_suffix(".json"), stem.parent / meta["tensors_file"]):
+            shutil.copyfile(f, staging / f.name)
+        entry = {
+            "run": FACTOR_NET_RUN,
+            "title": "toy factor net of the toy metrics (FD-toy, factor coverage, probes)",
+            "dataset": meta["dataset_name"],
+            "dataset_hash": meta["dataset_hash"],
+            "train_seed": meta["seed"],
+            "train_config": meta["train_config"],
+            "train_wall_s": round(float(meta["train_seconds"]), 1),
+            "scores": meta["scores"],
+            "command": command or "ssd_lib.published.publish_factor_net",
+        }
+        return _commit(root, key, staging, manifest, entry)
+
+
 def _title(name: str) -> str:
     from ssd_lib.suite import SUITE
 
@@ -671,7 +717,10 @@ def main(argv: list[str] | None = None) -> int:
             if e
             else "not yet published"
         )
-        print(f"{p.key:16s} {state}")
+        print(f"{p.key:20s} {state}")
+    for key, e in manifest.items():
+        if key not in {p.key for p in PLAN}:
+            print(f"{key:20s} {e['title']}, {e['bytes'] / 1e6:.1f} MB")
     print(f"published folder: {folder_size() / 1e6:.1f} MB")
     return 0
 

@@ -307,3 +307,28 @@ def test_a_cached_net_of_another_recipe_is_not_reused(dogs, tmp_path, monkeypatc
     # and a change in the realness head's negatives changes the key too
     monkeypatch.setattr(degrade, "NEGATIVE_KINDS", degrade.NEGATIVE_KINDS[:-1])
     assert toy._recipe(1, 32, 1e-3, 64, (16,), 1.0)["realness_negatives"][-1] != "splice"
+
+
+def test_a_published_factor_net_is_loaded_instead_of_trained_and_hash_checked(
+    dogs, tmp_path, monkeypatch
+):
+    from ssd_lib import published as pub
+
+    kw = {"epochs": 1, "show_progress": False, **TINY}
+    made = load_or_train_factor_net(dogs, root=tmp_path / "cache", **kw)
+    root = tmp_path / "published"
+    pub.publish_factor_net(made, root)
+    monkeypatch.setenv("SSD_PUBLISHED_DIR", str(root))
+    monkeypatch.setattr(toy, "train_factor_net", lambda *a, **k: pytest.fail("trained"))
+    loaded = load_or_train_factor_net(dogs, root=tmp_path / "empty", **kw)
+    assert loaded.from_cache and loaded.path.parent == root / "toy-factor-net-s0_e1"
+    for name, t in made.net.state_dict().items():
+        assert torch.equal(loaded.net.state_dict()[name], t), name
+    # another recipe is not served the published net: it trains (here: fails the test)
+    with pytest.raises(pytest.fail.Exception, match="trained"):
+        load_or_train_factor_net(dogs, root=tmp_path / "empty2", **{**kw, "feature_dim": 4})
+    # an altered published file is named, never loaded
+    weights = next((root / "toy-factor-net-s0_e1").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    with pytest.raises(pub.PublishedRunError, match=weights.name):
+        load_or_train_factor_net(dogs, root=tmp_path / "empty3", **kw)
