@@ -48,7 +48,8 @@ def test_the_same_steps_control_trains_a_quarter_of_the_data_for_the_full_runs_s
     """4,740 embedded training images, batch 32: SSD takes 149 steps an epoch, the 25 % subset
     (1,185 images) 38; four times the epochs give 3,040 steps against the full run's 2,980."""
     full, control = (suite_config(n, "embedded", "paper") for n in ("ssd", "ssd_25_steps"))
-    assert control == make_config("paper", "paper", dataset="embedded", data_fraction=0.25, epochs=80)
+    expected = make_config("paper", "paper", dataset="embedded", data_fraction=0.25, epochs=80)
+    assert control == expected
     steps = lambda cfg, n: -(-round(n * cfg.data_fraction) // cfg.batch_size) * cfg.epochs  # noqa: E731
     assert steps(full, 4740) == 2980 and steps(control, 4740) == 3040
     # Under the quick profile as well, four times the profile's epochs.
