@@ -8,6 +8,9 @@ STAMP := $(VENV)/.installed-stamp
 DATASET ?= embedded
 PROFILE ?= quick
 DEVICE ?= auto
+# RUNS=published reads the committed paper-budget runs, RUNS=local trains under PROFILE; empty:
+# each notebook's own default (its parameters cell).
+RUNS ?=
 
 ONLY ?=
 THREADS ?= 0
@@ -15,7 +18,7 @@ THREADS ?= 0
 .PHONY: env figures train published-check test lab bench lint clean-runs help
 
 help:
-	@echo "make figures  regenerate the figures into figures/ (DATASET=$(DATASET) PROFILE=$(PROFILE))"
+	@echo "make figures  regenerate the figures into figures/ (DATASET=$(DATASET) PROFILE=$(PROFILE) RUNS=published|local)"
 	@echo "make train    train the paper-budget runs on the embedded data and publish each into published/ (hours on a CPU; resumable; ONLY=ssd-seed42 for one)"
 	@echo "make test     run the test suite"
 	@echo "make lab      open JupyterLab on notebooks/"
@@ -35,7 +38,7 @@ $(STAMP): pyproject.toml Makefile
 env: $(STAMP)
 
 figures: env
-	$(PY) -m ssd_lib.figures --dataset $(DATASET) --profile $(PROFILE) --device $(DEVICE)
+	$(PY) -m ssd_lib.figures --dataset $(DATASET) --profile $(PROFILE) --device $(DEVICE) $(if $(RUNS),--runs $(RUNS),)
 
 # The paper's budget (20 epochs) for every planned run, each published into published/ as soon
 # as it is complete; stop it at any time and run it again to resume. ONLY="ssd-seed42 ..."

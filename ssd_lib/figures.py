@@ -30,8 +30,13 @@ def regenerate(
     device: str = "auto",
     out: str | Path = "figures",
     names: list[str] | None = None,
+    run_source: str | None = None,
+    train_seed: int | None = None,
 ) -> list[Path]:
     """Run the notebooks ``names`` (default: all, in order) with these parameters.
+
+    ``run_source`` "published" reads the committed paper-budget runs, "local" trains under
+    ``profile``; None leaves each notebook's own default (its parameters cell says which).
 
     The manifest's ``last_run`` says "running" meanwhile, then "complete", or "failed" with
     the cause; every figure matches its own manifest entry in all three cases."""
@@ -40,6 +45,10 @@ def regenerate(
     # committed notebooks show hold no machine-specific absolute path.
     rel = os.path.relpath(out, NOTEBOOK_DIR)
     params = {"dataset": dataset, "profile": profile, "device": device, "out_dir": rel}
+    if run_source is not None:
+        params["run_source"] = run_source
+    if train_seed is not None:
+        params["train_seed"] = train_seed
     mark_run(out, "running", parameters=params, notebooks=names or "all")
     try:
         paths = run_notebooks(
@@ -68,6 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="embedded", help="embedded, afhq, or a folder")
     parser.add_argument("--profile", default="quick", choices=list(PROFILES))
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--runs",
+        choices=["published", "local"],
+        default=None,
+        help="published: the committed paper-budget runs; local: train under --profile "
+        "(default: each notebook's own setting)",
+    )
+    parser.add_argument("--train-seed", type=int, default=None, help="training seed of the runs")
     parser.add_argument("--out", default="figures")
     parser.add_argument(
         "--only",
@@ -80,7 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     start = time.perf_counter()
     try:
-        regenerate(args.dataset, args.profile, args.device, args.out, args.only)
+        regenerate(
+            args.dataset,
+            args.profile,
+            args.device,
+            args.out,
+            args.only,
+            run_source=args.runs,
+            train_seed=args.train_seed,
+        )
     except KeyboardInterrupt:
         print(
             "make figures: interrupted; training checkpoints are saved and every figure in "

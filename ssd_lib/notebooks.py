@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ssd_lib.config import PROFILES
+from ssd_lib.suite import DEFAULT_TRAIN_SEED, RUN_SOURCES
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 DEFAULTS: dict[str, Any] = {
     "dataset": "embedded",
     "profile": "quick",
-    "seed": 0,
+    "sample_seed": 0,
     "device": "auto",
     "out_dir": "../figures",
 }
@@ -32,9 +33,22 @@ class NotebookParameterError(ValueError):
     """A notebook parameter has the wrong type or value."""
 
 
-def check_parameters(dataset: Any, profile: Any, seed: Any, device: Any, out_dir: Any) -> dict:
+def check_parameters(
+    dataset: Any,
+    profile: Any,
+    sample_seed: Any,
+    device: Any,
+    out_dir: Any,
+    *,
+    run_source: Any = "local",
+    train_seed: Any = DEFAULT_TRAIN_SEED,
+) -> dict:
     """Validate the common notebook parameters; called in every notebook's second cell, so a
-    bad papermill ``-p`` fails there with a message naming the parameter."""
+    bad papermill ``-p`` fails there with a message naming the parameter.
+
+    ``sample_seed`` picks the latent codes a notebook draws its samples from; it does not
+    change which networks are trained: ``train_seed`` does. ``run_source="published"`` reads
+    the committed paper-budget runs, ``"local"`` trains (or reuses) runs under ``profile``."""
 
     def bad(name: str, value: Any, allowed: str) -> None:
         raise NotebookParameterError(
@@ -46,8 +60,12 @@ def check_parameters(dataset: Any, profile: Any, seed: Any, device: Any, out_dir
         bad("dataset", dataset, "a str: 'embedded', 'afhq', a folder path or a dataset name")
     if not isinstance(profile, str) or profile not in PROFILES:
         bad("profile", profile, f"a str, one of {list(PROFILES)}")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        bad("seed", seed, "an integer >= 0 (int)")
+    if not isinstance(sample_seed, int) or isinstance(sample_seed, bool) or sample_seed < 0:
+        bad("sample_seed", sample_seed, "an integer >= 0 (int)")
+    if run_source not in RUN_SOURCES:
+        bad("run_source", run_source, f"a str, one of {list(RUN_SOURCES)}")
+    if not isinstance(train_seed, int) or isinstance(train_seed, bool) or train_seed < 0:
+        bad("train_seed", train_seed, "an integer >= 0 (int)")
     if not isinstance(device, str) or not (
         device in ("auto", "cpu", "mps") or re.fullmatch(r"cuda(:\d+)?", device)
     ):
@@ -57,9 +75,11 @@ def check_parameters(dataset: Any, profile: Any, seed: Any, device: Any, out_dir
     return {
         "dataset": dataset,
         "profile": profile,
-        "seed": seed,
+        "sample_seed": sample_seed,
         "device": device,
         "out_dir": out_dir,
+        "run_source": run_source,
+        "train_seed": train_seed,
     }
 
 
@@ -159,13 +179,53 @@ def _execute(
     return out
 
 
+_ASSIGN = re.compile(r"^(?P<name>[A-Za-z_]\w*)\s*=\s*(?P<value>.*?)(?P<comment>\s+#.*)?$")
+
+
+def merge_parameter_cells(nb: Any) -> Any:
+    """Fold papermill's ``injected-parameters`` cell into the ``parameters`` cell.
+
+    Papermill adds the values it ran with as a second cell; a reader who edits the first one
+    and runs all would get the second one's values back. The executed notebook keeps one cell:
+    the ``parameters`` cell with the values of this run (comments kept). Returns ``nb``."""
+    cells = nb["cells"]
+    tagged = [
+        i for i, c in enumerate(cells) if "injected-parameters" in c["metadata"].get("tags", [])
+    ]
+    if not tagged:
+        return nb
+    injected = cells[tagged[0]]
+    values = {}
+    for line in "".join(injected["source"]).splitlines():
+        m = _ASSIGN.match(line)
+        if m:
+            values[m["name"]] = m["value"]
+    home = next(
+        (c for c in cells if "parameters" in c["metadata"].get("tags", [])), None
+    )
+    if home is None:  # papermill put the injected cell first: it becomes the parameters cell
+        injected["metadata"]["tags"] = ["parameters"]
+        return nb
+    lines = []
+    for line in "".join(home["source"]).splitlines():
+        m = _ASSIGN.match(line)
+        if m and m["name"] in values:
+            line = f"{m['name']} = {values.pop(m['name'])}{m['comment'] or ''}"
+        lines.append(line)
+    lines += [f"{name} = {value}" for name, value in values.items()]  # passed but not declared
+    home["source"] = "\n".join(lines)
+    del cells[tagged[0]]
+    return nb
+
+
 def _finish(scratch: Path, out: Path) -> None:
-    """Give the executed copy its final name, inside it (papermill's metadata) and on disk."""
+    """Give the executed copy its final name, inside it (papermill's metadata) and on disk,
+    with one parameters cell."""
     import nbformat
 
     from ssd_lib.atomic import atomic_write_text
 
-    executed = nbformat.read(scratch, as_version=4)
+    executed = merge_parameter_cells(nbformat.read(scratch, as_version=4))
     executed.metadata.setdefault("papermill", {})["output_path"] = _rel(out)
     atomic_write_text(out, nbformat.writes(executed))  # as papermill writes it
     scratch.unlink()

@@ -190,7 +190,8 @@ def provenance(
     runs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest entry for files a notebook writes: notebook, parameters, dataset (name and
-    content hash), profile, and the checkpoints (run folder @ step) they came from."""
+    content hash), the profile the runs were trained under, where the runs came from, and the
+    checkpoints (run folder @ step) they came from."""
     entry: dict[str, Any] = {
         "notebook": notebook,
         "parameters": dict(parameters),
@@ -201,6 +202,11 @@ def provenance(
         entry["dataset"] = dataset.name
         entry["dataset_hash"] = dataset.content_hash[:12]
     if runs:
+        # The profile the runs were trained under (published runs: "paper", whatever the
+        # notebook's ``profile`` parameter says), and where they came from.
+        profiles = sorted({r.config.profile for r in runs.values()})
+        entry["profile"] = profiles[0] if len(profiles) == 1 else profiles
+        entry["run_source"] = parameters.get("run_source", "local")
         entry["checkpoints"] = {
             k: f"{r.path.name}@step{r.status.get('step')}" for k, r in runs.items()
         }

@@ -46,7 +46,7 @@ def test_notebook_runs_under_smoke_publishes_and_passes_nbval(
     monkeypatch.setenv("SSD_RUNS_DIR", str(shared_dirs[1]))
     out = tmp_path / "figures"
     (executed,) = run_notebooks(
-        {"profile": "smoke", "device": "cpu", "out_dir": str(out)},
+        {"profile": "smoke", "device": "cpu", "out_dir": str(out), "run_source": "local"},
         names=[name],
         output_dir=tmp_path / "nb",
         progress=False,
@@ -97,7 +97,7 @@ def test_a_bad_papermill_parameter_fails_in_the_parameters_cell(tmp_path):
 
 
 def test_check_parameters_names_the_parameter():
-    with pytest.raises(NotebookParameterError, match=r"seed='1'.*an integer >= 0"):
+    with pytest.raises(NotebookParameterError, match=r"sample_seed='1'.*an integer >= 0"):
         check_parameters("embedded", "quick", "1", "cpu", "/tmp")
     with pytest.raises(NotebookParameterError, match=r"device='gpu'"):
         check_parameters("embedded", "quick", 0, "gpu", "/tmp")
@@ -117,7 +117,13 @@ def test_every_notebook_runs_on_a_folder_of_photos_without_labels(tmp_path, monk
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no_weights"))
     out = tmp_path / "figures"
     executed = run_notebooks(
-        {"dataset": str(photos), "profile": "smoke", "device": "cpu", "out_dir": str(out)},
+        {
+            "dataset": str(photos),
+            "profile": "smoke",
+            "device": "cpu",
+            "out_dir": str(out),
+            "run_source": "local",
+        },
         output_dir=tmp_path / "nb",
         progress=False,
     )
@@ -131,7 +137,15 @@ def test_every_notebook_runs_on_a_folder_of_photos_without_labels(tmp_path, monk
     assert "Probes need factor labels (the embedded dataset)." in text
 
 
-GOOD = {"dataset": "embedded", "profile": "quick", "seed": 0, "device": "cpu", "out_dir": "/tmp"}
+GOOD = {
+    "dataset": "embedded",
+    "profile": "quick",
+    "sample_seed": 0,
+    "device": "cpu",
+    "out_dir": "/tmp",
+    "run_source": "published",
+    "train_seed": 43,
+}
 
 
 @pytest.mark.parametrize(
@@ -141,9 +155,11 @@ GOOD = {"dataset": "embedded", "profile": "quick", "seed": 0, "device": "cpu", "
         ("dataset", "", r"parameter dataset='' \(type str\) is invalid"),
         ("profile", ["quick"], r"parameter profile=\['quick'\] \(type list\) .* a str, one of"),
         ("profile", "huge", r"parameter profile='huge' \(type str\) .* one of \['paper'"),
-        ("seed", 1.5, r"parameter seed=1.5 \(type float\) .* an integer >= 0"),
-        ("seed", True, r"parameter seed=True \(type bool\) .* an integer >= 0"),
-        ("seed", -1, r"parameter seed=-1 \(type int\) .* an integer >= 0"),
+        ("sample_seed", 1.5, r"parameter sample_seed=1.5 \(type float\) .* an integer >= 0"),
+        ("sample_seed", True, r"parameter sample_seed=True \(type bool\) .* an integer >= 0"),
+        ("sample_seed", -1, r"parameter sample_seed=-1 \(type int\) .* an integer >= 0"),
+        ("run_source", "runs", r"parameter run_source='runs' .* one of \['published', 'local'\]"),
+        ("train_seed", "42", r"parameter train_seed='42' \(type str\) .* an integer >= 0"),
         ("device", 0, r"parameter device=0 \(type int\) .* a str: 'auto', 'cpu'"),
         ("device", "cudax", r"parameter device='cudax' \(type str\) is invalid"),
         ("out_dir", None, r"parameter out_dir=None \(type NoneType\) .* a non-empty str"),
@@ -158,3 +174,90 @@ def test_check_parameters_accepts_the_defaults_and_cuda_devices():
     assert check_parameters(**GOOD) == GOOD
     for device in ("auto", "mps", "cuda", "cuda:1"):
         assert check_parameters(**{**GOOD, "device": device})["device"] == device
+
+
+def test_papermills_injected_cell_is_folded_into_the_one_parameters_cell():
+    import nbformat
+
+    from ssd_lib.notebooks import merge_parameter_cells
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# title"),
+        nbformat.v4.new_code_cell('# Parameters\nprofile = "quick"  # the budget\nsample_seed = 0'),
+        nbformat.v4.new_code_cell('# Parameters\nprofile = "smoke"\nextra = [1, 2]\n'),
+        nbformat.v4.new_code_cell("print(profile)"),
+    ]
+    nb.cells[1].metadata["tags"] = ["parameters"]
+    nb.cells[2].metadata["tags"] = ["injected-parameters"]
+    merged = merge_parameter_cells(nb)
+    assert [c.cell_type for c in merged.cells] == ["markdown", "code", "code"]
+    assert merged.cells[1].source == (
+        '# Parameters\nprofile = "smoke"  # the budget\nsample_seed = 0\nextra = [1, 2]'
+    )
+    assert merged.cells[2].source == "print(profile)"
+
+
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_notebooks_have_one_parameters_cell_and_only_live_widget_state(name):
+    """A reader who edits the parameters and runs all gets those values (no second, injected
+    cell); GitHub refuses a notebook whose widget metadata lacks its state; progress bars are
+    text (their final state), never a widget frozen at "0%"."""
+    nb = json.loads((list_notebooks()[0].parent / name).read_text())
+    tags = [t for c in nb["cells"] for t in c["metadata"].get("tags", [])]
+    assert tags.count("parameters") == 1 and "injected-parameters" not in tags
+    views = {
+        o["data"][WIDGET_VIEW]["model_id"]
+        for c in nb["cells"]
+        for o in c.get("outputs", [])
+        if WIDGET_VIEW in o.get("data", {})
+    }
+    widgets = nb["metadata"].get("widgets")
+    if not views:
+        assert widgets is None, f"{name} stores widget state that no output uses"
+        return
+    state = widgets[WIDGET_STATE]
+    assert {"state", "version_major", "version_minor"} <= set(state)
+    assert views <= set(state["state"]), "an output shows a widget the state lacks"
+    models = {m["model_name"] for m in state["state"].values()}
+    assert "FloatProgressModel" not in models, "a tqdm widget bar is stored"
+
+
+def _committed_source(name: str) -> str:
+    nb = json.loads((list_notebooks()[0].parent / name).read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    return "".join(cell["source"])
+
+
+PUBLISHED_NOTEBOOKS = [n for n in NOTEBOOKS if 'run_source = "published"' in _committed_source(n)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PUBLISHED_NOTEBOOKS)
+def test_a_committed_notebook_reproduces_its_outputs_from_the_published_runs(
+    name, tmp_path, monkeypatch
+):
+    """The committed notebook, executed again from the published runs, prints what it
+    committed in every NBVAL_CHECK_OUTPUT cell (numbers rounded so that another CPU kind
+    prints the same text). Only the output folder moves, to keep figures/ untouched."""
+    nb = json.loads((list_notebooks()[0].parent / name).read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    source = "".join(cell["source"])
+    assert 'out_dir = "../figures"' in source
+    cell["source"] = source.replace('out_dir = "../figures"', f'out_dir = "{tmp_path / "fig"}"')
+    # The committed output of the listing cell names files in ../figures: the same names.
+    copy = tmp_path / name
+    copy.write_text(json.dumps(nb))
+    monkeypatch.setenv("SSD_RUNS_DIR", str(tmp_path / "runs"))  # caches of published runs
+    monkeypatch.setenv("SSD_PROGRESS", "text")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", str(copy)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]

@@ -221,3 +221,16 @@ def test_the_committed_figures_agree_with_their_manifest():
     figures_dir = Path(__file__).resolve().parents[1] / "figures"
     assert publish.check_manifest(figures_dir) == []
     assert publish.read_manifest(figures_dir)["last_run"]["state"] == "complete"
+
+
+def test_make_figures_passes_runs_and_train_seed_only_when_given(tmp_path, monkeypatch):
+    import ssd_lib.figures as figures
+
+    seen = []
+    monkeypatch.setattr(figures, "run_notebooks", lambda params, **kw: seen.append(params) or [])
+    assert figures.main(["--out", str(tmp_path)]) == 0
+    assert "run_source" not in seen[0] and "train_seed" not in seen[0]  # each notebook's own
+    assert figures.main(["--out", str(tmp_path), "--runs", "local", "--train-seed", "43"]) == 0
+    assert seen[1]["run_source"] == "local" and seen[1]["train_seed"] == 43
+    with pytest.raises(SystemExit):
+        figures.main(["--runs", "mine"])
