@@ -15,12 +15,13 @@ RUNS ?=
 ONLY ?=
 THREADS ?= 0
 
-.PHONY: env figures train published-check test lab bench lint clean-runs help
+.PHONY: env figures train published-check test test-fast lab bench lint clean-runs help
 
 help:
 	@echo "make figures  regenerate the figures into figures/ (DATASET=$(DATASET) PROFILE=$(PROFILE) RUNS=published|local)"
 	@echo "make train    train the paper-budget runs on the embedded data and publish each into published/ (hours on a CPU; resumable; ONLY=ssd-seed42 for one)"
 	@echo "make test     run the test suite"
+	@echo "make test-fast  the suite without the tests marked slow (a few minutes)"
 	@echo "make lab      open JupyterLab on notebooks/"
 	@echo "make bench    print training and sampling speed on this machine"
 	@echo "make lint     ruff check"
@@ -51,6 +52,11 @@ published-check: env
 
 test: env
 	$(PY) -m pytest -q
+
+# The quick loop for contributors: everything but the modules and tests marked slow (training
+# processes, notebooks, toy-net training, Inception end to end). `make test` runs them all.
+test-fast: env
+	$(PY) -m pytest -q -m "not slow"
 
 lab: env
 	$(VENV)/bin/jupyter lab notebooks

@@ -6,8 +6,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from ssd_lib.runs import Run
+
+# `make test-fast` leaves this module out: it starts torchrun-style process groups.
+pytestmark = pytest.mark.slow
 
 # DistributedDataParallel averages the gradients of the two halves of each global batch,
 # which equals one process's gradient on the whole batch, except that the discriminator's

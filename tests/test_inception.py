@@ -30,6 +30,9 @@ from ssd_lib.metrics.weights import (
 )
 from ssd_lib.train import train
 
+# `make test-fast` leaves this module out: it Inception features end to end on the CPU.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def standin_home(tmp_path_factory):

@@ -34,6 +34,9 @@ from ssd_lib.metrics.ladder import (
 )
 from ssd_lib.metrics.toy import load_or_train_factor_net, toy_metrics, train_factor_net
 
+# `make test-fast` leaves this module out: it trains a toy net on 600 rendered dogs.
+pytestmark = pytest.mark.slow
+
 SMALL = {"widths": (16, 32, 64, 128), "feature_dim": 64, "batch_size": 32}
 TINY = {"widths": (8, 8, 8, 8), "feature_dim": 8, "batch_size": 64}  # bookkeeping tests only
 EPOCHS = 10

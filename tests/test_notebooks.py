@@ -17,6 +17,9 @@ from ssd_lib.notebooks import (
     run_notebooks,
 )
 
+# `make test-fast` leaves this module out: it executes every notebook with papermill and nbval.
+pytestmark = pytest.mark.slow
+
 NOTEBOOKS = [p.name for p in list_notebooks()]
 
 

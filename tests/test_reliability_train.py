@@ -30,6 +30,9 @@ from ssd_lib.health import (
 from ssd_lib.suite import health_table
 from ssd_lib.train import Trainer, train
 
+# `make test-fast` leaves this module out: it kills and resumes real training processes.
+pytestmark = pytest.mark.slow
+
 CHILD = Path(__file__).with_name("_train_child.py")
 
 

@@ -26,6 +26,9 @@ from ssd_lib.metrics.toy import (
     wasserstein_1d,
 )
 
+# `make test-fast` leaves this module out: it trains a toy net on 600 rendered dogs.
+pytestmark = pytest.mark.slow
+
 COL = {name: i for i, name in enumerate(FACTOR_NAMES)}
 # ~3x cheaper than the default net; 20 epochs of 600 dogs take ~3 s on 2 idle cores
 SMALL = {"widths": (16, 32, 64, 128), "feature_dim": 64, "batch_size": 32}

@@ -17,6 +17,9 @@ from ssd_lib.runs import find_run, list_runs
 from ssd_lib.sampling import generate
 from ssd_lib.train import Trainer, train
 
+# `make test-fast` leaves this module out: it trains every preset and checks bit-identical resumes.
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_every_preset_trains_a_few_steps_and_records_history(preset, tiny_dataset):

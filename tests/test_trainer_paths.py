@@ -21,6 +21,9 @@ from ssd_lib.health import TrainingDiverged
 from ssd_lib.images import uint8_to_float
 from ssd_lib.train import Trainer
 
+# `make test-fast` leaves this module out: it multi-process and long training paths.
+pytestmark = pytest.mark.slow
+
 
 def _interrupt_after(monkeypatch, completed_steps: int):
     """Send this process SIGINT while it trains step ``completed_steps + 1``; returns the
