@@ -63,6 +63,21 @@ def test_unverified_weights_never_fill_an_fid_cell(runs, tiny_dataset):
     assert row["clean-KID, paper (AFHQ)"] == 0.2054 and row["data %"] == 100
 
 
+def test_a_set_too_small_for_inception_leaves_its_cells_saying_so(runs, tiny_dataset):
+    """A researcher's folder of 24 photos: no Inception number (it would mean nothing), and
+    the table says why instead of the notebook failing."""
+    from ssd_lib.metrics.features import SampleCountError
+    from ssd_lib.metrics.tables import TOO_FEW
+
+    def too_few(run, dataset, protocol, **kwargs):
+        raise SampleCountError("the generated set has 24 samples; the frechet statistic needs 50")
+
+    t = table2({100: runs["SSD"]}, tiny_dataset, toy=False, evaluate=too_few)
+    row = t.frame.iloc[0]
+    assert row["FID (paper)"] == row["clean-FID (paper)"] == row["clean-KID (paper)"] == TOO_FEW
+    assert any("24 samples" in n for n in t.notes)
+
+
 def test_verified_numbers_go_into_the_table(runs, tiny_dataset):
     def fake_evaluate(run, dataset, protocol, **kwargs):
         from ssd_lib.metrics.features import MetricResult

@@ -30,7 +30,7 @@ import torch
 
 from ssd_lib.atomic import atomic_write_text
 from ssd_lib.data.cache import PreparedDataset
-from ssd_lib.metrics.features import MetricResult
+from ssd_lib.metrics.features import MetricResult, SampleCountError
 from ssd_lib.metrics.inception_stats import MissingStatsError
 from ssd_lib.metrics.weights import (
     CLEAN_FID,
@@ -68,6 +68,7 @@ PAPER_TABLE2 = {
 NEEDS_WEIGHTS = "needs Inception weights"
 UNVERIFIED = "unverified Inception weights"
 NEEDS_STATS = "needs stored Inception statistics"
+TOO_FEW = "too few images"
 PACKAGED_CHOICES = ("stored", "compute", "off")
 _KEYS = {PYTORCH_FID: ("FID",), CLEAN_FID: ("clean-FID", "clean-KID")}
 
@@ -175,6 +176,9 @@ def _inception_cells(
     try:
         results = evaluate(run, dataset, protocol, libraries=LIBRARIES, **kwargs)
         groups = {PYTORCH_FID: results[:1], CLEAN_FID: results[1:]}
+    except SampleCountError as err:  # a small folder: no number rather than a meaningless one
+        cells = dict.fromkeys(cells, TOO_FEW)
+        _note(notes, f"{TOO_FEW}: {err}")
     except (MissingWeightsError, MissingStatsError):
         for library in LIBRARIES:  # fill what one library alone can
             try:
