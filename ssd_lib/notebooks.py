@@ -200,9 +200,7 @@ def merge_parameter_cells(nb: Any) -> Any:
         m = _ASSIGN.match(line)
         if m:
             values[m["name"]] = m["value"]
-    home = next(
-        (c for c in cells if "parameters" in c["metadata"].get("tags", [])), None
-    )
+    home = next((c for c in cells if "parameters" in c["metadata"].get("tags", [])), None)
     if home is None:  # papermill put the injected cell first: it becomes the parameters cell
         injected["metadata"]["tags"] = ["parameters"]
         return nb
