@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from ssd_lib.atomic import atomic_write
 from ssd_lib.images import make_grid
@@ -92,6 +93,34 @@ def loss_figure(history: dict[str, np.ndarray], label: str, window: int = 25) ->
     return stamp(fig, label)
 
 
+def _plain(value: float, _pos: object = None) -> str:
+    """A tick value as a plain decimal: 0.5, 1, 2, 1.5, 0.03 (never 2x10^0 or 1e-2)."""
+    return np.format_float_positional(float(value), precision=6, trim="-")
+
+
+def plain_log_ticks(axis) -> None:
+    """Label a log axis in one plain format: labelled ticks at 1, 2, 5 x 10^k (more steps
+    on a narrow range, only powers of ten on a wide one, evenly spaced values on a range too
+    narrow for three of those), all written as plain decimals; the minor ticks stay
+    unlabelled. Matplotlib's default mixes "1.0" (major) with "2 x 10^0" (the minor labels
+    it adds on a range under a decade)."""
+    lo, hi = sorted(axis.get_view_interval())
+    decades = np.log10(hi / lo) if lo > 0 else np.inf
+    if decades <= 1.2:
+        subs = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
+    elif decades <= 3:
+        subs = (1.0, 2.0, 5.0)
+    else:
+        subs = (1.0,)
+    locator = LogLocator(base=10, subs=subs)
+    ticks = locator.tick_values(lo, hi)
+    if np.sum((ticks >= lo) & (ticks <= hi)) < 3:
+        locator = MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10])  # a very narrow range
+    axis.set_major_locator(locator)
+    axis.set_major_formatter(FuncFormatter(_plain))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def grid_figure(images: torch.Tensor, title: str, label: str, nrow: int = 8) -> Figure:
     """uint8 images (N, 3, H, W) as one grid with a title."""
     grid = make_grid(images, nrow=nrow)
@@ -120,6 +149,71 @@ def strips_figure(
         ax.set_axis_off()
         ax.set_title(name, fontsize=8)
     fig.suptitle(title, fontsize=10)
+    return stamp(fig, label)
+
+
+def _hwc(image: torch.Tensor) -> np.ndarray:
+    """uint8 (3, H, W) -> (H, W, 3) for imshow."""
+    return image.permute(1, 2, 0).cpu().numpy()
+
+
+def mixing_grid_figure(
+    mixed: torch.Tensor,
+    row_sources: torch.Tensor,
+    col_sources: torch.Tensor,
+    title: str,
+    row_role: str,
+    col_role: str,
+    label: str,
+    frame_inches: float = 1.0,
+) -> Figure:
+    """A (R + 1) x (C + 1) grid of panels: the column sources (C, 3, H, W) across the top, the
+    row sources (R, 3, H, W) down the left, an empty top-left corner, and in cell (i, j)
+    ``mixed[i * C + j]`` (uint8 (R * C, 3, H, W), row-major), which combines row source i
+    with column source j. ``row_role`` and ``col_role`` say what each source gives (e.g.
+    "coarse styles, layers 1-2 of 4"); they are written on the heads and under the title.
+
+    Row sources are framed in blue, column sources in orange, so a reader can tell the heads
+    from the mixes."""
+    r, c = len(row_sources), len(col_sources)
+    if mixed.shape[0] != r * c or mixed.shape[1:] != row_sources.shape[1:]:
+        raise ValueError(
+            f"mixed has shape {tuple(mixed.shape)}; expected ({r} x {c} = {r * c}, "
+            f"{', '.join(map(str, row_sources.shape[1:]))}) for {r} row and {c} column sources"
+        )
+    fig = PlotFigure(
+        figsize=(frame_inches * (c + 1) + 0.3, frame_inches * (r + 1) + 1.2), layout="constrained"
+    )
+    fig.inline_format = "jpeg"
+    axes = fig.subplots(r + 1, c + 1, squeeze=False, gridspec_kw={"wspace": 0.02, "hspace": 0.02})
+    axes[0, 0].set_axis_off()  # the corner: neither a source nor a mix
+    for ax, image, colour in (
+        *((axes[0, j + 1], col_sources[j], "C1") for j in range(c)),
+        *((axes[i + 1, 0], row_sources[i], "C0") for i in range(r)),
+    ):
+        ax.imshow(_hwc(image), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set(color=colour, linewidth=2.5)
+    for j in range(c):
+        axes[0, j + 1].set_title(f"column source {j + 1}", fontsize=7, color="C1")
+    for i in range(r):
+        axes[i + 1, 0].set_ylabel(f"row source {i + 1}", fontsize=7, color="C0")
+    for i in range(r):
+        for j in range(c):
+            ax = axes[i + 1, j + 1]
+            ax.imshow(_hwc(mixed[i * c + j]), interpolation="nearest")
+            ax.set_axis_off()
+    explanation = (
+        f"cell (row i, column j): {row_role} from row source i (blue, left), "
+        f"{col_role} from column source j (orange, top)"
+    )
+    width = max(30, int(fig.get_figwidth() * 13))
+    fig.suptitle(
+        textwrap.fill(title, width=width) + "\n" + textwrap.fill(explanation, width=width + 10),
+        fontsize=9,
+    )
     return stamp(fig, label)
 
 

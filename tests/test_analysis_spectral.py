@@ -69,5 +69,7 @@ def test_figures_draw_every_run(pair):
     fig = sigma_figure(pair, "label")
     assert [len(ax.lines) for ax in fig.axes] == [7, 7]  # 3 layers x 2 + the sigma=1 line
     fig = discriminator_figure(pair, "label")
+    assert len(fig.axes) == 6  # every statistic is logged: no panel dropped, none empty
     assert len(fig.axes[0].lines) == 4  # 2 runs x (raw + mean)
-    assert len(fig.axes[4].lines) == 3  # the gap of each run + the zero line
+    assert len(fig.axes[4].lines) == 4  # D's gradient norm, 2 runs x (raw + mean)
+    assert len(fig.axes[5].lines) == 3  # the gap of each run + the zero line

@@ -22,6 +22,7 @@ from ssd_lib.analysis.latent import (
     map_to_w,
     render,
     sample_latents,
+    style_mixing_figure,
     style_mixing_images,
     truncation_images,
     walk_images,
@@ -323,6 +324,36 @@ def test_style_mixing_extremes_reproduce_the_row_and_column_images(name, request
     mixed = style_mixing_images(g, VR, z_rows, z_cols, crossover=2).reshape(2, 3, -1)
     assert not same_images(mixed[0, 0], row_img[0].flatten())
     assert not same_images(mixed[0, 0], col_img[0].flatten())
+
+
+@pytest.mark.parametrize("name", ["ssd", "stylegan"])
+def test_style_mixing_figure_shows_the_sources_on_its_heads(name, request):
+    g = request.getfixturevalue(name)
+    z_rows, z_cols = sample_z(2, g.z_dim, 1), sample_z(3, g.z_dim, 2)
+    fig = style_mixing_figure(g, VR, z_rows, z_cols, 2, "title", "label")
+    assert len(fig.axes) == (2 + 1) * (3 + 1)
+    axes = np.array(fig.axes).reshape(3, 4)
+    assert not axes[0, 0].images and not axes[0, 0].axison  # the empty corner
+
+    def shown(ax):
+        return torch.from_numpy(np.array(ax.images[0].get_array())).permute(2, 0, 1)
+
+    row_img = render(g, map_to_w(g, z_rows), VR, "w")
+    col_img = render(g, map_to_w(g, z_cols), VR, "w")
+    mixed = style_mixing_images(g, VR, z_rows, z_cols, crossover=2)
+    for j in range(3):
+        assert same_images(shown(axes[0, j + 1]), col_img[j])
+        assert axes[0, j + 1].get_title() == f"column source {j + 1}"
+    for i in range(2):
+        assert same_images(shown(axes[i + 1, 0]), row_img[i])
+        assert axes[i + 1, 0].get_ylabel() == f"row source {i + 1}"
+        for j in range(3):
+            assert torch.equal(shown(axes[i + 1, j + 1]), mixed[i * 3 + j])
+    text = fig._suptitle.get_text().replace("\n", " ")
+    n = g.num_ws
+    assert f"coarse styles (layers 1-2 of {n}) from row source i" in text
+    fine = f"layer 3 of {n}" if n == 3 else f"layers 3-{n} of {n}"
+    assert f"fine styles ({fine}) from column source j" in text
 
 
 # --------------------------------------------------------------------- perceptual path length

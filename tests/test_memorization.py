@@ -41,8 +41,11 @@ def test_figures_show_the_closest_pairs_first():
     result = audit(gen, feats, rng.normal(size=(200, 4)), "f")
     assert result.generated_index[0] == 7 and np.argmin(result.generated_to_train) == 0
     fig = neighbours_figure(train_imgs[:10], train_imgs, result, "label", rows=3)
-    image = fig.axes[0].images[0].get_array()
-    assert image.shape[0] == 3 * (8 + 2) + 2  # three generated | nearest pairs
+    axes = np.array(fig.axes).reshape(3, 3)  # rows: generated, feature and pixel neighbours
+    closest = [axes[r, 0].images[0].get_array() for r in range(3)]
+    assert np.array_equal(closest[0], train_imgs[0].permute(1, 2, 0).numpy())
+    assert np.array_equal(closest[1], train_imgs[7].permute(1, 2, 0).numpy())
+    assert np.array_equal(closest[2], closest[0])  # a training image is its own pixel neighbour
     assert len(distance_figure(result, "label").axes[0].patches) == 80  # two 40-bin histograms
 
 

@@ -355,4 +355,8 @@ def test_collapses_during_training_are_logged_saved_and_reported(
     assert table["last sample diversity"].tolist() == [0.0, 0.0]
     fig = diversity_figure({"ssd": run}, real=0.29, label="test")
     marks = [line for line in fig.axes[0].lines if line.get_marker() == "x"]
-    assert [list(m.get_xdata()) for m in marks if len(m.get_xdata())] == [[10.0]]  # G's warning
+    # Both warnings, each at its own step: D's (step 4, before the first logged diversity,
+    # drawn on the line) and G's (step 10, diversity 0: on the log axis' bottom edge).
+    assert sorted(x for m in marks for x in m.get_xdata()) == [4.0, 10.0]
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "trainer warning (2)" in legend and any("diversity 0" in t for t in legend)

@@ -9,7 +9,8 @@ such directions instead of picking them, and puts numbers on the assertion:
   binary factor (e.g. left_ear_up) into a unit direction in Z or W;
 - ``interpolation_images``, ``walk_images``, ``ear_preserving_interpolation``,
   ``truncation_images`` and ``style_mixing_images`` return uint8 images (N, 3, 64, 64) for
-  ``ssd_lib.plots.grid_figure``; ``ssd_lib.analysis.ppl`` measures perceptual path lengths.
+  ``ssd_lib.plots.grid_figure``; ``style_mixing_figure`` draws the mixes with their row and
+  column sources; ``ssd_lib.analysis.ppl`` measures perceptual path lengths.
 
 Randomness: codes come from private generators seeded by the arguments, and the networks run
 inside ``torch.random.fork_rng``, so the global RNG never moves. StyleGAN's noise inputs get
@@ -27,11 +28,13 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
 from ssd_lib.images import float_to_uint8
 from ssd_lib.metrics.toy import FactorNet, FactorNetResult, embed
 from ssd_lib.models.stylegan import RESOLUTIONS, StyleGANGenerator
+from ssd_lib.plots import mixing_grid_figure
 from ssd_lib.sampling import MAX_SEED, check_int, sample_z
 
 log = logging.getLogger(__name__)
@@ -406,3 +409,56 @@ def style_mixing_images(
     r, c = len(w_rows), len(w_cols)
     ws = generator.mix_styles(w_rows.repeat_interleave(c, 0), w_cols.repeat(r, 1), crossover)
     return render(generator, ws, value_range, "w", device, noise_seed=noise_seed)
+
+
+def _layer_span(start: int, stop: int, total: int) -> str:
+    """Style layers [start, stop) in words, counted from 1: "layers 1-2 of 4", "no layer"."""
+    if stop <= start:
+        return f"no layer of {total}"
+    if stop == start + 1:
+        return f"layer {start + 1} of {total}"
+    return f"layers {start + 1}-{stop} of {total}"
+
+
+def style_mixing_figure(
+    generator: nn.Module,
+    value_range: str,
+    z_rows: torch.Tensor,
+    z_cols: torch.Tensor,
+    crossover: int,
+    title: str,
+    label: str,
+    device: torch.device | str | None = None,
+    noise_seed: int = 0,
+) -> Figure:
+    """``style_mixing_images`` as a figure with its sources: the images of z_cols across the
+    top, those of z_rows down the left (an empty top-left corner), and the mixes inside; the
+    heads and the title say which style layers (coarse: [0, crossover), fine: the rest) come
+    from which source. Sources are rendered from the same noise maps as the mixes, so a
+    source is exactly what the mixes with crossover = num_ws (rows) or 0 (columns) show."""
+    _require_w(generator, "style_mixing_figure", "style mixing needs a mapping network")
+    crossover = check_int("crossover", crossover, 0, generator.num_ws)
+    mixed = style_mixing_images(
+        generator, value_range, z_rows, z_cols, crossover, device, noise_seed
+    )
+    row_img, col_img = (
+        render(
+            generator,
+            map_to_w(generator, z, device),
+            value_range,
+            "w",
+            device,
+            noise_seed=noise_seed,
+        )
+        for z in (z_rows, z_cols)
+    )
+    n = generator.num_ws
+    return mixing_grid_figure(
+        mixed,
+        row_img,
+        col_img,
+        title,
+        f"coarse styles ({_layer_span(0, crossover, n)})",
+        f"fine styles ({_layer_span(crossover, n, n)})",
+        label,
+    )

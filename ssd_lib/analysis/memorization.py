@@ -12,6 +12,7 @@ convenience for the embedded data.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,6 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from ssd_lib.images import make_grid
 from ssd_lib.plots import PlotFigure, stamp
 
 
@@ -54,6 +54,7 @@ class MemorizationAudit:
     val_to_train: np.ndarray  # (V,) the same for held-out real images
     feature_network: str
     details: dict = field(default_factory=dict)
+    val_index: np.ndarray | None = None  # (V,) nearest train image of each held-out real
 
     @property
     def threshold(self) -> float:
@@ -65,6 +66,24 @@ class MemorizationAudit:
         """Share of generated samples nearer to a training image than 99 % of held-out reals;
         about 0.01 for a generator that does not copy."""
         return float((self.generated_to_train < self.threshold).mean())
+
+    @property
+    def neighbour_counts(self) -> np.ndarray:
+        """For each training image index (up to the largest one used): how many generated
+        samples have it as their nearest training image."""
+        return np.bincount(np.asarray(self.generated_index, dtype=np.int64))
+
+    @property
+    def n_distinct_neighbours(self) -> int:
+        """How many different training images are somebody's nearest neighbour."""
+        return int((self.neighbour_counts > 0).sum())
+
+    @property
+    def top_neighbour_share(self) -> float:
+        """Share of generated samples whose nearest training image is the most common one:
+        near 1 when one training image is nearest to (almost) everything, a "hub" of the
+        feature space or the sign of samples that all look alike."""
+        return float(self.neighbour_counts.max() / len(self.generated_index))
 
     def summary(self) -> dict[str, float]:
         return {
@@ -84,8 +103,10 @@ def audit(
     if len(val) < 100:
         raise ValueError(f"val has {len(val)} images; the 1st-percentile threshold needs >= 100")
     g_dist, g_idx = nearest(generated, train)
-    v_dist, _ = nearest(val, train)
-    return MemorizationAudit(g_dist[:, 0], g_idx[:, 0], v_dist[:, 0], feature_network)
+    v_dist, v_idx = nearest(val, train)
+    return MemorizationAudit(
+        g_dist[:, 0], g_idx[:, 0], v_dist[:, 0], feature_network, val_index=v_idx[:, 0]
+    )
 
 
 def toy_audit(net: Any, generated_uint8: torch.Tensor, dataset: Any) -> MemorizationAudit:
@@ -124,26 +145,132 @@ def inception_audit(
     return audit(*feats, feature_network=f"Inception pool features, {kind} {library} weights")
 
 
+def pixel_nearest(
+    query_uint8: torch.Tensor, reference_uint8: torch.Tensor, chunk: int = 512
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest reference image of each query image in pixel space: RMS difference in grey
+    levels (0-255) (Q,) and index (Q,). Works through the reference in chunks of ``chunk``
+    images, so memory stays at Q x chunk distances plus one chunk of float pixels."""
+    if query_uint8.shape[1:] != reference_uint8.shape[1:]:
+        raise ValueError(
+            f"query {tuple(query_uint8.shape)} and reference {tuple(reference_uint8.shape)} "
+            "must be images of the same shape"
+        )
+    q = query_uint8.flatten(1).float()
+    best_d = torch.full((len(q),), float("inf"))
+    best_i = torch.zeros(len(q), dtype=torch.long)
+    for start in range(0, len(reference_uint8), chunk):
+        r = reference_uint8[start : start + chunk].flatten(1).float()
+        d, i = torch.cdist(q, r).min(dim=1)
+        better = d < best_d
+        best_d[better], best_i[better] = d[better], i[better] + start
+    return (best_d / q.shape[1] ** 0.5).numpy(), best_i.numpy()
+
+
+HUB_SHARE = 0.1  # one training image nearest to this share of samples is worth a sentence
+
+
+def neighbours_note(result: MemorizationAudit) -> str:
+    """Plain sentences on how many different training images the audit found as nearest
+    neighbours (of the samples, and of the held-out reals for comparison), and what it
+    means when one of them is nearest to many samples."""
+    n, top = len(result.generated_index), result.top_neighbour_share
+    text = (
+        f"{n} generated samples have {result.n_distinct_neighbours} distinct nearest training "
+        f"images in feature space; the most common one is nearest to {top:.0%} of them"
+    )
+    if result.val_index is not None:
+        v = len(result.val_index)
+        text += f" ({v} held-out reals: {len(np.unique(result.val_index))} distinct)"
+    text += "."
+    if top >= HUB_SHARE and result.neighbour_counts.max() > 1:
+        text += (
+            " One training image near many samples means the samples look alike (collapse) "
+            "or sit far from the data, where one training image (a hub of the feature "
+            "space) is nearest to everything; either way such a pair is no evidence of "
+            "copying by itself: compare the pixel-space row and the distances."
+        )
+    return text
+
+
+def closest_per_neighbour(result: MemorizationAudit, n: int) -> np.ndarray:
+    """Indices of ``n`` generated samples, closest to the training set first, taking at most
+    one sample per nearest training image while there are other neighbours to show; when
+    fewer than ``n`` training images are nearest to anything, the rest are the next closest
+    samples (repeating neighbours)."""
+    order = np.argsort(result.generated_to_train, kind="stable")
+    _, first = np.unique(result.generated_index[order], return_index=True)
+    distinct = order[np.sort(first)]  # the closest sample of each neighbour, closest first
+    if len(distinct) >= n:
+        return distinct[:n]
+    rest = order[~np.isin(order, distinct)]
+    chosen = np.concatenate([distinct, rest[: n - len(distinct)]])
+    return chosen[np.argsort(result.generated_to_train[chosen], kind="stable")]
+
+
 def neighbours_figure(
     generated_uint8: torch.Tensor,
     train_uint8: torch.Tensor,
     result: MemorizationAudit,
     label: str,
     rows: int = 8,
+    per_line: int = 8,
 ) -> Figure:
-    """Each row: a generated sample, then its nearest training image; the closest pairs first
-    (the likeliest copies), so a reader can judge them by eye."""
-    order = np.argsort(result.generated_to_train)[:rows]
-    pairs = []
-    for i in order:
-        pairs += [generated_uint8[int(i)], train_uint8[int(result.generated_index[i])]]
-    grid = make_grid(torch.stack(pairs), nrow=2)
-    fig = PlotFigure(figsize=(3.2, 1.5 * rows), layout="constrained")
+    """The ``rows`` likeliest copies, one column each, closest first: a generated sample, its
+    nearest training image in the audit's feature space (with how many of all samples share
+    that neighbour), and its nearest training image in pixel space, each with its distance;
+    more than ``per_line`` samples continue in a second band.
+
+    The columns show different feature neighbours where the audit has them
+    (``closest_per_neighbour``): when many near-identical samples crowd around one training
+    image, the closest ``rows`` samples would otherwise be one picture repeated. The title
+    says how many distinct nearest training images all samples have (``neighbours_note``),
+    so a single training image that is nearest to everything is reported, not hidden."""
+    order = closest_per_neighbour(result, rows)
+    shown = generated_uint8[torch.as_tensor(order, dtype=torch.long)]
+    pixel_d, pixel_i = pixel_nearest(shown, train_uint8)
+    counts = result.neighbour_counts
+    n = len(order)
+    cols = min(n, per_line)
+    bands = -(-n // cols)
+    fig = PlotFigure(figsize=(1.15 * cols + 1.0, 3.6 * bands + 1.3), layout="constrained")
     fig.inline_format = "jpeg"  # many generated images: see PlotFigure
-    ax = fig.subplots()
-    ax.imshow(grid, interpolation="nearest")
-    ax.set_axis_off()
-    ax.set_title("generated | nearest training image\n(closest pairs first)", fontsize=9)
+    axes = fig.subplots(3 * bands, cols, squeeze=False)
+    row_names = ("generated", "nearest train\n(features)", "nearest train\n(pixels)")
+    for k, i in enumerate(order):
+        band, col = divmod(k, cols)
+        feature_j = int(result.generated_index[i])
+        cells = (
+            (generated_uint8[int(i)], f"#{k + 1}: sample {int(i)}"),
+            (
+                train_uint8[feature_j],
+                f"train {feature_j} (x{counts[feature_j]}), d={result.generated_to_train[i]:.3g}",
+            ),
+            (train_uint8[int(pixel_i[k])], f"train {int(pixel_i[k])}, rms={pixel_d[k]:.3g}"),
+        )
+        for r, (image, title) in enumerate(cells):
+            ax = axes[3 * band + r, col]
+            ax.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(title, fontsize=6)
+            if col == 0:
+                ax.set_ylabel(row_names[r], fontsize=7)
+    for k in range(n, bands * cols):  # the last band may be short
+        band, col = divmod(k, cols)
+        for r in range(3):
+            axes[3 * band + r, col].set_axis_off()
+    width = max(40, int(fig.get_figwidth() * 14))
+    title = (
+        "Generated samples closest to the training set, the closest one per nearest training "
+        f"image first (x: how many of all {len(result.generated_index)} samples have that "
+        f"nearest image); d: distance in the audit's features ({result.feature_network}); "
+        "rms: pixel difference in grey levels"
+    )
+    fig.suptitle(
+        textwrap.fill(title, width) + "\n" + textwrap.fill(neighbours_note(result), width),
+        fontsize=8,
+    )
     return stamp(fig, label)
 
 
@@ -157,8 +284,12 @@ def distance_figure(result: MemorizationAudit, label: str) -> Figure:
     ax.hist(result.val_to_train, bins=bins, density=True, alpha=0.6, label="held-out reals")
     ax.hist(result.generated_to_train, bins=bins, density=True, alpha=0.6, label="generated")
     ax.axvline(result.threshold, color="k", lw=1, ls="--", label="1st pct. of held-out")
-    ax.set(
-        xlabel=f"distance to nearest training image ({result.feature_network})", ylabel="density"
+    # The feature network's name is long (seed, dataset hash): wrap it to the figure's width
+    # so that constrained layout keeps the whole label inside the figure.
+    xlabel = textwrap.fill(
+        f"distance to the nearest training image, in the features of: {result.feature_network}",
+        width=max(30, int(fig.get_figwidth() * 11)),  # about 11 characters per inch at 10 pt
     )
+    ax.set(xlabel=xlabel, ylabel="density")
     ax.legend(fontsize=8)
     return stamp(fig, label)

@@ -129,9 +129,30 @@ def probe_spaces(
     return df[["model", "space", *[c for c in df.columns if c not in ("model", "space")]]]
 
 
+PROBE_FLOOR = -2.0  # R^2 below this is clipped in the bar figure, with its value written
+
+
+def _probe_ylim(probes: pd.DataFrame, floor: float = PROBE_FLOOR) -> tuple[float, float, bool]:
+    """(bottom, top, clipped): limits that hold every bar and chance tick, unless a score is
+    below ``floor``; then the axis stops just under ``floor`` and ``clipped`` is True."""
+    values = pd.concat([probes["score"], probes["chance"]]).to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    lo = min(0.0, float(values.min())) if len(values) else 0.0
+    hi = max(1.0, float(values.max())) if len(values) else 1.0
+    clipped = lo < floor
+    lo = max(lo, floor)
+    margin = 0.05 * (hi - lo)
+    return lo - (2 * margin if clipped else margin if lo < 0 else 0.0), hi + margin, clipped
+
+
 def probe_bar_figure(probes: pd.DataFrame, label: str) -> Figure:
     """Grouped bars from (concatenated) ``probe_spaces`` tables: one panel per model, factors
-    along x, one bar per space; black ticks mark chance. Skipped factors say "skipped"."""
+    along x, one bar per space; black ticks mark chance. Skipped factors say "skipped".
+
+    The y-axis holds every bar, also a strongly negative R^2 (a probe worse than predicting
+    the mean). Only a score below ``PROBE_FLOOR`` is cut, visibly: a black triangle marks
+    the bar at the axis bottom, its value is written on it, and a line above the panels says
+    so."""
     models = list(dict.fromkeys(probes["model"]))
     factors = list(dict.fromkeys(probes["factor"]))
     spaces = list(dict.fromkeys(probes["space"]))
@@ -140,21 +161,41 @@ def probe_bar_figure(probes: pd.DataFrame, label: str) -> Figure:
     fig.set_layout_engine("constrained")
     axes = fig.subplots(len(models), 1, sharex=True, squeeze=False)[:, 0]
     x, width = np.arange(len(factors)), 0.8 / len(spaces)
-    # R^2 can be far below 0 for a useless probe; cut the axis there rather than lose the bars.
-    low = max(-0.5, min(0.0, float(np.nanmin(probes["score"]))))
+    low, high, clipped = _probe_ylim(probes)
     for ax, model in zip(axes, models, strict=True):
         sub = probes[probes["model"] == model]
         for k, space in enumerate(spaces):
             s = sub[sub["space"] == space].set_index("factor").reindex(factors)["score"]
-            ax.bar(x + (k - (len(spaces) - 1) / 2) * width, s, width, label=space, color=f"C{k}")
+            xs = x + (k - (len(spaces) - 1) / 2) * width
+            ax.bar(xs, s, width, label=space, color=f"C{k}")
+            for xi, v in zip(xs, s.to_numpy(dtype=float), strict=True):
+                if v < low:  # cut by the axis: say so, with the value
+                    ax.plot(xi, low, marker="v", ms=7, color="k", clip_on=False, zorder=5)
+                    ax.annotate(
+                        f"{v:.3g}",
+                        (xi, low),
+                        xytext=(0, 6),
+                        textcoords="offset points",
+                        ha="center",
+                        va="bottom",
+                        fontsize=7,
+                        rotation=90,
+                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none"},
+                    )
         measured = sub.groupby("factor")["score"].count().reindex(factors, fill_value=0)
         for i in np.flatnonzero(measured.to_numpy() == 0):
             ax.text(x[i], 0.03, "skipped", ha="center", fontsize=7, color="0.4")
         chance = sub.groupby("factor")["chance"].first().reindex(factors)
         ax.hlines(chance, x - 0.45, x + 0.45, colors="k", lw=1.2, label="chance")
-        ax.set(title=model, ylim=(low, 1.05), ylabel="test accuracy / R$^2$")
+        ax.set(title=model, ylim=(low, high), ylabel="test accuracy / R$^2$")
         ax.axhline(0, color="0.6", lw=0.6)
     axes[0].legend(loc="upper right", fontsize=8, ncols=len(spaces) + 1)
+    if clipped:
+        fig.suptitle(
+            f"R$^2$ below the axis bottom ({low:.2f}) is cut there (black triangle), its value "
+            "written on the bar",
+            fontsize=8,
+        )
     ticks = [f"{f}\n({'R²' if metric[f] == 'r2' else 'acc'})" for f in factors]
     axes[-1].set_xticks(x, ticks, rotation=35, ha="right", fontsize=8)
     return stamp(fig, label)

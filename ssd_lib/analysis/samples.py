@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ssd_lib.plots import PlotFigure, grid_figure, moving_average, stamp
+from ssd_lib.plots import PlotFigure, grid_figure, moving_average, plain_log_ticks, stamp
 from ssd_lib.runs import Run
 from ssd_lib.sampling import generate, sample_z
 
@@ -96,26 +96,111 @@ def losses_overview_figure(
     return stamp(fig, label)
 
 
+# Run colours: the tab10 palette without its red, which marks the trainer's warnings alone.
+RUN_COLOURS = tuple(f"C{i}" for i in range(10) if i != 3)
+RUN_STYLES = ("-", "--", ":", "-.")  # beyond nine runs the colours repeat with a new dash
+WARNING_COLOUR = "C3"  # tab10 red
+REFERENCE_COLOUR = "k"
+
+
+def _on_line(at: np.ndarray, steps: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The run's diversity line at steps ``at``: interpolated between the logged steps as the
+    log axis draws it (geometrically), linearly next to a 0, and held flat outside them."""
+    out = np.interp(at, steps, values)
+    k = np.clip(np.searchsorted(steps, at), 1, max(len(steps) - 1, 1))
+    inside = (at > steps[0]) & (at < steps[-1])
+    v0, v1 = values[k - 1], values[np.minimum(k, len(values) - 1)]
+    geometric = inside & (v0 > 0) & (v1 > 0)
+    if geometric.any():
+        s0, s1 = steps[k - 1][geometric], steps[k][geometric]
+        t = (at[geometric] - s0) / (s1 - s0)
+        out[geometric] = v0[geometric] ** (1 - t) * v1[geometric] ** t
+    return out
+
+
 def diversity_figure(runs: dict[str, Run], real: float, label: str) -> Figure:
     """Each run's ``sample_diversity`` over training (the spread of its samples at the fixed
     codes, logged at every sample grid), against the training images' own spread; the steps
-    where the trainer warned are marked."""
+    where the trainer warned are marked with a red x, a colour no run line uses.
+
+    A warning is drawn at its own step on the run's line, also between two logged steps (a D
+    collapse is found at any step); outside the logged steps, at the nearest end. A diversity
+    of 0 (every code gives the same image) has no place on the log axis: such points, and
+    warnings there, sit on the bottom edge, and the legend says so."""
+    from matplotlib.lines import Line2D
+    from matplotlib.transforms import blended_transform_factory
+
     fig = PlotFigure(figsize=(7.0, 3.6), layout="constrained")
     ax = fig.subplots()
+    bottom = blended_transform_factory(ax.transData, ax.transAxes)  # x: step, y: axis edge
+    n_warnings, n_zero = 0, 0
     for i, (name, run) in enumerate(runs.items()):
         h = run.history()
         if "sample_diversity" not in h:
             continue
-        logged = ~np.isnan(h["sample_diversity"])
+        logged = np.isfinite(h["sample_diversity"])
+        if not logged.any():
+            continue
         steps, values = h["step"][logged], h["sample_diversity"][logged]
-        ax.plot(steps, values, marker="o", ms=3, lw=1.2, color=f"C{i % 10}", label=name)
-        for w in run.warnings():
-            at = steps == w["step"]
-            ax.plot(steps[at], values[at], marker="x", ms=9, mew=2, color="red", ls="none")
-    ax.axhline(real, ls="--", color="k", lw=1, label="training images")
+        colour = RUN_COLOURS[i % len(RUN_COLOURS)]
+        style = RUN_STYLES[(i // len(RUN_COLOURS)) % len(RUN_STYLES)]
+        ax.plot(steps, values, marker="o", ms=3, lw=1.2, color=colour, ls=style, label=name)
+        zero = values <= 0
+        if zero.any():
+            ax.plot(
+                steps[zero],
+                np.full(zero.sum(), 0.02),
+                marker="v",
+                ms=6,
+                color=colour,
+                ls="none",
+                transform=bottom,
+                clip_on=False,
+            )
+            n_zero += int(zero.sum())
+        at = np.array([float(w["step"]) for w in run.warnings() if "step" in w])
+        if not len(at):
+            continue
+        y = _on_line(at, steps, values)
+        mark = {"marker": "x", "ms": 9, "mew": 2, "color": WARNING_COLOUR, "ls": "none"}
+        if (y > 0).any():
+            ax.plot(at[y > 0], y[y > 0], zorder=5, **mark)
+        if (y <= 0).any():
+            ax.plot(
+                at[y <= 0],
+                np.full((y <= 0).sum(), 0.02),
+                zorder=5,
+                transform=bottom,
+                clip_on=False,
+                **mark,
+            )
+        n_warnings += len(at)
+    ax.axhline(real, ls="--", color=REFERENCE_COLOUR, lw=1, label="training images")
+    handles, _ = ax.get_legend_handles_labels()
+    warning_label = (
+        f"trainer warning ({n_warnings})" if n_warnings else "trainer warning (none in these runs)"
+    )
+    handles.append(
+        Line2D(
+            [], [], marker="x", ms=7, mew=2, color=WARNING_COLOUR, ls="none", label=warning_label
+        )
+    )
+    if n_zero:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                marker="v",
+                ms=6,
+                color="0.4",
+                ls="none",
+                label="on the bottom edge: diversity 0 (all samples alike)",
+            )
+        )
     ax.set_yscale("log")
+    plain_log_ticks(ax.yaxis)  # 0.01, 0.02, 0.05, 0.1 rather than 10^-2 next to 2x10^-2
     ax.set_xlabel("step")
     ax.set_ylabel("sample diversity (per-pixel SD)")
-    ax.set_title("Spread of the samples at the fixed codes (red x: a warning)", fontsize=10)
-    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("Spread of the samples at the fixed codes", fontsize=10)
+    ax.legend(handles=handles, fontsize=7, ncol=2)
     return stamp(fig, label)

@@ -8,7 +8,8 @@ training vs held-out reals. This module turns two runs (with and without SN) int
 
 - ``loss_comparison_figure``: paper Fig. 4 (D and G losses, SN vs no SN, 2 x 2 panels);
 - ``sigma_figure``: sigma of each layer's applied weight over training;
-- ``discriminator_figure``: D(x), D(G(z)), accuracy, the train/val gap and G's gradient norm;
+- ``discriminator_figure``: D(x), D(G(z)), accuracy, the train/val gap and the gradient norms
+  reaching G and of D;
 - ``check_sn_layers``: the applied weights of the final checkpoint, by exact SVD;
 - ``sn_summary`` and ``verdict``: late-training means side by side and a plain-words reading.
 """
@@ -18,9 +19,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.lines import Line2D
 
-from ssd_lib.plots import PlotFigure, moving_average, stamp
+from ssd_lib.plots import PlotFigure, moving_average, plain_log_ticks, stamp
 from ssd_lib.runs import Run
 from ssd_lib.spectral import exact_sigma, weight_matrix
 
@@ -105,15 +106,32 @@ def check_sn_layers(run: Run, tolerance: float = 0.02) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _logged(h: dict[str, np.ndarray], key: str) -> bool:
+    """Whether the history holds at least one measured (finite) value of ``key``."""
+    return key in h and bool(np.isfinite(h[key]).any())
+
+
+def _legend(ax, missing: list[str], why: str = "") -> None:
+    """The panel's legend, with one entry per run that did not log its statistic ("<run>:
+    not logged"), so an absent curve is never read as a flat or hidden one."""
+    handles, _ = ax.get_legend_handles_labels()
+    for name in missing:
+        handles.append(Line2D([], [], ls="none", label=f"{name}: not logged{why}"))
+    if handles:
+        ax.legend(handles=handles, fontsize=8)
+
+
 def _panel(ax, runs: dict[str, Run], key: str, window: int, title: str) -> None:
+    missing = []
     for i, (name, run) in enumerate(runs.items()):
         h = run.history()
-        if key not in h:
+        if not _logged(h, key):
+            missing.append(name)
             continue
         ax.plot(h["step"], h[key], lw=0.4, alpha=0.25, color=f"C{i}")
         ax.plot(h["step"], moving_average(h[key], window), lw=1.6, color=f"C{i}", label=name)
     ax.set(title=title, xlabel="step")
-    ax.legend(fontsize=8)
+    _legend(ax, missing)
 
 
 def loss_comparison_figure(runs: dict[str, Run], label: str, window: int = 25) -> Figure:
@@ -141,36 +159,67 @@ def sigma_figure(runs: dict[str, Run], label: str) -> Figure:
             ax.plot(h["step"], h[f"sigma_eff/{layer}"], color=f"C{i}", lw=1.4, label=layer)
         ax.axhline(1.0, color="0.5", lw=0.8)
         ax.set(title=f"{name}: sigma (solid applied, dashed stored)", xlabel="step", yscale="log")
-        ax.yaxis.set_major_formatter(ScalarFormatter())  # 2, 3, 4 rather than 2x10^0
         ax.legend(fontsize=8)
+    for ax in axes:  # after every panel is drawn: the (shared) limits are final
+        plain_log_ticks(ax.yaxis)
     return stamp(fig, label)
 
 
-def discriminator_figure(runs: dict[str, Run], label: str, window: int = 25) -> Figure:
-    """D(x), D(G(z)), D accuracy, G's gradient norm and D's train-minus-val gap, runs overlaid."""
-    fig = PlotFigure(figsize=(12, 6.4), layout="constrained")
-    axes = fig.subplots(2, 3).ravel()
-    for ax, key, title in zip(
-        axes[:4],
-        ("d_real", "d_fake", "d_acc", "grad_norm_g"),
-        ("D(x), reals", "D(G(z)), fakes", "D accuracy", "gradient norm reaching G"),
-        strict=True,
-    ):
-        _panel(ax, runs, key, window, title)
-    ax = axes[4]
+DISCRIMINATOR_PANELS = (
+    ("d_real", "D(x), reals"),
+    ("d_fake", "D(G(z)), fakes"),
+    ("d_acc", "D accuracy"),
+    ("grad_norm_g", "gradient norm reaching G"),
+    ("grad_norm_d", "gradient norm of D's weights"),
+)
+GAP_TITLE = "D(train reals) - D(val reals), eval mode"
+
+
+def _gap_panel(ax, runs: dict[str, Run]) -> None:
+    missing = []
     for i, (name, run) in enumerate(runs.items()):
         h = run.history()
-        if "d_train_eval" in h:
-            mask = ~np.isnan(h["d_train_eval"])
-            ax.plot(
-                h["step"][mask],
-                (h["d_train_eval"] - h["d_val_eval"])[mask],
-                "o-",
-                color=f"C{i}",
-                label=name,
-            )
+        if not (_logged(h, "d_train_eval") and _logged(h, "d_val_eval")):
+            missing.append(name)
+            continue
+        mask = np.isfinite(h["d_train_eval"]) & np.isfinite(h["d_val_eval"])
+        gap = (h["d_train_eval"] - h["d_val_eval"])[mask]
+        ax.plot(h["step"][mask], gap, "o-", color=f"C{i}", label=name)
     ax.axhline(0.0, color="0.5", lw=0.8)
-    ax.set(title="D(train reals) - D(val reals), eval mode", xlabel="step")
-    ax.legend(fontsize=8)
-    axes[5].set_axis_off()
+    ax.set(title=GAP_TITLE, xlabel="step")
+    _legend(ax, missing, " (no val split?)")
+
+
+def discriminator_figure(runs: dict[str, Run], label: str, window: int = 25) -> Figure:
+    """D(x), D(G(z)), D accuracy, the gradient norms reaching G and of D, and D's
+    train-minus-val gap (eval mode, at epoch ends), runs overlaid.
+
+    A statistic that no run logged gets no panel (the figure says which were left out); one
+    that only some runs logged says in its panel which runs lack it. No axis is left empty."""
+    histories = {name: run.history() for name, run in runs.items()}
+    panels: list[tuple[str, str]] = []
+    absent: list[str] = []
+    for key, title in DISCRIMINATOR_PANELS:
+        (panels if any(_logged(h, key) for h in histories.values()) else absent).append(
+            (key, title)
+        )
+    has_gap = any(
+        _logged(h, "d_train_eval") and _logged(h, "d_val_eval") for h in histories.values()
+    )
+    (panels if has_gap else absent).append(("gap", GAP_TITLE))
+    if not panels:
+        raise ValueError(f"no run in {list(runs)} logged any discriminator statistic")
+    ncols = 3 if len(panels) > 4 else min(2, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig = PlotFigure(figsize=(4 * ncols, 3.2 * nrows), layout="constrained")
+    for n, (key, title) in enumerate(panels):
+        ax = fig.add_subplot(nrows, ncols, n + 1)  # only drawn panels get an axis
+        if key == "gap":
+            _gap_panel(ax, runs)
+        else:
+            _panel(ax, runs, key, window, title)
+    if absent:
+        fig.suptitle(
+            "not logged by any run, so not drawn: " + "; ".join(t for _, t in absent), fontsize=9
+        )
     return stamp(fig, label)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -68,23 +70,53 @@ def subset_table(
     return pd.DataFrame(rows)
 
 
-def factor_figure(dataset: PreparedDataset, label: str) -> Figure:
-    """Bar charts of the class shares of every categorical/binary factor (train split)."""
-    shares = factor_shares(dataset.train)
-    names = list(shares["factor"].unique())
-    if not names:
-        raise ValueError(f"dataset {dataset.name!r} has no categorical factors to plot")
-    cols = 3
-    rows = int(np.ceil(len(names) / cols))
-    fig = PlotFigure(figsize=(10, 2.6 * rows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-    for ax, name in zip(axes, names, strict=False):
-        part = shares[shares["factor"] == name]
-        ax.bar([str(v) for v in part["value"]], part["share"], color="C0")
-        ax.set_title(name, fontsize=10)
-        ax.set_ylim(0, 1)
-        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-    for ax in axes[len(names) :]:
-        ax.set_axis_off()
-    fig.suptitle(f"Factor distributions, {dataset.name} train split ({len(dataset.train)} images)")
+def _figure_grid(n: int, max_cols: int = 5) -> tuple[int, int]:
+    """(rows, cols) for ``n`` panels: at most ``max_cols`` wide, rows as full as possible."""
+    rows = -(-n // max_cols)
+    return rows, -(-n // rows)
+
+
+def factor_figure(dataset: PreparedDataset, label: str, bins: int = 20) -> Figure:
+    """One panel per factor of the train split, in column order: bar charts of the class
+    shares of categorical/binary factors, histograms (share of images per bin, over the
+    factor's documented range) of continuous ones."""
+    split = dataset.train
+    if split.factors is None or not split.factor_names:
+        raise ValueError(f"dataset {dataset.name!r} has no factors to plot")
+    descriptions = _factor_descriptions(split)
+    shares = factor_shares(split)
+    rows, cols = _figure_grid(len(descriptions))
+    fig = PlotFigure(figsize=(2.2 * cols + 0.6, 2.5 * rows + 0.6), layout="constrained")
+    for n, (name, desc) in enumerate(descriptions.items()):
+        ax = fig.add_subplot(rows, cols, n + 1)  # only as many axes as factors
+        if desc["kind"] == "continuous":
+            values = split.factors[:, n].numpy().astype(float)
+            values = values[np.isfinite(values)]
+            documented = desc.get("range")
+            lo, hi = documented if documented else (np.inf, -np.inf)
+            if len(values):  # the data's span too: never drop a value outside the range
+                lo, hi = min(lo, float(values.min())), max(hi, float(values.max()))
+            elif not documented:
+                lo, hi = 0.0, 1.0
+            if hi <= lo:  # a constant factor: a unit-wide window around it
+                lo, hi = lo - 0.5, hi + 0.5
+            weights = np.full(len(values), 1.0 / max(len(values), 1))
+            ax.hist(values, bins=bins, range=(lo, hi), weights=weights, color="C1")
+            ax.set_xlim(lo, hi)
+            ax.set_title(f"{name}\n(continuous)", fontsize=9)
+            ax.set_xlabel("value", fontsize=8)
+        else:
+            part = shares[shares["factor"] == name]
+            ax.bar([str(v) for v in part["value"]], part["share"], color="C0")
+            ax.set_title(f"{name}\n({desc['kind']})", fontsize=9)
+            ax.set_ylim(0, 1)
+            ax.tick_params(axis="x", labelrotation=30)
+        ax.tick_params(labelsize=7)
+        if n % cols == 0:
+            ax.set_ylabel("share of images", fontsize=8)
+    title = (
+        f"Factor distributions, {dataset.name} train split ({len(split)} images); bars: "
+        f"class shares, histograms: continuous factors ({bins} bins)"
+    )
+    fig.suptitle(textwrap.fill(title, width=int(fig.get_figwidth() * 12)), fontsize=10)
     return stamp(fig, label)
