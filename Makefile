@@ -15,10 +15,11 @@ RUNS ?=
 ONLY ?=
 THREADS ?= 0
 
-.PHONY: env figures train published-check test test-fast lab bench lint clean-runs help
+.PHONY: env figures lesson train published-check test test-fast lab bench lint clean-runs help
 
 help:
 	@echo "make figures  regenerate the figures into figures/ (DATASET=$(DATASET) PROFILE=$(PROFILE) RUNS=published|local)"
+	@echo "make lesson   rebuild the class notebooks (lessons/student, lessons/teacher) and execute the teacher's"
 	@echo "make train    train the paper-budget runs on the embedded data and publish each into published/ (hours on a CPU; resumable; ONLY=ssd-seed42 for one)"
 	@echo "make test     run the test suite"
 	@echo "make test-fast  the suite without the tests marked slow (a few minutes)"
@@ -40,6 +41,11 @@ env: $(STAMP)
 
 figures: env
 	$(PY) -m ssd_lib.figures --dataset $(DATASET) --profile $(PROFILE) --device $(DEVICE) $(if $(RUNS),--runs $(RUNS),)
+
+# The class (docs/teaching.md): one source, a student notebook with the exercises stubbed and a
+# teacher notebook with solutions, executed here (its part 3 trains twice for TRAIN_SECONDS).
+lesson: env
+	$(PY) -m ssd_lib.teach.build lessons/gan_class.py lessons/ --execute-teacher
 
 # The paper's budget (20 epochs) for every planned run, each published into published/ as soon
 # as it is complete; stop it at any time and run it again to resume. ONLY="ssd-seed42 ..."

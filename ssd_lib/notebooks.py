@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -122,26 +123,50 @@ def run_notebooks(
             raise ValueError(f"unknown notebooks {unknown}; known: {[p.name for p in notebooks]}")
         notebooks = [p for p in notebooks if p.name in names]
     outputs = []
-    # The kernels inherit these: text progress bars (ssd_lib.progress), at most one update
-    # every 15 s when they are streamed to the terminal.
+    for nb in notebooks:
+        out = nb if output_dir is None else Path(output_dir) / nb.name
+        parameters = {**params, "notebook": nb.name}
+        outputs.append(execute(nb, out, parameters, kernel_name, progress, stream_output))
+    return outputs
+
+
+@contextmanager
+def _kernel_environment(stream_output: bool):
+    """What the kernels inherit: text progress bars (ssd_lib.progress), at most one update
+    every 15 s when they are streamed to the terminal."""
     env = {"SSD_PROGRESS": "text"} | ({"TQDM_MININTERVAL": "15"} if stream_output else {})
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        for nb in notebooks:
-            outputs.append(_execute(nb, output_dir, params, kernel_name, progress, stream_output))
+        yield
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return outputs
+
+
+def execute(
+    nb: str | Path,
+    out: str | Path | None = None,
+    parameters: dict[str, Any] | None = None,
+    kernel_name: str = "python3",
+    progress: bool = True,
+    stream_output: bool = False,
+) -> Path:
+    """Execute one notebook with papermill in its own folder and write the executed copy to
+    ``out`` (default: over ``nb``) with one parameters cell; returns ``out``."""
+    nb = Path(nb)
+    out = nb if out is None else Path(out)
+    params = dict(parameters or {})
+    with _kernel_environment(stream_output):
+        return _execute(nb, out, params, kernel_name, progress, stream_output)
 
 
 def _execute(
     nb: Path,
-    output_dir: str | Path | None,
+    out: Path,
     params: dict[str, Any],
     kernel_name: str,
     progress: bool,
@@ -149,7 +174,6 @@ def _execute(
 ) -> Path:
     import papermill as pm
 
-    out = nb if output_dir is None else Path(output_dir) / nb.name
     out.parent.mkdir(parents=True, exist_ok=True)
     # Papermill saves its output after every cell; it writes to a scratch copy so that the
     # notebook is replaced only by a complete run. A failed run's copy (with the error in
@@ -161,7 +185,7 @@ def _execute(
         pm.execute_notebook(
             _rel(nb),  # relative paths: papermill stores them in the notebook
             _rel(scratch),
-            parameters={**params, "notebook": nb.name},
+            parameters=params,
             cwd=str(nb.parent),
             kernel_name=kernel_name,
             progress_bar=progress,

@@ -1,5 +1,6 @@
 """Teaching material for a 90-minute class: auto-checked exercises, a one-source lesson
-builder (student and teacher notebooks) and a timed real-or-fake quiz.
+builder (student and teacher notebooks), a timed real-or-fake quiz, and training on from a
+published snapshot for a few minutes (``continue_training``, with or without spectral norm).
 
 In a lesson notebook::
 
@@ -7,8 +8,9 @@ In a lesson notebook::
     def my_adain(x, scale, bias, eps=1e-5): ...
     teach.check_adain(my_adain)      # one line: what is right, or what is wrong and why
 
-See docs/teaching.md for the class plan. The quiz lives in :mod:`ssd_lib.teach.quiz`
-(imported on use, as it needs pandas and, for its widget, ipywidgets).
+See docs/teaching.md for the class plan and ``lessons/gan_class.py`` for the lesson. The
+quiz lives in :mod:`ssd_lib.teach.quiz` (imported on use, as it needs pandas and, for its
+widget, ipywidgets); the helpers the lesson's cells call in :mod:`ssd_lib.teach.lesson`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ _EXPORTS = {
     "check_power_iteration": "ssd_lib.teach.checks",
     "CheckResult": "ssd_lib.teach.feedback",
     "ExerciseError": "ssd_lib.teach.feedback",
+    "TrainOnResult": "ssd_lib.teach.train_on",
+    "comparison_figure": "ssd_lib.teach.train_on",
+    "continue_training": "ssd_lib.teach.train_on",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -35,6 +35,7 @@ import ast
 import json
 import re
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,7 +255,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("source", help="lesson source: a percent-format .py or an .ipynb")
     parser.add_argument("out_dir", help="writes OUT_DIR/student/<name>.ipynb and teacher/")
+    parser.add_argument(
+        "--execute-teacher",
+        action="store_true",
+        help="then run the teacher's notebook with papermill (in its folder) and keep its "
+        "outputs; the student's stays unexecuted",
+    )
+    parser.add_argument(
+        "-p",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="a parameter for the execution, the value as Python (e.g. -p TRAIN_SECONDS 60)",
+    )
     args = parser.parse_args(argv)
+    try:
+        parameters = {name: ast.literal_eval(value) for name, value in args.p}
+    except (ValueError, SyntaxError) as err:
+        print(f"build: error: a -p value is not a Python literal ({err})", file=sys.stderr)
+        return 2
     try:
         paths = build(args.source, args.out_dir)
     except BuildError as err:
@@ -262,6 +282,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for role, path in paths.items():
         print(f"{role}: {path}")
+    if args.execute_teacher:
+        from ssd_lib.notebooks import execute
+
+        t = time.perf_counter()
+        execute(paths["teacher"], parameters=parameters, stream_output=True)
+        print(f"teacher: executed in {time.perf_counter() - t:.0f} s")
     return 0
 
 
