@@ -227,3 +227,11 @@ def test_the_committed_notebooks_match_the_source(notebooks):
         assert _cells(committed) == _cells(fresh), f"{path} is stale: run `make lesson`"
     student = nbformat.read(LESSON.parent / "student" / "gan_class.ipynb", as_version=4)
     assert not any(c.get("outputs") for c in student.cells if c.cell_type == "code")
+
+
+def test_the_committed_teacher_notebook_ran_to_the_end():
+    teacher = nbformat.read(LESSON.parent / "teacher" / "gan_class.ipynb", as_version=4)
+    code = [c for c in teacher.cells if c.cell_type == "code"]
+    assert all(c.get("execution_count") for c in code), "run `make lesson` to execute it"
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, errors[0].get("ename") if errors else ""
