@@ -43,7 +43,7 @@ class TrainConfig:
 
     preset: str = "paper"
     profile: str = "paper"
-    # Networks (PAPER.md, "Architecture").
+    # Networks (docs/paper.md, "The networks the release builds").
     generator: str = "ssd"
     discriminator: str = "sn"
     nz: int = 100

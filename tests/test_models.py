@@ -1,4 +1,4 @@
-"""The networks match PAPER.md: parameter counts, shapes, and the style interface."""
+"""The networks match docs/paper.md: parameter counts, shapes, and the style interface."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_ssd_generator_tied_and_untied_counts():
     tied, untied = SSDGenerator(tied_mapping=True), SSDGenerator(tied_mapping=False)
     assert count_parameters(tied) == 3_778_904
     assert count_parameters(untied) == 3_809_204
-    # The parts PAPER.md lists: mapping 10,100 + constant 100 + convs + AdaIN linears.
+    # The parts docs/paper.md lists: mapping 10,100 + constant 100 + convs + AdaIN linears.
     assert count_parameters(tied.mapping) == 10_100
     assert tied.const.numel() == 100
     assert sum(count_parameters(c) for c in tied.convs) + count_parameters(tied.to_rgb) == 3_574_784

@@ -138,7 +138,7 @@ def test_loading_a_checkpoint_into_a_different_config_is_refused(tiny_dataset, t
 
 
 def _reference_step(cfg, G, D, opt_g, opt_d, real, z):
-    """One iteration written out from PAPER.md's recipe, independently of Trainer."""
+    """One iteration written out from the recipe in docs/paper.md, independently of Trainer."""
     bce = torch.nn.functional.binary_cross_entropy
     if cfg.step_order == "g_then_d":
         p = D(G(z))

@@ -53,7 +53,8 @@ from ssd_lib.runs import Run
 
 log = logging.getLogger(__name__)
 
-# Published numbers (PAPER.md, "Evaluation as reported"): AFHQ dogs, 20 epochs, one run each.
+# Published numbers (docs/paper.md, "The numbers the paper reports"): AFHQ dogs, 20 epochs,
+# one run each.
 PAPER_TABLE1 = {
     "DCGAN": {"params (M)": 6.342, "FID": 424.512},
     "StyleGAN": {"params (M)": 47.625, "FID": 355.620},

@@ -1,4 +1,5 @@
-"""The SSD generator, as the authors' release builds it (PAPER.md, "Architecture").
+"""The SSD generator, as the authors' release builds it (docs/paper.md, "The networks the
+release builds").
 
     z (N, 100) -> mapping (one Linear(100, 100) applied 4 times) -> w (N, 100)
     learned constant (1, 100, 1, 1)
