@@ -79,6 +79,23 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def atomic_write_csv(
+    path: str | os.PathLike, rows: list[dict[str, Any]], columns: list[str] | None = None
+) -> Path:
+    """Write ``rows`` (dicts) as CSV atomically: ``columns`` (default: every key, in order of
+    first appearance) as the header, an empty cell where a row lacks a column."""
+    import csv
+    import io
+
+    if columns is None:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(path, buf.getvalue())
+
+
 def read_json(path: str | os.PathLike, error: type[Exception], advice: str) -> Any:
     """The JSON in ``path``; an undecodable file raises ``error`` with one line naming the
     file, the decoder's complaint and ``advice`` (what the user should do)."""

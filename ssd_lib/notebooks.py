@@ -157,23 +157,11 @@ def execute(
 ) -> Path:
     """Execute one notebook with papermill in its own folder and write the executed copy to
     ``out`` (default: over ``nb``) with one parameters cell; returns ``out``."""
+    import papermill as pm
+
     nb = Path(nb)
     out = nb if out is None else Path(out)
     params = dict(parameters or {})
-    with _kernel_environment(stream_output):
-        return _execute(nb, out, params, kernel_name, progress, stream_output)
-
-
-def _execute(
-    nb: Path,
-    out: Path,
-    params: dict[str, Any],
-    kernel_name: str,
-    progress: bool,
-    stream_output: bool,
-) -> Path:
-    import papermill as pm
-
     out.parent.mkdir(parents=True, exist_ok=True)
     # Papermill saves its output after every cell; it writes to a scratch copy so that the
     # notebook is replaced only by a complete run. A failed run's copy (with the error in
@@ -182,15 +170,16 @@ def _execute(
     t = time.perf_counter()
     log.info("executing %s with %s", nb.name, params)
     try:
-        pm.execute_notebook(
-            _rel(nb),  # relative paths: papermill stores them in the notebook
-            _rel(scratch),
-            parameters=params,
-            cwd=str(nb.parent),
-            kernel_name=kernel_name,
-            progress_bar=progress,
-            log_output=stream_output,
-        )
+        with _kernel_environment(stream_output):
+            pm.execute_notebook(
+                _rel(nb),  # relative paths: papermill stores them in the notebook
+                _rel(scratch),
+                parameters=params,
+                cwd=str(nb.parent),
+                kernel_name=kernel_name,
+                progress_bar=progress,
+                log_output=stream_output,
+            )
     except BaseException:
         if scratch.is_file():
             failed = out.parent / FAILED_DIR / out.name

@@ -522,15 +522,9 @@ def train(
     The run folder is locked meanwhile: a second process asking for the same run waits, then
     reuses (or resumes) it. ``on_nonfinite``: see ``Trainer.fit``.
     """
-    if dataset is None:
-        from ssd_lib.data import prepare_dataset
+    from ssd_lib.data import dataset_for
 
-        dataset = prepare_dataset(cfg.dataset)
-    if dataset.name != cfg.dataset:
-        raise ConfigError(
-            f"TrainConfig.dataset={cfg.dataset!r} but the dataset passed is "
-            f"{dataset.name!r}; set dataset={dataset.name!r} in the config"
-        )
+    dataset = dataset_for(cfg.dataset, dataset, f"TrainConfig(dataset={cfg.dataset!r})")
     run = Run(Path(runs_root or default_runs_root()) / run_name(cfg, dataset.content_hash))
     rank, world = rank_and_world()
     # Rank 0 alone locks (the other ranks of a torchrun job train the same run with it), and

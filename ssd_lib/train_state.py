@@ -9,9 +9,7 @@ uses.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import logging
 import math
 from pathlib import Path
@@ -20,7 +18,7 @@ from typing import Any
 import torch
 
 from ssd_lib import __version__
-from ssd_lib.atomic import atomic_write_json, atomic_write_text
+from ssd_lib.atomic import atomic_write_csv, atomic_write_json
 from ssd_lib.checkpoint import (
     CheckpointError,
     json_path,
@@ -235,12 +233,7 @@ class TrainerState:
         return path
 
     def _write_history_csv(self) -> None:
-        cols = self._history_columns()
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=cols, restval="", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.history)
-        atomic_write_text(self.run_dir / "history.csv", buf.getvalue())
+        atomic_write_csv(self.run_dir / "history.csv", self.history, self._history_columns())
 
     def load(self, stem: str | Path) -> None:
         """Restore everything ``save`` wrote; training then continues bit-identically on CPU."""

@@ -381,3 +381,14 @@ def test_diversity_warning_marker_has_a_colour_no_run_uses(tmp_path):
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "trainer warning (2)" in legend
     assert "red" not in ax.get_title()
+
+
+def test_a_warning_between_logged_steps_sits_on_the_line_the_log_axis_draws():
+    from ssd_lib.analysis.samples import _on_line
+
+    steps, values = np.array([10.0, 20.0, 30.0]), np.array([0.1, 0.4, 0.0])
+    at = np.array([5.0, 15.0, 25.0, 40.0])
+    y = _on_line(at, steps, values)
+    # flat before the first step; geometric mid-point 0.2 (not the linear 0.25) between two
+    # positive values; linear next to a 0 (no log there); flat after the last step
+    assert y == pytest.approx([0.1, 0.2, 0.2, 0.0])

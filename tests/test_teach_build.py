@@ -181,3 +181,26 @@ def test_cli_prints_both_paths(tmp_path, capsys):
         f"teacher: {tmp_path / 'o/teacher/l.ipynb'}",
     ]
     assert json.loads((tmp_path / "o/student/l.ipynb").read_text())["nbformat"] == 4
+
+
+def test_part_durations_sum_papermills_cell_times_per_heading(tmp_path):
+    from ssd_lib.teach.build import part_durations
+
+    def code(seconds):
+        cell = nbformat.v4.new_code_cell("x = 1")
+        cell.metadata["papermill"] = {"duration": seconds}
+        return cell
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        code(1.5),
+        nbformat.v4.new_markdown_cell("## Part 1. One\ntext"),
+        code(2.0),
+        nbformat.v4.new_markdown_cell("### a sub-heading stays in part 1"),
+        code(3.0),
+        nbformat.v4.new_markdown_cell("intro\n## Part 2. Two"),
+        nbformat.v4.new_code_cell("unexecuted = True"),
+    ]
+    path = tmp_path / "lesson.ipynb"
+    nbformat.write(nb, path)
+    assert part_durations(path) == {"setup": 1.5, "Part 1. One": 5.0, "Part 2. Two": 0.0}

@@ -105,17 +105,13 @@ REFERENCE_COLOUR = "k"
 
 def _on_line(at: np.ndarray, steps: np.ndarray, values: np.ndarray) -> np.ndarray:
     """The run's diversity line at steps ``at``: interpolated between the logged steps as the
-    log axis draws it (geometrically), linearly next to a 0, and held flat outside them."""
-    out = np.interp(at, steps, values)
-    k = np.clip(np.searchsorted(steps, at), 1, max(len(steps) - 1, 1))
-    inside = (at > steps[0]) & (at < steps[-1])
-    v0, v1 = values[k - 1], values[np.minimum(k, len(values) - 1)]
-    geometric = inside & (v0 > 0) & (v1 > 0)
-    if geometric.any():
-        s0, s1 = steps[k - 1][geometric], steps[k][geometric]
-        t = (at[geometric] - s0) / (s1 - s0)
-        out[geometric] = v0[geometric] ** (1 - t) * v1[geometric] ** t
-    return out
+    log axis draws it (geometrically), linearly on a segment that touches a 0, and held flat
+    outside them."""
+    linear = np.interp(at, steps, values)
+    with np.errstate(divide="ignore"):
+        logs = np.log(np.where(values > 0, values, np.nan))
+    geometric = np.exp(np.interp(at, steps, logs))  # NaN on a segment that touches a 0
+    return np.where(np.isfinite(geometric), geometric, linear)
 
 
 def diversity_figure(runs: dict[str, Run], real: float, label: str) -> Figure:

@@ -121,10 +121,12 @@ def _legend(ax, missing: list[str], why: str = "") -> None:
         ax.legend(handles=handles, fontsize=8)
 
 
-def _panel(ax, runs: dict[str, Run], key: str, window: int, title: str) -> None:
+def _panel(
+    ax, histories: dict[str, dict[str, np.ndarray]], key: str, window: int, title: str
+) -> None:
+    """``key`` of each run's history (``Run.history()``, read once by the caller)."""
     missing = []
-    for i, (name, run) in enumerate(runs.items()):
-        h = run.history()
+    for i, (name, h) in enumerate(histories.items()):
         if not _logged(h, key):
             missing.append(name)
             continue
@@ -139,10 +141,11 @@ def loss_comparison_figure(runs: dict[str, Run], label: str, window: int = 25) -
     fig = PlotFigure(figsize=(10, 3.2 * len(runs)), layout="constrained")
     axes = np.atleast_2d(fig.subplots(len(runs), 2, sharex=True, sharey="col"))
     for row, (name, run) in zip(axes, runs.items(), strict=True):
+        h = run.history()
         for ax, key, who in zip(
             row, ("loss_d", "loss_g"), ("discriminator", "generator"), strict=True
         ):
-            _panel(ax, {name: run}, key, window, f"{who} loss, {name}")
+            _panel(ax, {name: h}, key, window, f"{who} loss, {name}")
     return stamp(fig, label)
 
 
@@ -175,10 +178,9 @@ DISCRIMINATOR_PANELS = (
 GAP_TITLE = "D(train reals) - D(val reals), eval mode"
 
 
-def _gap_panel(ax, runs: dict[str, Run]) -> None:
+def _gap_panel(ax, histories: dict[str, dict[str, np.ndarray]]) -> None:
     missing = []
-    for i, (name, run) in enumerate(runs.items()):
-        h = run.history()
+    for i, (name, h) in enumerate(histories.items()):
         if not (_logged(h, "d_train_eval") and _logged(h, "d_val_eval")):
             missing.append(name)
             continue
@@ -215,9 +217,9 @@ def discriminator_figure(runs: dict[str, Run], label: str, window: int = 25) -> 
     for n, (key, title) in enumerate(panels):
         ax = fig.add_subplot(nrows, ncols, n + 1)  # only drawn panels get an axis
         if key == "gap":
-            _gap_panel(ax, runs)
+            _gap_panel(ax, histories)
         else:
-            _panel(ax, runs, key, window, title)
+            _panel(ax, histories, key, window, title)
     if absent:
         fig.suptitle(
             "not logged by any run, so not drawn: " + "; ".join(t for _, t in absent), fontsize=9

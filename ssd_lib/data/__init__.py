@@ -27,6 +27,7 @@ __all__ = [
     "default_data_root",
     "is_prepared",
     "load_prepared",
+    "dataset_for",
     "prepare_dataset",
 ]
 
@@ -58,3 +59,20 @@ def prepare_dataset(
         f"source={str(source)!r} is neither a known source {list(KNOWN_SOURCES)}, nor a folder, "
         f"nor a dataset prepared under {Path(root or default_data_root())}"
     )
+
+
+def dataset_for(name: str, dataset: PreparedDataset | None, needed_by: str) -> PreparedDataset:
+    """``dataset``, or the dataset ``name`` prepared (or loaded from the cache) when it is
+    None; a prepared dataset of another name is refused with a ``ConfigError`` that says
+    what needs ``name`` (``needed_by``) and what to pass instead."""
+    from ssd_lib.config import ConfigError
+
+    if dataset is None:
+        return prepare_dataset(name)
+    if dataset.name != name:
+        raise ConfigError(
+            f"{needed_by} needs the dataset {name!r}, but the dataset passed is "
+            f"{dataset.name!r}; pass the prepared {name!r} dataset (or none, to prepare it), "
+            f"or ask for dataset={dataset.name!r} instead of {name!r}"
+        )
+    return dataset

@@ -248,6 +248,23 @@ def build(source: str | Path, out_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
+def part_durations(notebook: str | Path) -> dict[str, float]:
+    """Seconds each part of an executed lesson took: papermill's per-cell durations summed
+    from one ``## `` heading of a Markdown cell to the next ("setup" before the first)."""
+    import nbformat
+
+    nb = nbformat.read(Path(notebook), as_version=4)
+    part, totals = "setup", {"setup": 0.0}
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            heading = re.search(r"^## (.+)$", cell.source, re.M)
+            if heading:
+                part = heading.group(1).strip()
+                totals.setdefault(part, 0.0)
+        totals[part] += float(cell.metadata.get("papermill", {}).get("duration") or 0.0)
+    return totals
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ssd_lib.teach.build",
@@ -287,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
 
         t = time.perf_counter()
         execute(paths["teacher"], parameters=parameters, stream_output=True)
-        print(f"teacher: executed in {time.perf_counter() - t:.0f} s")
+        print(f"teacher: executed in {time.perf_counter() - t:.0f} s; its cells, per part:")
+        for part, seconds in part_durations(paths["teacher"]).items():
+            print(f"{seconds:8.1f} s  {part}")
     return 0
 
 

@@ -81,6 +81,12 @@ def run_check(exercise: str, body: Callable[[], str]) -> CheckResult:
         return stop.result
 
 
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, at most ``limit`` characters: a student's
+    error in one line instead of a wall of text."""
+    return (str(err).strip().splitlines() or [""])[0][:limit]
+
+
 def _name(fn: Any) -> str:
     return getattr(fn, "__name__", type(fn).__name__)
 
@@ -111,7 +117,7 @@ def call_student(
             "not_implemented",
         ) from None
     except Exception as err:  # the student's bug, reported in one line
-        first = (str(err).strip().splitlines() or [""])[0][:300]
+        first = first_line(err, 300)
         hint = error_hint(first) if error_hint else ""
         if hint and not hint.endswith("."):
             hint += "."

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ssd_lib.teach.feedback import FAIL_MARK, PASS_MARK
+from ssd_lib.teach.feedback import FAIL_MARK, PASS_MARK, first_line
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ def assemble(
                 label=label,
             )
         except Exception as err:  # the student's bug, in one line
-            first = (str(err).strip().splitlines() or [""])[0][:200]
+            first = first_line(err)
             who = ", ".join(k for k, f in parts.items() if f is not None)
             return Assembly(
                 False,
@@ -258,7 +258,7 @@ def power_iteration_table(
     A ``power_iteration`` that is not written yet leaves its columns out, with a warning."""
     import pandas as pd
 
-    from ssd_lib.spectral import exact_sigma
+    from ssd_lib.spectral import exact_sigma, weight_matrix
 
     rows, yours_ok = [], power_iteration is not None
     convs = discriminator.tracked_convs() if hasattr(discriminator, "tracked_convs") else {}
@@ -266,7 +266,7 @@ def power_iteration_table(
         if not hasattr(conv, "weight_orig"):
             continue
         with torch.no_grad():
-            w = conv.weight_orig.detach().reshape(conv.weight_orig.shape[0], -1).double()
+            w = weight_matrix(conv).detach().double()
             u, v = conv.weight_u.detach().double(), conv.weight_v.detach().double()
             estimate = float(u @ (w @ v))
             exact = exact_sigma(w)
@@ -344,5 +344,5 @@ def _why(err: Exception) -> str:
     """One line for an exception of a student's function."""
     if isinstance(err, NotImplementedError):
         return "not written yet"
-    first = (str(err).strip().splitlines() or [""])[0][:200]
+    first = first_line(err)
     return f"raised {type(err).__name__}: {first}"

@@ -30,8 +30,6 @@ weights on a CPU. A time budget makes the number of steps depend on the machine.
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import logging
 import math
 import re
@@ -45,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ssd_lib.atomic import atomic_write_json, atomic_write_text
+from ssd_lib.atomic import atomic_write_csv, atomic_write_json
 from ssd_lib.checkpoint import load_state_strict
 from ssd_lib.config import TrainConfig
 from ssd_lib.data.cache import PreparedDataset
@@ -357,15 +355,9 @@ def continue_training(
     key = _name(snapshot)
     dev = resolve_device(device)
     original = snapshot.config
-    if dataset is None:
-        from ssd_lib.data import prepare_dataset
+    from ssd_lib.data import dataset_for
 
-        dataset = prepare_dataset(original.dataset)
-    if dataset.name != original.dataset:
-        raise ValueError(
-            f"{key} was trained on the dataset {original.dataset!r}, not {dataset.name!r}; "
-            f"pass the prepared {original.dataset!r} dataset (or dataset=None)"
-        )
+    dataset = dataset_for(original.dataset, dataset, f"training on from {key}")
     split = dataset.train.subset(original.data_fraction, original.subset_mode, seed=original.seed)
     trained_on = getattr(snapshot, "entry", {}).get("train_split_hash")
     if trained_on and trained_on != (now := split.content_hash()):
@@ -448,8 +440,8 @@ def _trainer(
     from ssd_lib.train import Trainer
 
     trainer = Trainer(cfg, split, path, device=dev, show_progress=False, val=None)
-    load_state_strict(trainer.G, {k: v for k, v in g.state_dict().items()}, "snapshot G")
-    load_state_strict(trainer.D, {k: v for k, v in d.state_dict().items()}, "snapshot D")
+    load_state_strict(trainer.G, g.state_dict(), "snapshot G")
+    load_state_strict(trainer.D, d.state_dict(), "snapshot D")
     trainer.G.train()
     trainer.D.train()
     convs = trainer.D.tracked_convs() if hasattr(trainer.D, "tracked_convs") else {}
@@ -537,12 +529,8 @@ def _write(result: TrainOnResult) -> None:
     path = result.path
     path.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path / "config.json", result.config.to_dict())
-    cols = list(dict.fromkeys(k for row in result.rows for k in row)) or ["step"]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=cols, restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(result.rows)
-    atomic_write_text(path / "history.csv", buf.getvalue())
+    columns = list(dict.fromkeys(k for row in result.rows for k in row)) or ["step"]
+    atomic_write_csv(path / "history.csv", result.rows, columns)
     save_grid(result.before, path / "samples" / "before.png")
     save_grid(result.after, path / "samples" / "after.png")
     atomic_write_json(
