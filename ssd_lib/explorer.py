@@ -333,6 +333,14 @@ class Explorer:
         return path
 
     # ----- widget ------------------------------------------------------------------------------
+    @staticmethod
+    def _save_label(name: str) -> str:
+        """The save button's text: the file a click writes, or why there is none."""
+        try:
+            return f"save as {sanitize_name(name)}"
+        except InvalidParameterError:
+            return "save (type a file name)"
+
     def describe(self) -> str:
         """One line for under the image: provenance, then the state."""
         s = self.state
@@ -397,7 +405,7 @@ class Explorer:
             "interp_seed": seed_box(s.interp_seed, "to seed"),
             "t": W.FloatSlider(value=s.t, min=0.0, max=1.0, step=0.02, description="t"),
             "save_name": W.Text(value="explorer", description="file name"),
-            "save_button": W.Button(description="save"),
+            "save_button": W.Button(description=self._save_label("explorer")),
             "image": W.Image(value=png_bytes(self.image, size), format="png", width=size),
             "status": W.Label(value=self.describe()),
         }
@@ -431,6 +439,14 @@ class Explorer:
             c["status"].value = self.describe()
 
         c["save_button"].on_click(on_save)
+
+        # The button names the file a click writes, updated by the kernel when it has the
+        # typed name: a click before the label changes would still save under the old name,
+        # and the label says so, instead of the race being invisible.
+        def on_name(change: Any) -> None:
+            c["save_button"].description = self._save_label(change["new"])
+
+        c["save_name"].observe(on_name, names="value")
         self.controls = c
         self._image_size = size
         offsets = [c[f"offset:{name}"] for name in self.directions]

@@ -275,11 +275,14 @@ def test_sidecar_reproduces_the_saved_image(ex):
 
 def test_save_button_writes_sanitised_file_and_reports_errors(ex):
     ex.widget()
+    assert ex.controls["save_button"].description == "save as explorer.png"
     ex.controls["save_name"].value = "../../evil"
+    assert ex.controls["save_button"].description == "save as evil.png"  # what a click writes
     ex.controls["save_button"].click()
     assert (ex.out_dir / "evil.png").is_file()
     assert "saved" in ex.controls["status"].value
     ex.controls["save_name"].value = ".."
+    assert ex.controls["save_button"].description == "save (type a file name)"
     ex.controls["save_button"].click()  # no exception into Jupyter: the label says why
     assert "not saved" in ex.controls["status"].value
 

@@ -123,15 +123,15 @@ def test_export_writes_the_declared_range_not_the_classic_mistake(tmp_path):
 
 @pytest.fixture
 def trained(tmp_path):
-    """A 24-image dataset with 128px 'originals' for the paper protocol, and a smoke run."""
+    """A 12-image dataset with 128px 'originals' for the paper protocol, and a smoke run."""
     rng = np.random.default_rng(1)
     root = tmp_path / "data"
     splits = {
         s: ImageSplit(torch.from_numpy(rng.integers(0, 256, (n, 3, 64, 64), dtype=np.uint8)))
-        for s, n in (("train", 24), ("val", 20))
+        for s, n in (("train", 12), ("val", 10))
     }
     source_dirs = {}
-    for s, n in (("train", 24), ("val", 20)):
+    for s, n in (("train", 12), ("val", 10)):
         big = torch.from_numpy(rng.integers(0, 256, (n, 3, 128, 128), dtype=np.uint8))
         source_dirs[s] = str(write_image_folder(big, tmp_path / "src" / s, show_progress=False))
     write_prepared(
@@ -146,7 +146,7 @@ def trained(tmp_path):
 
 def test_evaluate_both_protocols_end_to_end_offline(with_standins, trained, monkeypatch):
     run, ds = trained
-    paper = evaluate_run(run, ds, "paper", n=20, min_samples=10, show_progress=False)
+    paper = evaluate_run(run, ds, "paper", n=10, min_samples=5, show_progress=False)
     names = [r.name for r in paper]
     assert names == [  # stand-in weights: never named FID or KID
         "FD[unverified-inception]",
@@ -154,17 +154,17 @@ def test_evaluate_both_protocols_end_to_end_offline(with_standins, trained, monk
         "clean-KD[unverified-inception]",
     ]
     fid, cfid, ckid = paper
-    assert fid.details["reference_split"] == "val" and fid.n_real == 20 and fid.n_fake == 20
-    assert cfid.details["reference_split"] == "train" and cfid.n_real == 24
+    assert fid.details["reference_split"] == "val" and fid.n_real == 10 and fid.n_fake == 10
+    assert cfid.details["reference_split"] == "train" and cfid.n_real == 12
     assert fid.details["reference_resolution"] == [128, 128]  # the source originals
     assert all(
         r.details["protocol"] == "paper" and r.details["weights_verified"] is False for r in paper
     )
     assert fid.value > 0 and np.isfinite(ckid.value)
 
-    matched = evaluate_run(run, ds, "matched", n=20, min_samples=10, show_progress=False)
+    matched = evaluate_run(run, ds, "matched", n=10, min_samples=5, show_progress=False)
     assert all(r.details["reference_resolution"] == [64, 64] for r in matched)
-    assert all(r.n_real == r.n_fake == 20 for r in matched)  # same count
+    assert all(r.n_real == r.n_fake == 10 for r in matched)  # same count
     assert matched[0].details["reference_from_cache"] is False
     import ssd_lib.metrics.weights as weights_module
 
@@ -174,7 +174,7 @@ def test_evaluate_both_protocols_end_to_end_offline(with_standins, trained, monk
         weights_module, "sha256_file", lambda path: hashed.append(path) or real_sha256(path)
     )
     again = evaluate_run(
-        run, ds, "matched", libraries=(PYTORCH_FID,), n=20, min_samples=10, show_progress=False
+        run, ds, "matched", libraries=(PYTORCH_FID,), n=10, min_samples=5, show_progress=False
     )
     assert hashed == [weights_path(PYTORCH_FID)]  # the ~95 MB file is hashed once per call
     assert again[0].details["reference_from_cache"] is True  # only the fakes recomputed
@@ -207,8 +207,8 @@ def test_reference_pngs_follow_the_dataset_when_it_is_rebuilt_under_the_same_nam
 
 def test_matched_protocol_refuses_more_fakes_than_reals(with_standins, trained):
     run, ds = trained
-    with pytest.raises(ValueError, match=r"n=30 generated images exceed the 24 real train"):
-        evaluate_run(run, ds, "matched", n=30, min_samples=10, show_progress=False)
+    with pytest.raises(ValueError, match=r"n=20 generated images exceed the 12 real train"):
+        evaluate_run(run, ds, "matched", n=20, min_samples=5, show_progress=False)
 
 
 def test_inception_audit_flags_copied_training_images(with_standins, tmp_path):
@@ -217,7 +217,7 @@ def test_inception_audit_flags_copied_training_images(with_standins, tmp_path):
 
     g = torch.Generator().manual_seed(1)
     rand = lambda n: torch.randint(0, 256, (n, 3, 64, 64), dtype=torch.uint8, generator=g)  # noqa: E731
-    ds = SimpleNamespace(train=ImageSplit(rand(40)), val=ImageSplit(rand(100)))
+    ds = SimpleNamespace(train=ImageSplit(rand(20)), val=ImageSplit(rand(100)))
     assert not isinstance(ds, PreparedDataset)  # the audit needs only the two splits
     generated = torch.cat([ds.train.images[[3, 7, 11]], rand(3)])
     result = inception_audit(generated, ds, tmp_path / "audit")

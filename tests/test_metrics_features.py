@@ -106,3 +106,22 @@ def test_rank_deficiency_is_noted(gaussian):
     wide = np.random.default_rng(5).normal(size=(60, 100))
     notes = frechet_distance(wide, wide + 0.1).details["notes"]
     assert notes and "rank deficient" in notes[0]
+
+
+@pytest.mark.parametrize("n, m, dims", [(5, 7, 64), (3, 3, 40), (20, 24, 256)])
+def test_few_sample_frechet_is_pytorch_fids_number(n, m, dims):
+    """Below D samples the distance is computed from an (N, M) SVD, not a D x D sqrtm: the
+    value must still be pytorch-fid's."""
+    from ssd_lib.metrics.features import frechet_from_stats, gaussian_stats
+
+    rng = np.random.default_rng(n)
+    real = np.abs(rng.normal(size=(n, dims)))
+    fake = 1.3 * np.abs(rng.normal(size=(m, dims))) + 0.3
+    result = frechet_distance(real, fake, min_samples=3)
+    assert result.details["computed_by"] == "exact rank-deficient form"
+    expected = frechet_from_stats(*gaussian_stats(real), *gaussian_stats(fake))
+    assert result.value == pytest.approx(expected, rel=1e-6)
+
+
+def test_frechet_with_more_samples_than_dimensions_goes_through_pytorch_fid(gaussian):
+    assert frechet_distance(gaussian[:100], gaussian[100:]).details["computed_by"] == "pytorch-fid"

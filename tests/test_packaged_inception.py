@@ -62,41 +62,6 @@ def offline(monkeypatch, tmp_path):
     monkeypatch.delenv("SSD_CLEANFID_DIR", raising=False)
 
 
-def low_rank_frechet(real, fake) -> float:
-    """The Frechet distance of two feature sets, exactly, when n is far below D: with
-    S = A A^T (A = centred features / sqrt(n - 1)), tr sqrt(S1 S2) is the nuclear norm of
-    A1^T A2. pytorch-fid's sqrtm of a 2048 x 2048 product takes a minute of CPU here."""
-    a = (real - real.mean(0)).T / np.sqrt(len(real) - 1)
-    b = (fake - fake.mean(0)).T / np.sqrt(len(fake) - 1)
-    mean_term = ((real.mean(0) - fake.mean(0)) ** 2).sum()
-    nuclear = np.linalg.svd(a.T @ b, compute_uv=False).sum()
-    return float(mean_term + (a * a).sum() + (b * b).sum() - 2 * nuclear)
-
-
-@pytest.fixture
-def fast_frechet(monkeypatch):
-    """evaluate_run's Frechet distances by ``low_rank_frechet`` (same value, checked below)."""
-    from ssd_lib.metrics import evaluate, features
-
-    def frechet(real, fake, name="FD", min_samples=None):
-        r, f = features._pair(real, fake, "frechet", min_samples)  # the same count checks
-        value = low_rank_frechet(r, f)
-        return features.MetricResult(name, value, len(r), len(f), {"dims": r.shape[1]})
-
-    monkeypatch.setattr(evaluate, "frechet_distance", frechet)
-
-
-def test_the_low_rank_frechet_distance_is_pytorch_fids():
-    from ssd_lib.metrics.features import frechet_distance
-
-    rng = np.random.default_rng(0)
-    for n, dims in ((5, 64), (3, 40), (80, 16)):
-        real = np.abs(rng.normal(size=(n, dims)))
-        fake = np.abs(rng.normal(size=(n, dims))) + 0.3
-        expected = frechet_distance(real, fake, min_samples=3).value
-        assert low_rank_frechet(real, fake) == pytest.approx(expected, rel=1e-6)
-
-
 @pytest.fixture(scope="module")
 def status():
     if not INSTALLED:
@@ -238,9 +203,7 @@ def test_both_libraries_extract_features_with_the_packaged_network(status, tmp_p
 
 
 @needs_wheel
-def test_evaluate_store_once_reuse_and_fill_the_tables(
-    trained, offline, fast_frechet, monkeypatch, caplog
-):
+def test_evaluate_store_once_reuse_and_fill_the_tables(trained, offline, monkeypatch, caplog):
     run, ds, root = trained
     before = sorted(p.relative_to(run.path) for p in run.path.rglob("*"))
     out = root / "published-stats"

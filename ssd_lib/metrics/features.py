@@ -115,11 +115,35 @@ def frechet_distance(
 ) -> MetricResult:
     """Frechet distance between the Gaussians fitted to two feature sets."""
     r, f = _pair(real, fake, "frechet", min_samples)
-    value = frechet_from_stats(*gaussian_stats(r), *gaussian_stats(f))
+    if min(len(r), len(f)) <= r.shape[1]:
+        value, how = frechet_few_samples(r, f), "exact rank-deficient form"
+    else:
+        value, how = frechet_from_stats(*gaussian_stats(r), *gaussian_stats(f)), "pytorch-fid"
     notes = rank_note(min(len(r), len(f)), r.shape[1])
     return MetricResult(
-        name, value, len(r), len(f), {"dims": r.shape[1], "notes": notes, "library": "pytorch-fid"}
+        name,
+        value,
+        len(r),
+        len(f),
+        {"dims": r.shape[1], "notes": notes, "library": "pytorch-fid", "computed_by": how},
     )
+
+
+def frechet_few_samples(real: np.ndarray, fake: np.ndarray) -> float:
+    """The Frechet distance of two sets with fewer samples than dimensions, computed exactly.
+
+    With A = centred real / sqrt(N-1) and B = centred fake / sqrt(M-1) the covariances are
+    A^T A and B^T B, and the non-zero eigenvalues of their product are the squared singular
+    values of the small (N, M) matrix A B^T, so tr sqrt(S_r S_f) is the sum of those singular
+    values. pytorch-fid gets the same number (agreement to about 1e-7, tested) from
+    scipy.linalg.sqrtm of a singular D x D matrix, which takes minutes at D = 2048 on a CPU;
+    this takes a fraction of a second.
+    """
+    a = (real - real.mean(axis=0)) / np.sqrt(len(real) - 1)
+    b = (fake - fake.mean(axis=0)) / np.sqrt(len(fake) - 1)
+    diff = real.mean(axis=0) - fake.mean(axis=0)
+    cross = np.linalg.svd(a @ b.T, compute_uv=False).sum()
+    return float(diff @ diff + (a * a).sum() + (b * b).sum() - 2.0 * cross)
 
 
 def kernel_distance(
