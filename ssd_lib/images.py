@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from ssd_lib.atomic import atomic_write
@@ -49,23 +50,30 @@ def float_to_uint8(images: torch.Tensor, value_range: str) -> torch.Tensor:
 def make_grid(
     images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: int = 255
 ) -> np.ndarray:
-    """Tile uint8 images (N, 3, H, W) into one (H', W', 3) uint8 array, ``nrow`` per row."""
-    if images.dtype != torch.uint8 or images.ndim != 4:
+    """Tile uint8 images (N, 3, H, W) into one (H', W', 3) uint8 array, ``nrow`` per row
+    (row-major, ``padding`` pixels of ``pad_value`` around and between the cells; an empty
+    cell at the end of the last row stays padding). Other channel counts give (H', W'): the
+    grid of the first channel.
+
+    A thin wrapper around ``torchvision.utils.make_grid``, which does the tiling. It adds
+    only: the check that the input is uint8 (N, C, H, W) with N >= 1 and nrow >= 1, the
+    padding of a single image (torchvision returns one image unpadded), white padding by
+    default (torchvision: 0), and the result as a NumPy (H', W', 3) array instead of a
+    (C, H', W') tensor.
+    """
+    if images.dtype != torch.uint8 or images.ndim != 4 or len(images) < 1 or nrow < 1:
         raise ValueError(
-            f"make_grid needs uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+            f"make_grid needs uint8 (N, C, H, W) with N >= 1 and nrow >= 1, got "
+            f"{images.dtype} {tuple(images.shape)}, nrow={nrow!r}"
         )
-    n, c, h, w = images.shape
-    ncol = min(nrow, n)
-    nrows = (n + ncol - 1) // ncol
-    grid = np.full(
-        (nrows * (h + padding) + padding, ncol * (w + padding) + padding, c), pad_value, np.uint8
-    )
-    arr = images.permute(0, 2, 3, 1).cpu().numpy()
-    for i in range(n):
-        r, col = divmod(i, ncol)
-        y, x = padding + r * (h + padding), padding + col * (w + padding)
-        grid[y : y + h, x : x + w] = arr[i]
-    return grid if c == 3 else grid[..., 0]
+    import torchvision.utils  # here: importing torchvision takes seconds
+
+    if len(images) == 1:
+        grid = F.pad(images[0], (padding,) * 4, value=pad_value)
+    else:
+        grid = torchvision.utils.make_grid(images, nrow, padding, pad_value=pad_value)
+    grid = np.ascontiguousarray(grid.permute(1, 2, 0).cpu().numpy())
+    return grid if images.shape[1] == 3 else grid[..., 0]
 
 
 def save_image(array: np.ndarray, path: str | Path) -> Path:

@@ -15,7 +15,6 @@ exists, and ``train`` reuses a complete one instead of training again.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 from pathlib import Path
@@ -90,13 +89,19 @@ class Run:
         )
 
     def history(self) -> dict[str, np.ndarray]:
-        """Per-step records (columns of equal length; NaN where a value was not measured)."""
+        """Per-step records: column name -> float64 array, all of equal length, NaN where a
+        value was not measured (an empty cell, or a cell missing from a short row); ``{}`` for
+        an empty file or a header without rows. A missing file raises FileNotFoundError."""
+        import pandas as pd
+
         p = self.path / "history.csv"
-        with open(p, newline="") as f:
-            rows = list(csv.DictReader(f))
-        if not rows:
+        try:
+            frame = pd.read_csv(p, dtype=np.float64, index_col=False)
+        except pd.errors.EmptyDataError:  # a 0-byte file
             return {}
-        return {k: np.array([float(r[k]) if r[k] != "" else np.nan for r in rows]) for k in rows[0]}
+        if frame.empty:
+            return {}
+        return {str(k): frame[k].to_numpy(np.float64, copy=True) for k in frame.columns}
 
     def warnings(self) -> list[dict[str, Any]]:
         """Collapses and roll-backs the trainer reported (see ssd_lib.health), oldest first."""
