@@ -20,17 +20,41 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-GENERATORS = ("ssd", "dcgan", "mapping_dcgan", "stylegan")
+GENERATORS = ("ssd", "dcgan", "mapping_dcgan", "stylegan", "ssd_demod")
 DISCRIMINATORS = ("sn", "plain", "stylegan")
 LOSSES = ("bce", "wgan_gp")
 STEP_ORDERS = ("g_then_d", "d_then_g")
 REAL_RANGES = ("[0, 1]", "[-1, 1]")
 SUBSET_MODES = ("first", "random")
+# Augmentation of every image D sees (ssd_lib.augment): none, DiffAugment at a fixed p, or
+# StyleGAN2-ADA's adaptive p.
+AUGMENTS = ("none", "diffaugment", "ada")
 # "auto": see ssd_lib.train.resolve_precision; "fp16" trains with a gradient scaler (for GPUs)
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 MAX_SEED = 2**63 - 1  # the trainer seeds torch with seed + 2, which must stay below 2**64
 # Fields holding real numbers; stored as float so that lr_g=1 and lr_g=1.0 hash alike.
-REAL_FIELDS = ("stylegan_width", "data_fraction", "gp_weight", "d_loss_scale", "lr_g", "lr_d")
+REAL_FIELDS = (
+    "stylegan_width",
+    "data_fraction",
+    "gp_weight",
+    "d_loss_scale",
+    "lr_g",
+    "lr_d",
+    "augment_p",
+    "ada_target",
+)
+# Fields added after the first runs were published. ``to_dict`` leaves them out while they
+# hold their defaults, so the JSON (and the hash that names every run folder) of a config
+# that does not use them is what it was before they existed: published and half-trained runs
+# keep their names.
+LATER_FIELDS = (
+    "augment",
+    "augment_policy",
+    "augment_p",
+    "ada_target",
+    "ada_interval",
+    "ada_speed_images",
+)
 
 
 class ConfigError(ValueError):
@@ -75,6 +99,13 @@ class TrainConfig:
     spectral_every: int = 1
     sample_count: int = 64
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: at epoch ends only
+    # Discriminator augmentation (ssd_lib.augment; LATER_FIELDS).
+    augment: str = "none"
+    augment_policy: str = "color,translation,cutout"
+    augment_p: float = 1.0  # the fixed p of "diffaugment"
+    ada_target: float = 0.6  # "ada": the r_t = E[sign(D(real) - 1/2)] it holds
+    ada_interval: int = 4  # "ada": steps between updates of p
+    ada_speed_images: int = 500_000  # "ada": real images over which p can go from 0 to 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.betas, (list, tuple)):
@@ -87,8 +118,12 @@ class TrainConfig:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field, except LATER_FIELDS that hold their defaults (see LATER_FIELDS)."""
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
+        for f in dataclasses.fields(self):
+            if f.name in LATER_FIELDS and d[f.name] == f.default:
+                del d[f.name]
         return d
 
     @classmethod
@@ -132,7 +167,7 @@ class TrainConfig:
 
     @property
     def uses_mapping(self) -> bool:
-        return self.generator in ("ssd", "mapping_dcgan", "stylegan")
+        return self.generator in ("ssd", "mapping_dcgan", "stylegan", "ssd_demod")
 
     @property
     def z_dim(self) -> int:
@@ -167,6 +202,7 @@ def _validate(c: TrainConfig) -> None:
         "real_range": REAL_RANGES,
         "subset_mode": SUBSET_MODES,
         "precision": PRECISIONS,
+        "augment": AUGMENTS,
     }
     for name, allowed in choices.items():
         v = getattr(c, name)
@@ -181,6 +217,8 @@ def _validate(c: TrainConfig) -> None:
         "epochs",
         "spectral_every",
         "sample_count",
+        "ada_interval",
+        "ada_speed_images",
     )
     for name in positive_ints:
         v = getattr(c, name)
@@ -212,6 +250,23 @@ def _validate(c: TrainConfig) -> None:
             _fail(name, getattr(c, name), "True or False")
     if not isinstance(c.dataset, str) or not c.dataset:
         _fail("dataset", c.dataset, "a non-empty dataset name")
+    for name, low_open in (("augment_p", False), ("ada_target", True)):
+        v = getattr(c, name)
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if not ok or not (0 < v <= 1 if low_open else 0 <= v <= 1):
+            _fail(name, v, "a number in (0, 1]" if low_open else "a number in [0, 1]")
+    from ssd_lib.augment import parse_policy  # here: ssd_lib.augment imports torch
+
+    try:
+        if not isinstance(c.augment_policy, str) or not parse_policy(c.augment_policy):
+            raise ValueError
+    except ValueError:
+        _fail(
+            "augment_policy",
+            c.augment_policy,
+            "a comma-separated list of color, brightness, saturation, contrast, translation, "
+            "cutout",
+        )
     # Combinations that cannot work.
     if (c.generator == "stylegan") != (c.discriminator == "stylegan"):
         _fail(
@@ -233,6 +288,14 @@ def _validate(c: TrainConfig) -> None:
             c.precision,
             "'fp32', 'bf16' or 'auto' with loss='wgan_gp' (its gradient penalty is not "
             "written for fp16's loss scaling)",
+        )
+    if c.augment != "none" and c.real_range != "[-1, 1]":
+        _fail(
+            "augment",
+            c.augment,
+            "'none' unless real_range='[-1, 1]' (translation and cutout fill with 0, which is "
+            "grey only in [-1, 1]; use the 'corrected' recipe, as the diffaugment and ada "
+            "presets do)",
         )
     if c.nz != 100 and c.generator != "stylegan":
         _fail("nz", c.nz, "100 for the paper's generators (their mapping is 100 wide)")
@@ -278,6 +341,34 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
             "lr_g": 1e-3,
             "lr_d": 1e-3,
             "betas": (0.0, 0.99),
+        },
+    ),
+    "demod": (
+        "Beyond the paper: SSD with StyleGAN2's weight demodulation in place of AdaIN (the "
+        "release's recipe otherwise).",
+        {"generator": "ssd_demod"},
+    ),
+    "diffaugment": (
+        "Beyond the paper: the corrected SSD recipe with DiffAugment (colour, translation, "
+        "cutout) on every image D sees.",
+        {
+            "real_range": "[-1, 1]",
+            "step_order": "d_then_g",
+            "d_loss_scale": 1.0,
+            "augment": "diffaugment",
+        },
+    ),
+    "ada": (
+        "Beyond the paper: the corrected SSD recipe with StyleGAN2-ADA's adaptive "
+        "augmentation probability.",
+        {
+            "real_range": "[-1, 1]",
+            "step_order": "d_then_g",
+            "d_loss_scale": 1.0,
+            "augment": "ada",
+            # The paper's 500k images for p to go 0 -> 1 suit runs of millions of images; 20
+            # epochs here see about 95k, so p may cross its range in about 4 epochs.
+            "ada_speed_images": 20_000,
         },
     ),
 }

@@ -277,6 +277,31 @@ class PublishedRun(Run):
         return d.to(device).eval()
 
 
+def trained_on_other_images(run: Any, dataset: Any) -> str:
+    """ "" if the published ``run`` was trained on ``dataset``'s images (for a Table 2 run, the
+    subset its config selects), else what differs. The images count as the same when their
+    hash matches or, with the fingerprint the entry records, when they differ only by the
+    rounding of the embedded renderer on another CPU (``ImageSplit.differs_from``)."""
+    cfg = run.config
+    if cfg.dataset != dataset.name:
+        return f"dataset {cfg.dataset!r}, here {dataset.name!r}"
+    entry = getattr(run, "entry", {}) or {}
+    split = dataset.train.subset(cfg.data_fraction, cfg.subset_mode, seed=cfg.seed)
+    return split.differs_from(
+        entry.get("train_split_hash", ""), entry.get("train_split_fingerprint")
+    )
+
+
+def check_trained_on(run: Any, dataset: Any, advice: str = "use run_source='local'") -> None:
+    """Refuse a published run trained on other images than ``dataset``'s."""
+    differs = trained_on_other_images(run, dataset)
+    if differs:
+        raise PublishedRunError(
+            f"the published run {run.path.name} was trained on other images than the "
+            f"dataset {dataset.name!r} here ({differs}); {advice} to train on this one"
+        )
+
+
 def load_published(
     name: str, seed: int = 42, root: str | Path | None = None, runs_root: Path | None = None
 ) -> PublishedRun:
@@ -334,18 +359,21 @@ def check_all(root: str | Path | None = None) -> list[str]:
 FACTOR_NET_RUN = "toy-factor-net"
 
 
-def factor_net_stem(stem_name: str, root: str | Path | None = None) -> Path | None:
+def factor_net_stem(
+    stem_name: str, root: str | Path | None = None
+) -> tuple[Path | None, dict[str, Any] | None]:
     """The published copy of the toy factor net cached as ``stem_name`` (e.g.
-    ``factor_net_s0``), hash-checked; None when none is published. ``metrics.toy`` loads it
-    only if it was made for the dataset and recipe at hand."""
+    ``factor_net_s0``), hash-checked, and the fingerprint of the dataset it was made for;
+    ``(None, None)`` when none is published. ``metrics.toy`` loads it only if it was made for
+    the dataset (up to another CPU's rounding) and recipe at hand."""
     root = Path(root or default_root())
     key = f"{FACTOR_NET_RUN}-{stem_name.removeprefix('factor_net_')}"
     manifest = read_manifest(root) if (root / MANIFEST).is_file() else {"runs": {}}
     entry = manifest["runs"].get(key)
     if entry is None:
-        return None
+        return None, None
     verify(root / key, entry)
-    return root / key / stem_name
+    return root / key / stem_name, entry.get("dataset_fingerprint")
 
 
 # --- writing ------------------------------------------------------------------------------
@@ -446,6 +474,7 @@ def _source_fields(cfg: Any, meta: dict[str, Any], source: Path) -> dict[str, An
         "profile": cfg.profile,
         "dataset": cfg.dataset,
         "train_split_hash": meta.get("data", {}).get("content_hash", ""),
+        "train_split_fingerprint": meta.get("data", {}).get("fingerprint"),
         "source_run": source.name,
         "checkpoint_sha256": meta["tensors_sha256"],
     }
@@ -592,6 +621,7 @@ def publish_factor_net(result: Any, root: str | Path | None = None, command: str
             "title": "toy factor net of the toy metrics (FD-toy, factor coverage, probes)",
             "dataset": meta["dataset_name"],
             "dataset_hash": meta["dataset_hash"],
+            "dataset_fingerprint": meta.get("dataset_fingerprint"),
             "train_seed": meta["seed"],
             "train_config": meta["train_config"],
             "train_wall_s": round(float(meta["train_seconds"]), 1),
@@ -669,6 +699,47 @@ def train_and_publish(
     return done
 
 
+def add_fingerprints(root: str | Path | None = None) -> list[str]:
+    """Give every run entry that lacks one the ``train_split_fingerprint`` of its training
+    images as rendered on this machine (entries published before the trainer recorded it).
+    The fingerprint tolerates the rounding differences between CPUs, so one computed here
+    identifies the images another CPU rendered for the run; the entry says where it was
+    computed. Returns the keys it filled."""
+    from ssd_lib.data import prepare_dataset
+
+    root = Path(root or default_root())
+    filled = []
+    with locked(root / MANIFEST):
+        manifest = read_manifest(root)
+        for key, entry in manifest["runs"].items():
+            if entry.get("run") == FACTOR_NET_RUN and not entry.get("dataset_fingerprint"):
+                ds = prepare_dataset(entry["dataset"])
+                entry["dataset_fingerprint"] = ds.fingerprint()
+                entry["fingerprint_added"] = {
+                    "date": dt.date.today().isoformat(),
+                    "cpu": cpu_model(),
+                    "content_hash_here": ds.content_hash,
+                }
+                filled.append(key)
+                continue
+            if "train_split_hash" not in entry or entry.get("train_split_fingerprint"):
+                continue
+            cfg = PublishedRun(root / key, entry).config
+            split = prepare_dataset(cfg.dataset).train.subset(
+                cfg.data_fraction, cfg.subset_mode, seed=cfg.seed
+            )
+            entry["train_split_fingerprint"] = split.fingerprint()
+            entry["fingerprint_added"] = {
+                "date": dt.date.today().isoformat(),
+                "cpu": cpu_model(),
+                "content_hash_here": split.content_hash(),
+            }
+            filled.append(key)
+        if filled:
+            atomic_write_json(root / MANIFEST, manifest)
+    return filled
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ssd_lib.published",
@@ -688,6 +759,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub.add_parser("check", help="verify every published file against the manifest")
     sub.add_parser("list", help="the plan and what is published")
+    sub.add_parser(
+        "fingerprint",
+        help="record the training images' fingerprint in entries published without one",
+    )
     args = parser.parse_args(argv)
     if args.command == "train":
         plans = list(PLAN) if not args.only else [planned(k) for k in args.only]
@@ -708,6 +783,10 @@ def main(argv: list[str] | None = None) -> int:
             print(p)
         print("published runs: OK" if not problems else f"{len(problems)} problem(s)")
         return 1 if problems else 0
+    if args.command == "fingerprint":
+        filled = add_fingerprints()
+        print("fingerprinted: " + (", ".join(filled) if filled else "none needed"))
+        return 0
     manifest = read_manifest()["runs"]
     for p in PLAN:
         e = manifest.get(p.key)

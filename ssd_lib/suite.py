@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ssd_lib.config import TrainConfig, make_config
 from ssd_lib.data.cache import PreparedDataset
@@ -151,20 +152,12 @@ def suite_runs(
     names = list(SUITE) if names is None else names
     if runs == "local":
         return train_suite(dataset, profile, device, names=names, train_seed=train_seed)
-    from ssd_lib.published import PublishedRunError, load_published
+    from ssd_lib.published import check_trained_on, load_published
 
     out: dict[str, Run] = {}
     for name in names:
         run = load_published(name, train_seed)
-        expected = run.entry.get("train_split_hash")
-        actual = dataset.manifest["splits"]["train"]["content_hash"]
-        if run.config.dataset != dataset.name or (expected and expected != actual):
-            raise PublishedRunError(
-                f"the published runs were trained on the dataset {run.config.dataset!r} "
-                f"(training images' hash {str(expected)[:12]}), not on {dataset.name!r} "
-                f"(hash {actual[:12]}); use runs='local' (make figures RUNS=local) to train "
-                "on this one"
-            )
+        check_trained_on(run, dataset, "use runs='local' (make figures RUNS=local)")
         out[name] = run
     return out
 
@@ -188,24 +181,51 @@ def suite_table(runs: dict[str, Run]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def health_table(runs: dict[str, Run]) -> pd.DataFrame:
-    """What the trainer's health checks (ssd_lib.health) saw in each run: its last sample
-    diversity and one row per warning (collapse, roll-back), or one "none" row."""
+def health_table(
+    runs: dict[str, Run],
+    reference: torch.Tensor | None = None,
+    n: int = 256,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """What each run's samples look like and what the trainer's health checks saw.
+
+    With ``reference`` (uint8 training images, shuffled), each run gets the verdict of
+    ``ssd_lib.health.generator_verdict`` on ``n`` samples at the codes of ``seed``
+    ("healthy", "partially collapsed", "collapsed" or "noise", the ladder-checked collapse
+    test) with the numbers it rests on. Then one row per warning the trainer logged
+    (collapse, roll-back), or one "none" row. The trainer's per-pixel ``sample_diversity``
+    is shown as logged; it fails its validity ladder (pixel noise counts as variety), so the
+    verdict, not that number, says whether a run collapsed."""
+    from ssd_lib.health import generator_verdict
+
     rows = []
     for name, run in runs.items():
         h = run.history()
         logged = h.get("sample_diversity", np.array([]))
         logged = logged[~np.isnan(logged)]
         last = round(float(logged[-1]), 4) if len(logged) else None
+        judged: dict[str, Any] = {}
+        if reference is not None:
+            v = generator_verdict(run.load_generator(), run.config.real_range, reference, n, seed)
+            m = v.measures
+            judged = {
+                f"samples ({n})": v.verdict,
+                "near-duplicate share": round(m["duplicate_share"], 3),
+                "largest group": round(m["largest_group_share"], 3),
+                "structural diversity / reals'": round(
+                    m["structural_diversity"] / max(m["real_structural_diversity"], 1e-12), 3
+                ),
+            }
         warnings = run.warnings() or [
-            {"step": "-", "kind": "none", "message": "no collapse, no roll-back"}
+            {"step": "-", "kind": "none", "message": "no collapse warning, no roll-back"}
         ]
         for w in warnings:
             rows.append(
                 {
                     "run": name,
-                    "last sample diversity": last,
-                    "step": w["step"],
+                    **judged,
+                    "last logged sample diversity": last,
+                    "warning at step": w["step"],
                     "kind": w["kind"],
                     "what": w["message"],
                 }

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ssd_lib.atomic import atomic_write_json
+from ssd_lib.augment import AdaptiveAugment, diff_augment
 from ssd_lib.config import ConfigError, TrainConfig
 from ssd_lib.data.cache import ImageSplit, PreparedDataset
 from ssd_lib.devices import (  # noqa: F401  (resolve_device: also imported from here)
@@ -115,9 +116,11 @@ class Trainer(TrainerState):
         self.fixed_z = torch.randn(
             cfg.sample_count, cfg.nz, generator=torch.Generator().manual_seed(cfg.seed + 2)
         )
+        self._set_augmentation(cfg)
         convs = self.D.tracked_convs() if hasattr(self.D, "tracked_convs") else {}
         self.tracker = SpectralTracker(convs) if convs else None
         self.data_hash = data.content_hash()
+        self.data_fingerprint = data.fingerprint()  # the same images on another CPU
         # What generator collapse is measured against (see ssd_lib.health).
         self.real_diversity = sample_diversity(data.images[:256]) if len(data) > 1 else 0.0
         self.step = self.epoch = self.batch_in_epoch = 0
@@ -162,6 +165,28 @@ class Trainer(TrainerState):
             raise ValueError(f"max_rollbacks={max_rollbacks!r} must be an integer >= 1")
         self.on_nonfinite, self.rollback_lr_factor = action, float(lr_factor)
         self.max_rollbacks = max_rollbacks
+
+    def _set_augmentation(self, cfg: TrainConfig) -> None:
+        """``self.augment``: what every image D sees goes through (None: nothing); ``self.ada``
+        the adaptive controller of p when cfg.augment is "ada". Its own random stream, so
+        turning augmentation on changes no other draw."""
+        self.augment_gen = torch.Generator().manual_seed(cfg.seed + 3)
+        self.ada = None
+        self.augment = None
+        if cfg.augment == "ada":
+            threshold = 0.5 if cfg.loss == "bce" else 0.0  # probabilities vs scores
+            self.ada = AdaptiveAugment(
+                cfg.ada_target,
+                cfg.ada_interval,
+                cfg.ada_speed_images,
+                policy=cfg.augment_policy,
+                threshold=threshold,
+            )
+            self.augment = lambda x: self.ada(x, self.augment_gen)
+        elif cfg.augment == "diffaugment":
+            self.augment = lambda x: diff_augment(
+                x, cfg.augment_p, self.augment_gen, cfg.augment_policy
+            )
 
     def _setup_ddp(self, cfg: TrainConfig) -> None:
         """DistributedDataParallel over ``self.world`` processes (torchrun); see ssd_lib.cli."""
@@ -233,15 +258,21 @@ class Trainer(TrainerState):
     def _g_step(self, fake: torch.Tensor) -> dict[str, torch.Tensor]:
         self.D.requires_grad_(False)  # G's loss needs no gradients for D's weights
         try:
-            # D's gradients are not needed here, so D runs without DDP's gradient sync.
-            loss = self._g_loss(self._D(fake, synced=False))
+            # D's gradients are not needed here, so D runs without DDP's gradient sync. An
+            # augmentation is differentiable: G learns through it, not to produce it.
+            seen = fake if self.augment is None else self.augment(fake)
+            loss = self._g_loss(self._D(seen, synced=False))
             norm = self._update(self.opt_g, loss, self.G, "G")
         finally:
             self.D.requires_grad_(True)
         return {"loss_g": loss.detach(), "grad_norm_g": norm}
 
     def _d_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.augment is not None:  # reals and fakes alike (and WGAN-GP mixes those)
+            real, fake = self.augment(real), self.augment(fake)
         d_real, d_fake = self._D(real), self._D(fake)
+        if self.ada is not None:
+            self.ada.observe(d_real)
         loss = self._d_loss(d_real, d_fake, real, fake)
         norm = self._update(self.opt_d, loss, self.D, "D")
         threshold = 0.5 if self.cfg.loss == "bce" else 0.0
@@ -281,6 +312,8 @@ class Trainer(TrainerState):
             fake = self._G(z)
             stats = self._d_step(real, fake.detach())
             stats.update(self._g_step(fake))
+        if self.ada is not None:  # every process adapts p from its own share of the batch
+            stats["augment_p"] = torch.tensor(self.ada.step(), dtype=torch.float64)
         if self.world > 1:  # log the mean over processes, as one process would see it
             import torch.distributed as dist
 

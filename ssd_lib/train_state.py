@@ -178,6 +178,8 @@ class TrainerState:
         t["rng.epoch_start"] = self.epoch_start_state
         t["rng.noise"] = self.noise_gen.get_state()
         t["rng.torch_cpu"] = torch.get_rng_state()
+        if self.augment is not None:
+            t["rng.augment"] = self.augment_gen.get_state()
         if self.device.type == "cuda":
             t["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         if self.tracker:
@@ -221,12 +223,18 @@ class TrainerState:
             "opt_g": optimizer_to_tensors(self.opt_g, "opt_g")[1],
             "opt_d": optimizer_to_tensors(self.opt_d, "opt_d")[1],
             "versions": {"ssd_lib": __version__, "torch": torch.__version__},
-            "data": {"n": len(self.data), "content_hash": self.data_hash},
+            "data": {
+                "n": len(self.data),
+                "content_hash": self.data_hash,
+                "fingerprint": self.data_fingerprint,
+            },
             "device": str(self.device),
             "grad_scalers": {k: v.state_dict() for k, v in self.scalers.items()},
             "warnings": self.warnings,
             "rollbacks": self.rollbacks,
         }
+        if self.ada is not None:
+            meta["ada"] = self.ada.state_dict()
         path = save_checkpoint(self.checkpoint_stem, self.state_tensors(), meta)
         self._write_history_csv()
         atomic_write_json(self.run_dir / "warnings.json", self.warnings)
@@ -279,6 +287,10 @@ class TrainerState:
         self.epoch_start_state = tensors["rng.epoch_start"]
         self.noise_gen.set_state(tensors["rng.noise"])
         torch.set_rng_state(tensors["rng.torch_cpu"])
+        if self.augment is not None:
+            self.augment_gen.set_state(tensors["rng.augment"])
+        if self.ada is not None:
+            self.ada.load_state_dict(meta["ada"])
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         for name, state in meta.get("grad_scalers", {}).items():

@@ -177,3 +177,75 @@ def test_equal_configs_hash_alike_whether_numbers_are_ints_or_floats():
     b = make_config("paper", lr_g=1.0, d_loss_scale=1.0, betas=(0.0, 0.5))
     assert a == b and a.config_hash() == b.config_hash()
     assert isinstance(a.lr_g, float) and a.betas == (0.0, 0.5)
+
+
+# Hashes of every preset x profile as they were before the LATER_FIELDS existed: run folders
+# are named after them, so published and half-trained runs must keep them.
+HASHES_BEFORE_LATER_FIELDS = {
+    "paper/paper": "b9166b5423",
+    "paper/quick": "dea7e94177",
+    "paper/smoke": "0e8b653a3a",
+    "corrected/paper": "ee2fa277ac",
+    "corrected/quick": "74a1457073",
+    "corrected/smoke": "fcc1a123cf",
+    "dcgan/paper": "0427842d26",
+    "dcgan/quick": "7e554b51b2",
+    "dcgan/smoke": "44b4dcd103",
+    "no_sn/paper": "367bf4572f",
+    "no_sn/quick": "75b80f230d",
+    "no_sn/smoke": "a04647d6e3",
+    "no_adain/paper": "a3c2c726ea",
+    "no_adain/quick": "ae1e16e4d8",
+    "no_adain/smoke": "3ca554d6bf",
+    "stylegan/paper": "852202613f",
+    "stylegan/quick": "20729cfa82",
+    "stylegan/smoke": "ddff09cd0d",
+}
+
+
+def test_fields_added_later_leave_earlier_configs_hashes_alone():
+    for key, expected in HASHES_BEFORE_LATER_FIELDS.items():
+        preset, profile = key.split("/")
+        assert make_config(preset, profile).config_hash() == expected, key
+
+
+def test_later_fields_appear_in_the_json_only_when_set():
+    from ssd_lib.config import LATER_FIELDS
+
+    plain = make_config("paper").to_dict()
+    assert not set(LATER_FIELDS) & set(plain)
+    ada = make_config("ada")
+    assert ada.to_dict()["augment"] == "ada" and ada.to_dict()["ada_speed_images"] == 20_000
+    assert "ada_target" not in ada.to_dict()  # still at its default
+    assert TrainConfig.from_dict(ada.to_dict()) == ada
+    assert make_config("paper", augment_p=0.5).config_hash() != make_config("paper").config_hash()
+
+
+def test_published_configs_read_back_to_the_same_json():
+    import json
+    from pathlib import Path
+
+    published = Path(__file__).resolve().parents[1] / "published"
+    files = sorted(published.glob("*/config.json"))
+    assert files, "no published run configs"
+    for path in files:
+        stored = json.loads(path.read_text())
+        assert TrainConfig.from_json_file(path).to_dict() == stored, path
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"augment": "mixup"}, "TrainConfig.augment='mixup' is invalid; allowed: one of"),
+        ({"augment": "diffaugment"}, "'none' unless real_range='[-1, 1]'"),
+        ({"augment_p": 1.5}, "TrainConfig.augment_p=1.5 is invalid; allowed: a number in [0, 1]"),
+        ({"ada_target": 0}, "TrainConfig.ada_target=0 is invalid; allowed: a number in (0, 1]"),
+        ({"ada_interval": 0}, "TrainConfig.ada_interval=0 is invalid; allowed: an integer >= 1"),
+        ({"augment_policy": "color,rotate"}, "TrainConfig.augment_policy='color,rotate'"),
+        ({"augment_policy": ""}, "TrainConfig.augment_policy=''"),
+    ],
+)
+def test_augmentation_fields_are_validated(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        make_config("paper", **overrides)
+    assert message in str(err.value)

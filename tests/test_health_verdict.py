@@ -179,3 +179,47 @@ def test_measures_are_defined_on_simple_images():
     assert structural_diversity(flat) == 0.0
     with pytest.raises(ValueError, match="at least 16"):
         sample_verdict(flat, flat)
+
+
+class _StubRun:
+    """What ``suite.health_table`` reads from a run: history, warnings, generator, range."""
+
+    def __init__(self, generator: nn.Module, warnings: list | None = None) -> None:
+        self._g, self._w = generator, warnings or []
+        self.config = type("Cfg", (), {"real_range": "[-1, 1]"})()
+
+    def history(self):
+        return {"sample_diversity": torch.tensor([0.2, float("nan"), 0.15]).numpy()}
+
+    def warnings(self):
+        return self._w
+
+    def load_generator(self):
+        return self._g
+
+
+def test_the_health_table_gives_each_run_the_sample_verdict(faces):
+    """Notebook 01's table: the ladder-checked verdict next to the trainer's warnings, so a
+    run that draws one face reads "collapsed" even when the trainer warned of nothing."""
+    from ssd_lib.suite import health_table
+
+    train, others = faces
+    warned = [{"step": 40, "kind": "g_collapse", "message": "variety fell"}]
+    table = health_table(
+        {
+            "one_face": _StubRun(TableGenerator(others[:1])),
+            "dogs": _StubRun(DogGenerator(), warned),
+        },
+        reference=train,
+        n=64,
+    )
+    rows = table.set_index("run")
+    assert rows.loc["one_face", "samples (64)"] == "collapsed"
+    assert rows.loc["one_face", "largest group"] == 1.0
+    assert rows.loc["one_face", "kind"] == "none"  # the trainer saw nothing
+    assert rows.loc["dogs", "samples (64)"] == "healthy"
+    assert rows.loc["dogs", "structural diversity / reals'"] > 0.5
+    assert rows.loc["dogs", "warning at step"] == 40
+    assert rows.loc["dogs", "last logged sample diversity"] == 0.15
+    # Without reference images only the trainer's record is shown.
+    assert "samples (64)" not in health_table({"dogs": _StubRun(DogGenerator())}).columns

@@ -224,3 +224,34 @@ def test_the_committed_published_runs_match_their_manifest():
     assert run.status["step"] == 2980 and run.config.epochs == 20
     assert run.entry["weight_change"]["mean_abs_pixel_levels"] < 1.0  # invisible
     assert pub.folder_size() < 80e6
+
+
+def test_the_committed_subset_runs_load_for_the_embedded_data():
+    """Table 2's runs trained on the first 25/50/75 % of the embedded images: their recorded
+    hash is the subset's, which suite_runs must recompute (not compare with the full split)."""
+    from ssd_lib.data import prepare_dataset
+    from ssd_lib.suite import suite_runs
+
+    ds = prepare_dataset("embedded")
+    runs = suite_runs(ds, "published", "paper", names=["ssd_25", "ssd_50", "ssd_75", "ssd"])
+    assert [r.config.data_fraction for r in runs.values()] == [0.25, 0.5, 0.75, 1.0]
+    assert len({r.entry["train_split_hash"] for r in runs.values()}) == 4
+
+
+def test_a_published_run_is_refused_for_other_images_and_says_what_differs():
+    from ssd_lib.data import prepare_dataset
+    from ssd_lib.published import check_trained_on, load_published, trained_on_other_images
+
+    ds = prepare_dataset("embedded")
+    run = load_published("ssd_50", 42)
+    # Trained on this machine's render or on another CPU's (the fingerprint then decides).
+    assert trained_on_other_images(run, ds) == ""
+    run.entry = dict(run.entry, train_split_hash="0" * 64)
+    fp = dict(run.entry["train_split_fingerprint"])
+    run.entry["train_split_fingerprint"] = dict(
+        fp, projections=[p + 10_000 for p in fp["projections"]]
+    )
+    with pytest.raises(PublishedRunError, match=r"pixel sums differ by 10000.*run_source='local'"):
+        check_trained_on(run, ds)
+    run.entry["train_split_fingerprint"] = None
+    assert "training images' hash 000000000000" in trained_on_other_images(run, ds)

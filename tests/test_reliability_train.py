@@ -351,8 +351,8 @@ def test_collapses_during_training_are_logged_saved_and_reported(
     # What notebook 01 shows for each suite run.
     table = health_table({"ssd": run})
     assert table["kind"].tolist() == ["d_collapse", "g_collapse"]
-    assert table["step"].tolist() == [4, 10] and (table["run"] == "ssd").all()  # D: at 4 steps
-    assert table["last sample diversity"].tolist() == [0.0, 0.0]
+    assert table["warning at step"].tolist() == [4, 10] and (table["run"] == "ssd").all()
+    assert table["last logged sample diversity"].tolist() == [0.0, 0.0]
     fig = diversity_figure({"ssd": run}, real=0.29, label="test")
     marks = [line for line in fig.axes[0].lines if line.get_marker() == "x"]
     # Both warnings, each at its own step: D's (step 4, before the first logged diversity,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 
@@ -80,7 +81,7 @@ def test_same_seed_same_weights_different_seed_different(tiny_dataset, tmp_path)
     assert a.state_digest() == b.state_digest() != c.state_digest()
 
 
-@pytest.mark.parametrize("preset", ["paper", "corrected", "stylegan"])
+@pytest.mark.parametrize("preset", ["paper", "corrected", "stylegan", "ada", "diffaugment"])
 def test_interrupted_run_resumes_bit_identically(preset, tiny_dataset, tmp_path, monkeypatch):
     # 40 images, batch 8: 5 steps per epoch; 2 epochs = 10 steps. Interrupt mid-epoch 2.
     # Evaluation points every 3 steps (D's gap, a sample grid) are part of the run.
@@ -319,3 +320,42 @@ def test_a_run_records_the_precision_it_computed_in(tiny_dataset, tmp_path):
 
     assert run.status["precision"] == ("bf16" if has_native_bf16() else "fp32")
     assert run.status["device"] == "cpu"
+
+
+def test_augmentation_at_p_0_trains_exactly_as_none_and_at_p_1_differs(tiny_dataset, tmp_path):
+    base = make_config("corrected", "smoke", dataset="tiny")
+    digests = {}
+    for name, cfg in {
+        "none": base,
+        "p0": base.replace(augment="diffaugment", augment_p=0.0),
+        "p1": base.replace(augment="diffaugment", augment_p=1.0),
+    }.items():
+        trainer = Trainer(cfg, tiny_dataset.train, tmp_path / name, "cpu", False)
+        trainer.fit()
+        trainer.state_digest()  # brings the history tensors up to date
+        tensors = trainer.state_tensors()
+        # The augmentation's own RNG state is saved only when there is an augmentation.
+        assert ("rng.augment" in tensors) == (name != "none")
+        tensors.pop("rng.augment", None)
+        digests[name] = hashlib.sha256(
+            b"".join(
+                k.encode() + v.cpu().contiguous().numpy().tobytes()
+                for k, v in sorted(tensors.items())
+            )
+        ).hexdigest()
+    assert digests["p0"] == digests["none"] != digests["p1"]
+
+
+def test_ada_logs_p_and_keeps_its_state_in_the_checkpoint(tiny_dataset, tmp_path):
+    # Random reals: D separates them from G's early images at once, so r_t > target, p rises.
+    cfg = make_config(
+        "ada", "smoke", dataset="tiny", max_steps=8, ada_interval=2, ada_speed_images=64
+    )
+    run = train(cfg, tiny_dataset, device="cpu", show_progress=False)
+    p = run.history()["augment_p"]
+    steps = run.status["step"]  # the smoke profile's epochs of the 40 tiny images
+    assert steps >= 4 and len(p) == steps and ((p >= 0) & (p <= 1)).all()
+    _, meta = load_checkpoint(run.checkpoint)
+    assert meta["ada"]["p"] == p[-1] and len(meta["ada"]["log"]) == steps // 2
+    assert all(-1 <= r <= 1 for _, _, r in meta["ada"]["log"])
+    assert p[-1] > 0, meta["ada"]["log"]

@@ -38,6 +38,12 @@ from safetensors.torch import save as serialize
 from ssd_lib.atomic import atomic_write_bytes, atomic_write_json, read_json, sha256_file
 from ssd_lib.locks import locked
 
+# ImageSplit.fingerprint: how many seeded pixel sums, their seed, and the share of pixel values
+# that may be one level off (rounding on another CPU) for two renders to count as one image set.
+FINGERPRINT_PROJECTIONS = 8
+FINGERPRINT_SEED = 20261201
+FINGERPRINT_TOLERANCE = 1e-5
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
@@ -108,6 +114,58 @@ class ImageSplit:
             h.update(self.factors.contiguous().numpy().tobytes())
         return h.hexdigest()
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies these images across machines: ``content_hash`` changes when one
+        pixel of one image moves by one level, and the embedded renderer's float arithmetic
+        rounds a handful of its 58 million pixel values differently on different CPUs. The
+        fingerprint keeps the exact hash of the factors (pure random draws, the same on every
+        machine), the count, and ``FINGERPRINT_PROJECTIONS`` integer sums of the pixels under
+        seeded +-1 weights (per position and per image): one level at k pixels moves each sum
+        by at most k, another image set moves them by hundreds of thousands. Integer
+        arithmetic, so the fingerprint itself is exact on every machine."""
+        n = len(self)
+        flat = self.images.reshape(n, -1)
+        g = torch.Generator().manual_seed(FINGERPRINT_SEED)
+        k = FINGERPRINT_PROJECTIONS
+        per_pixel = torch.randint(0, 2, (flat.shape[1], k), generator=g).to(torch.float64) * 2 - 1
+        per_image = torch.randint(0, 2, (n, k), generator=g).to(torch.float64) * 2 - 1
+        # Every partial sum is an integer below 2**53: exact in float64 in any summation order.
+        sums = torch.zeros(k, dtype=torch.float64)
+        for start in range(0, n, 512):
+            rows = flat[start : start + 512].to(torch.float64)
+            sums += ((rows @ per_pixel) * per_image[start : start + 512]).sum(0)
+        factors = None
+        if self.factors is not None:
+            factors = hashlib.sha256(self.factors.contiguous().numpy().tobytes()).hexdigest()
+        return {
+            "n": n,
+            "shape": list(self.images.shape[1:]),
+            "factors_sha256": factors,
+            "projections": [int(v) for v in sums.tolist()],
+        }
+
+    def differs_from(self, content_hash: str, fingerprint: dict[str, Any] | None = None) -> str:
+        """ "" if these are the images recorded as ``content_hash`` (exactly, or, with their
+        recorded ``fingerprint``, up to rounding: at most ``FINGERPRINT_TOLERANCE`` of the pixel
+        values one level off), else what differs, in words."""
+        if not content_hash or content_hash == self.content_hash():
+            return ""
+        if not fingerprint:
+            return f"training images' hash {content_hash[:12]}, here {self.content_hash()[:12]}"
+        mine = self.fingerprint()
+        for field_ in ("n", "shape", "factors_sha256"):
+            if fingerprint.get(field_) != mine[field_]:
+                return f"{field_} {fingerprint.get(field_)!r}, here {mine[field_]!r}"
+        values = mine["n"] * math.prod(mine["shape"])
+        limit = max(16, int(FINGERPRINT_TOLERANCE * values))
+        theirs = fingerprint.get("projections", [])
+        if len(theirs) != len(mine["projections"]):
+            return f"{len(theirs)} pixel sums recorded, {len(mine['projections'])} made here"
+        off = max(abs(a - b) for a, b in zip(theirs, mine["projections"], strict=True))
+        if off > limit:
+            return f"pixel sums differ by {off} (rounding allows {limit})"
+        return ""
+
     def subset(self, fraction: float, mode: str = "first", seed: int = 0) -> ImageSplit:
         """The paper's Table 2 subsets: the first ``fraction`` of the split (mode="first",
         as the release did with the folder listing) or a seeded random sample."""
@@ -143,6 +201,29 @@ class PreparedDataset:
     def content_hash(self) -> str:
         """One hash for the whole dataset (used to key training runs)."""
         return self.manifest["content_hash"]
+
+    def fingerprint(self) -> dict[str, Any]:
+        """``ImageSplit.fingerprint`` of each split: the dataset across CPUs."""
+        val = None if self.val is None else self.val.fingerprint()
+        return {"train": self.train.fingerprint(), "val": val}
+
+    def differs_from(self, content_hash: str, fingerprint: dict[str, Any] | None = None) -> str:
+        """ "" if this is the dataset recorded as ``content_hash`` (exactly, or up to another
+        CPU's rounding, per its recorded ``fingerprint``), else what differs."""
+        if not content_hash or content_hash == self.content_hash:
+            return ""
+        if not fingerprint:
+            return f"dataset hash {content_hash[:12]}, here {self.content_hash[:12]}"
+        for name, split in (("train", self.train), ("val", self.val)):
+            recorded = fingerprint.get(name)
+            if (recorded is None) != (split is None):
+                return f"{name} split {'missing' if split is None else 'not recorded'}"
+            if split is not None:
+                # The split's own hash is unknown here: the fingerprint decides.
+                differs = split.differs_from("-", recorded)
+                if differs:
+                    return f"{name} split: {differs}"
+        return ""
 
     @property
     def image_size(self) -> int:

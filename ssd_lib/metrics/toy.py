@@ -324,13 +324,17 @@ def _loss(net: FactorNet, outputs: dict, targets: torch.Tensor) -> torch.Tensor:
 def held_out_scores(
     net: FactorNet, images: torch.Tensor, factors: torch.Tensor
 ) -> dict[str, dict[str, float]]:
-    """Per-factor scores as in ``FactorNetResult``; factors float (N, F), net's column order."""
+    """Per-factor scores as in ``FactorNetResult``; factors float (N, F), net's column order.
+    R² is ``sklearn.metrics.r2_score``: NaN for fewer than 2 images, and for a constant truth
+    1.0 if predicted exactly, else 0.0."""
+    from sklearn.metrics import r2_score
+
     _, preds = embed(net, images)
     scores = {}
     for i, name in enumerate(net.factor_names):
         truth, p = factors[:, i].double().numpy(), preds[name]
         if net.specs[name]["kind"] == "continuous":
-            r2 = 1.0 - ((p - truth) ** 2).sum() / max(((truth - truth.mean()) ** 2).sum(), 1e-12)
+            r2 = r2_score(truth, p)  # 1 - SS_res / SS_tot
             scores[name] = {"r2": float(r2), "mae": float(np.abs(p - truth).mean())}
         else:
             counts = np.bincount(truth.astype(np.int64), minlength=net.specs[name]["n_classes"])
@@ -471,14 +475,25 @@ def train_factor_net(
 
 
 def _load_cached_net(
-    stem: Path, key: dict[str, Any], dataset: PreparedDataset, seed: int, recipe: dict[str, Any]
+    stem: Path,
+    key: dict[str, Any],
+    dataset: PreparedDataset,
+    seed: int,
+    recipe: dict[str, Any],
+    fingerprint: dict[str, Any] | None = None,
 ) -> FactorNetResult | None:
-    """The net cached at ``stem`` if it was made for ``key``; None (with a warning) if not."""
+    """The net cached at ``stem`` if it was made for ``key``; None (with a warning) if not.
+    A net made for the same images rendered on another CPU (another dataset hash, the same
+    ``fingerprint``: the cache's own, or the one given) counts as made for this dataset."""
     if not stem.with_suffix(".json").is_file():
         return None
     try:
         tensors, meta = load_checkpoint(stem)
         stale = [k for k, v in key.items() if meta.get(k) != v]
+        recorded = fingerprint or meta.get("dataset_fingerprint")
+        if stale == ["dataset_hash"] and recorded:
+            if not dataset.differs_from(meta["dataset_hash"], recorded):
+                stale = []
         if stale:
             log.warning("factor net cache %s differs in %s; training a new one", stem, stale)
             return None
@@ -536,9 +551,9 @@ def load_or_train_factor_net(
             # every machine, and no training.
             from ssd_lib.published import factor_net_stem
 
-            shipped = factor_net_stem(stem.name)
+            shipped, fingerprint = factor_net_stem(stem.name)
             if shipped is not None:
-                cached = _load_cached_net(shipped, key, dataset, seed, recipe)
+                cached = _load_cached_net(shipped, key, dataset, seed, recipe, fingerprint)
                 if cached is not None:
                     return cached
         result = train_factor_net(
@@ -558,6 +573,7 @@ def load_or_train_factor_net(
             "scores": result.scores,
             "train_seconds": result.train_seconds,
             "dataset_name": dataset.name,
+            "dataset_fingerprint": dataset.fingerprint(),
         }
         save_checkpoint(stem, result.net.state_dict(), meta)
     result.path = stem
@@ -566,19 +582,20 @@ def load_or_train_factor_net(
 
 def wasserstein_1d(u: Any, v: Any) -> float:
     """Wasserstein-1 distance between two 1-D samples: the area between their empirical
-    CDFs, in the samples' units."""
-    u, v = np.sort(np.asarray(u, np.float64)), np.sort(np.asarray(v, np.float64))
-    grid = np.sort(np.concatenate([u, v]))
-    cdf_u = np.searchsorted(u, grid[:-1], side="right") / len(u)
-    cdf_v = np.searchsorted(v, grid[:-1], side="right") / len(v)
-    return float(np.sum(np.abs(cdf_u - cdf_v) * np.diff(grid)))
+    CDFs, in the samples' units (``scipy.stats.wasserstein_distance``)."""
+    from scipy.stats import wasserstein_distance
+
+    return float(wasserstein_distance(u, v))
 
 
 def _entropy_bits(counts: np.ndarray) -> float:
+    """Shannon entropy (bits) of a histogram (``scipy.stats.entropy``); 0 for an empty one
+    (scipy gives NaN), e.g. when no fake passes the realness gate."""
+    from scipy.stats import entropy
+
     if counts.sum() == 0:
         return 0.0
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log2(p)).sum())
+    return float(entropy(counts, base=2))
 
 
 def toy_metrics(

@@ -7,6 +7,7 @@ from torch import nn
 from ssd_lib.config import TrainConfig
 from ssd_lib.models.counting import count_parameters, format_millions, summary_tool_count
 from ssd_lib.models.dcgan import DCGANGenerator, MappingDCGANGenerator
+from ssd_lib.models.demod import SSDDemodGenerator
 from ssd_lib.models.discriminator import Discriminator
 from ssd_lib.models.ssd import SSDGenerator
 from ssd_lib.models.stylegan import StyleGANDiscriminator, StyleGANGenerator
@@ -15,6 +16,7 @@ __all__ = [
     "DCGANGenerator",
     "Discriminator",
     "MappingDCGANGenerator",
+    "SSDDemodGenerator",
     "SSDGenerator",
     "StyleGANDiscriminator",
     "StyleGANGenerator",
@@ -30,6 +32,10 @@ def build_generator(cfg: TrainConfig) -> nn.Module:
     """The generator named by ``cfg.generator``; output images (N, 3, 64, 64) in [-1, 1]."""
     if cfg.generator == "ssd":
         return SSDGenerator(
+            cfg.nz, cfg.ngf, tied_mapping=cfg.tied_mapping, mapping_layers=cfg.mapping_layers
+        )
+    if cfg.generator == "ssd_demod":
+        return SSDDemodGenerator(
             cfg.nz, cfg.ngf, tied_mapping=cfg.tied_mapping, mapping_layers=cfg.mapping_layers
         )
     if cfg.generator == "dcgan":

@@ -359,15 +359,17 @@ def continue_training(
 
     dataset = dataset_for(original.dataset, dataset, f"training on from {key}")
     split = dataset.train.subset(original.data_fraction, original.subset_mode, seed=original.seed)
-    trained_on = getattr(snapshot, "entry", {}).get("train_split_hash")
-    if trained_on and trained_on != (now := split.content_hash()):
+    entry = getattr(snapshot, "entry", {}) or {}
+    differs = split.differs_from(
+        entry.get("train_split_hash", ""), entry.get("train_split_fingerprint")
+    )
+    if differs:
         log.warning(
-            "%s was trained on another version of the %r images (hash %s, now %s); training "
-            "on from it mixes the two",
+            "%s was trained on another version of the %r images (%s); training on from it "
+            "mixes the two",
             key,
             dataset.name,
-            trained_on[:12],
-            now[:12],
+            differs,
         )
     start_step = int(snapshot.status.get("step", 0))
     folder = Path(runs_root or default_runs_root()) / "teach"
