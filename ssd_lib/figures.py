@@ -1,10 +1,11 @@
 """``make figures``: regenerate every figure and table into ``figures/``.
 
 Executes the numbered notebooks (00 data, 01 training, 02 spectral norm, 03 disentanglement,
-04 FID tables, 05 latent explorer) in order with papermill, each overwritten by its executed
-copy. Every notebook writes its figures and tables through ``ssd_lib.publish``, which records
-their provenance in ``figures/MANIFEST.json``. Training runs are cached by config hash under
-``runs/``, so a second call only redraws.
+04 FID tables, 05 latent explorer, 06 claim ledger) in order with papermill, each overwritten
+by its executed copy. Every notebook writes its figures and tables through
+``ssd_lib.publish``, which records their provenance in ``figures/MANIFEST.json``. By default
+the notebooks read the published runs; with local runs, training is cached by config hash
+under ``runs/``, so a second call only redraws.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ NOTEBOOKS = [p.name for p in list_notebooks()]
 
 @pytest.fixture(scope="module")
 def shared_dirs(tmp_path_factory):
-    """One data and runs folder for all notebooks, as for a reader who runs 00 to 05 in
+    """One data and runs folder for all notebooks, as for a reader who runs 00 to 06 in
     order: 01 trains the runs, later notebooks reuse them."""
     return tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("runs")
 
@@ -38,6 +38,7 @@ def test_the_numbered_notebooks_exist():
         "03_disentanglement.ipynb",
         "04_fid.ipynb",
         "05_latent_explorer.ipynb",
+        "06_claims.ipynb",
     ]
 
 
@@ -236,7 +237,22 @@ def _committed_source(name: str) -> str:
     return "".join(cell["source"])
 
 
-PUBLISHED_NOTEBOOKS = [n for n in NOTEBOOKS if 'run_source = "published"' in _committed_source(n)]
+# Re-executed here: the notebooks that read published runs and take at most a few minutes on a
+# 2-core CPU. 03 (about 6 min: probes and PPL-toy of three runs), 04 (about 8 min: toy metrics of
+# seven runs and the memorization audit) and 06 (toy metrics of every published run and seed)
+# would more than double `make test`; their code runs under the smoke profile above, and
+# `make figures` regenerates their committed outputs.
+REPRODUCED_HERE = {
+    "00_data.ipynb",
+    "01_training.ipynb",
+    "02_spectral_norm.ipynb",
+    "05_latent_explorer.ipynb",
+}
+PUBLISHED_NOTEBOOKS = [
+    n
+    for n in NOTEBOOKS
+    if 'run_source = "published"' in _committed_source(n) and n in REPRODUCED_HERE
+]
 
 
 @pytest.mark.slow

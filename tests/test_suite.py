@@ -117,6 +117,8 @@ def _tables(acc_sn, acc_plain, ppl_sn, ppl_plain):
 def test_disentanglement_verdict_reads_the_numbers(numbers, words):
     text = verdict(*_tables(*numbers), "A", "B")
     assert words in text
+    if not np.isnan(numbers).any():  # one pair of runs is read, never judged
+        assert "not a verdict" in text and "one seed" in text
 
 
 def test_probe_summary_separates_class_and_continuous_factors_and_drops_skipped():

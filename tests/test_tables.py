@@ -121,3 +121,30 @@ def test_table1_on_embedded_data_fills_toy_columns_and_states_their_floor(
     # The reference is measured at the generator columns' n: 60 reals against 60 reals.
     assert "60 real held-out (val) images against 60 train images" in floor
     assert "use n=60" in floor
+
+
+def test_notes_on_missing_inception_statistics_name_every_run_once():
+    """Eight runs without stored statistics gave eight paragraphs that differed only by the
+    run's name; merged, each library and side is one note naming every run."""
+    from types import SimpleNamespace
+
+    from ssd_lib.metrics.evaluate import _missing_stats
+    from ssd_lib.metrics.tables import NEEDS_STATS, _merge_stats_notes
+
+    status = SimpleNamespace(label="Inception from a package")
+    proto = SimpleNamespace(name="paper")
+
+    def note(library, run):
+        where = f"/runs/{run}/inception/{run}-{library}.safetensors"
+        text = _missing_stats(library, status, "generated", where, SimpleNamespace(path=run), proto)
+        return f"{NEEDS_STATS}: {text} store_run_statistics(run, '/runs/{run}', n=10)"
+
+    notes = [
+        note(lib, run) for run in ("a-seed42", "b-seed42") for lib in ("pytorch-fid", "clean-fid")
+    ]
+    merged = _merge_stats_notes(["other note", *notes])
+    assert merged[0] == "other note" and len(merged) == 3
+    assert "pytorch-fid on the Inception from a package" in merged[1]
+    assert "not stored for a-seed42, b-seed42 (paper protocol)" in merged[1]
+    assert "for example the first with store_run_statistics(run, '/runs/a-seed42'" in merged[1]
+    assert merged[2].startswith(f"{NEEDS_STATS}: clean-fid")

@@ -168,16 +168,19 @@ def verdict(summary: pd.DataFrame, ppl: pd.DataFrame, with_sn: str, without_sn: 
     probes_favour, ppl_favours = a > b, pa < pb
     if probes_favour and ppl_favours:
         lines.append(
-            "Both measures favour SN: on this pair of runs its W space is more linearly "
+            "Both measures favour SN on this pair of runs: its W space is more linearly "
             "informative and smoother, as the paper claims."
         )
     elif not probes_favour and not ppl_favours:
-        lines.append("Neither measure favours SN: this pair of runs does not support the claim.")
+        lines.append("Neither measure favours SN on this pair of runs.")
     else:
         better = "the probes" if probes_favour else "path length"
-        lines.append(f"Mixed: only {better} favour(s) SN; this pair of runs does not settle it.")
+        lines.append(f"Mixed: only {better} favour(s) SN on this pair of runs.")
     lines.append(
-        "Probe labels come from a toy CNN, and each setting is one training run (one seed)."
+        "That is a reading of one pair, not a verdict: one training run (one seed) per setting "
+        "cannot tell a difference from the spread between seeds (the rule of docs/metrics.md), "
+        "and the probe labels come from a toy CNN; the claim ledger (notebook 06) judges the "
+        "claim over every published seed."
     )
     return " ".join(lines)
 

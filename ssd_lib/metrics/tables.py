@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,39 @@ def parameter_counts(run: Run) -> tuple[str, str]:
 def _note(notes: list[str], note: str) -> None:
     if note not in notes:
         notes.append(note)
+
+
+_STATS_NOTE = re.compile(
+    rf"^{re.escape(NEEDS_STATS)}: (?P<head>.+? is set to read stored statistics only), and the "
+    r"(?P<side>\w+) side of run (?P<run>\S+) \((?P<proto>\w+) protocol\) is not stored at "
+    r"\S+; compute it once with (?P<call>.+)$"
+)
+
+
+def _merge_stats_notes(notes: list[str]) -> list[str]:
+    """One note per library and side for the runs whose Inception statistics are not stored,
+    instead of one paragraph per run that repeats everything but the run's name."""
+    merged: dict[tuple[str, ...], list[str]] = {}
+    calls: dict[tuple[str, ...], str] = {}
+    out: list[str | tuple[str, ...]] = []
+    for note in notes:
+        m = _STATS_NOTE.match(note)
+        if m is None:
+            out.append(note)
+            continue
+        key = (m["head"], m["side"], m["proto"])
+        if key not in merged:
+            out.append(key)
+            merged[key], calls[key] = [], m["call"]
+        merged[key].append(m["run"])
+    return [
+        item
+        if isinstance(item, str)
+        else f"{NEEDS_STATS}: {item[0]}, and the {item[1]} side is not stored for "
+        f"{', '.join(merged[item])} ({item[2]} protocol); compute each once, for example the "
+        f"first with {calls[item]}"
+        for item in out
+    ]
 
 
 def _inception_cells(
@@ -339,6 +373,7 @@ def _build(
             f"Our numbers are on the {dataset.name!r} dataset, the paper's on AFHQ "
             "dogs: the columns are side by side for reference, not comparable."
         )
+    notes = _merge_stats_notes(notes)
     frame = _label_packaged_columns(pd.DataFrame(rows), sources, notes)
     return Table(
         f"{title} ({protocol} protocol, dataset {dataset.name})",
