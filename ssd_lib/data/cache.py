@@ -152,6 +152,11 @@ class ImageSplit:
             return ""
         if not fingerprint:
             return f"training images' hash {content_hash[:12]}, here {self.content_hash()[:12]}"
+        return self.differs_from_fingerprint(fingerprint)
+
+    def differs_from_fingerprint(self, fingerprint: dict[str, Any]) -> str:
+        """ "" if these images match the recorded ``fingerprint`` up to rounding, else what
+        differs (``differs_from`` without a hash to try first)."""
         mine = self.fingerprint()
         for field_ in ("n", "shape", "factors_sha256"):
             if fingerprint.get(field_) != mine[field_]:
@@ -219,8 +224,7 @@ class PreparedDataset:
             if (recorded is None) != (split is None):
                 return f"{name} split {'missing' if split is None else 'not recorded'}"
             if split is not None:
-                # The split's own hash is unknown here: the fingerprint decides.
-                differs = split.differs_from("-", recorded)
+                differs = split.differs_from_fingerprint(recorded)
                 if differs:
                     return f"{name} split: {differs}"
         return ""

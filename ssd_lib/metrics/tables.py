@@ -416,9 +416,7 @@ def table1(
             "FID, paper (AFHQ)": PAPER_TABLE1.get(method, {}).get("FID", ""),
         }
 
-    return _build(
-        "Table 1",
-        runs,
+    options = dict(
         dataset=dataset,
         protocol=protocol,
         toy=toy,
@@ -427,11 +425,10 @@ def table1(
         net_seed=net_seed,
         evaluate=evaluate,
         eval_kwargs=eval_kwargs,
-        first_cells=first,
-        inception_cells=inception,
         net=net,
         packaged=packaged,
     )
+    return _build("Table 1", runs, first_cells=first, inception_cells=inception, **options)
 
 
 def table2(
@@ -458,9 +455,7 @@ def table2(
             out[f"{key}, paper (AFHQ)"] = paper.get(key, "")
         return out
 
-    return _build(
-        "Table 2",
-        runs,
+    options = dict(
         dataset=dataset,
         protocol=protocol,
         toy=toy,
@@ -469,8 +464,13 @@ def table2(
         net_seed=net_seed,
         evaluate=evaluate,
         eval_kwargs=eval_kwargs,
-        first_cells=lambda pct, run: {"data %": int(pct)},
-        inception_cells=inception,
         net=net,
         packaged=packaged,
+    )
+    return _build(
+        "Table 2",
+        runs,
+        first_cells=lambda pct, run: {"data %": int(pct)},
+        inception_cells=inception,
+        **options,
     )
