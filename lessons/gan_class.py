@@ -47,11 +47,11 @@ import torch
 
 import ssd_lib.teach as teach
 from ssd_lib.data import prepare_dataset
-from ssd_lib.health import generator_verdict
-from ssd_lib.plots import grid_figure, loss_figure, strips_figure
-from ssd_lib.published import load_key
-from ssd_lib.sampling import generate, sample_z
+from ssd_lib.experiments.published import load_key
+from ssd_lib.generation.sampling import generate, sample_z
+from ssd_lib.reporting.plots import grid_figure, loss_figure, strips_figure
 from ssd_lib.teach import lesson
+from ssd_lib.training.health import generator_verdict
 
 ds = prepare_dataset("embedded")  # the procedural dog faces (cached after the first time)
 shuffled = torch.randperm(len(ds.train), generator=torch.Generator().manual_seed(SEED))
@@ -198,7 +198,7 @@ loss_figure(h, ssd.label())
 # face again and again) and often in its curves: D's loss pinned near 0 for long stretches
 # (G then learns little), G's loss climbing for good, or both oscillating wildly. The
 # trainer watches the logs for two kinds of collapse (D winning outright for 100 steps; the
-# samples' variety falling sharply) and records a warning. `ssd_lib.health.generator_verdict`
+# samples' variety falling sharply) and records a warning. `ssd_lib.training.health.generator_verdict`
 # looks at 256 samples the way a person would: are many of them near-duplicates of each
 # other?
 #
@@ -506,7 +506,7 @@ for space in ("z", "w"):
 # directions of W as sliders.
 
 # %%
-from ssd_lib.explorer import Explorer
+from ssd_lib.generation.explorer import Explorer
 
 explorer = Explorer.from_run(ssd)
 explorer.widget()

@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from ssd_lib.config import PRECISIONS, PRESETS, PROFILES, ConfigError
+from ssd_lib.utils.errors import SSDError
 
 log = logging.getLogger("ssd_lib.cli")
 
 DATA_HELP = "embedded (offline, generated), afhq (downloads once), or folder:PATH (your images)"
 
 
-class UsageError(Exception):
+class UsageError(SSDError):
     """A bad argument found after parsing (exit code 2)."""
 
 
@@ -189,8 +190,8 @@ def _train(args: argparse.Namespace) -> int:
 def _train_in_process(args: argparse.Namespace, rank: int, world: int, device: str) -> int:
     from ssd_lib.config import make_config
     from ssd_lib.data import prepare_dataset
-    from ssd_lib.runs import default_runs_root, run_name
-    from ssd_lib.train import train
+    from ssd_lib.training.runs import default_runs_root, run_name
+    from ssd_lib.training.trainer import train
 
     if rank == 0:  # one process decodes the data; the others then read its cache
         ds = prepare_dataset(args.data, root=args.data_root)
@@ -239,10 +240,15 @@ def _train_in_process(args: argparse.Namespace, rank: int, world: int, device: s
 
 def _load_generator(path: Path, device: Any) -> tuple[Any, str]:
     """(generator, value range) from a run folder or a checkpoint stem / .json."""
-    from ssd_lib.checkpoint import load_checkpoint, load_state_strict, refuse_pickles, split_prefix
     from ssd_lib.config import TrainConfig
     from ssd_lib.models import build_generator
-    from ssd_lib.runs import Run
+    from ssd_lib.training.checkpoint import (
+        load_checkpoint,
+        load_state_strict,
+        refuse_pickles,
+        split_prefix,
+    )
+    from ssd_lib.training.runs import Run
 
     if path.is_dir():
         run = Run(path)
@@ -262,7 +268,7 @@ def _load_generator(path: Path, device: Any) -> tuple[Any, str]:
 
 def _sample(args: argparse.Namespace) -> int:
     from ssd_lib.metrics.export import export_generated
-    from ssd_lib.train import resolve_device
+    from ssd_lib.training.devices import resolve_device
 
     device = resolve_device(args.device)
     g, value_range = _load_generator(args.checkpoint, device)
@@ -273,8 +279,8 @@ def _sample(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from ssd_lib.data import prepare_dataset
-    from ssd_lib.runs import Run
-    from ssd_lib.train import resolve_device
+    from ssd_lib.training.devices import resolve_device
+    from ssd_lib.training.runs import Run
 
     if not (args.run / "config.json").is_file():
         raise UsageError(f"--run {str(args.run)!r} is not a run folder (no config.json)")

@@ -18,20 +18,33 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
-GENERATORS = ("ssd", "dcgan", "mapping_dcgan", "stylegan", "ssd_demod")
-DISCRIMINATORS = ("sn", "plain", "stylegan")
-LOSSES = ("bce", "wgan_gp")
-STEP_ORDERS = ("g_then_d", "d_then_g")
-REAL_RANGES = ("[0, 1]", "[-1, 1]")
-SUBSET_MODES = ("first", "random")
-# Augmentation of every image D sees (ssd_lib.augment): none, DiffAugment at a fixed p, or
-# StyleGAN2-ADA's adaptive p.
-AUGMENTS = ("none", "diffaugment", "ada")
-# "auto": see ssd_lib.train.resolve_precision; "fp16" trains with a gradient scaler (for GPUs)
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
-MAX_SEED = 2**63 - 1  # the trainer seeds torch with seed + 2, which must stay below 2**64
+from ssd_lib.utils.errors import SSDError
+from ssd_lib.utils.validate import VALUE_RANGES, check_seed, fail
+
+# The string options, as types (for readers and type checkers) and as the tuples the
+# validation checks against, written once.
+Generator = Literal["ssd", "dcgan", "mapping_dcgan", "stylegan", "ssd_demod"]
+Discriminator = Literal["sn", "plain", "stylegan"]
+Loss = Literal["bce", "wgan_gp"]  # ssd_lib.training.losses
+StepOrder = Literal["g_then_d", "d_then_g"]
+SubsetMode = Literal["first", "random"]
+ValueRange = Literal["[0, 1]", "[-1, 1]"]  # the range reals are fed to D in
+# Augmentation of every image D sees (ssd_lib.training.augment): none, DiffAugment at a
+# fixed p, or StyleGAN2-ADA's adaptive p.
+Augment = Literal["none", "diffaugment", "ada"]
+# "auto": see ssd_lib.training.devices.resolve_precision; "fp16" trains with a gradient
+# scaler (for GPUs)
+Precision = Literal["fp32", "bf16", "fp16", "auto"]
+GENERATORS = get_args(Generator)
+DISCRIMINATORS = get_args(Discriminator)
+LOSSES = get_args(Loss)
+STEP_ORDERS = get_args(StepOrder)
+SUBSET_MODES = get_args(SubsetMode)
+AUGMENTS = get_args(Augment)
+PRECISIONS = get_args(Precision)
+assert get_args(ValueRange) == VALUE_RANGES
 # Fields holding real numbers; stored as float so that lr_g=1 and lr_g=1.0 hash alike.
 REAL_FIELDS = (
     "stylegan_width",
@@ -57,7 +70,7 @@ LATER_FIELDS = (
 )
 
 
-class ConfigError(ValueError):
+class ConfigError(SSDError, ValueError):
     """A configuration value is invalid; the message names the field and what is allowed."""
 
 
@@ -68,8 +81,8 @@ class TrainConfig:
     preset: str = "paper"
     profile: str = "paper"
     # Networks (docs/paper.md, "The networks the release builds").
-    generator: str = "ssd"
-    discriminator: str = "sn"
+    generator: Generator = "ssd"
+    discriminator: Discriminator = "sn"
     nz: int = 100
     ngf: int = 64
     ndf: int = 64
@@ -79,12 +92,12 @@ class TrainConfig:
     # Data.
     dataset: str = "embedded"
     data_fraction: float = 1.0
-    subset_mode: str = "first"
-    real_range: str = "[0, 1]"
+    subset_mode: SubsetMode = "first"
+    real_range: ValueRange = "[0, 1]"
     # Recipe.
-    loss: str = "bce"
+    loss: Loss = "bce"
     gp_weight: float = 10.0
-    step_order: str = "g_then_d"
+    step_order: StepOrder = "g_then_d"
     d_loss_scale: float = 0.5
     lr_g: float = 5e-4
     lr_d: float = 5e-4
@@ -94,13 +107,13 @@ class TrainConfig:
     epochs: int = 20
     max_steps: int = 0  # 0: no cap beyond ``epochs``
     seed: int = 42
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     # Logging.
     spectral_every: int = 1
     sample_count: int = 64
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0: at epoch ends only
-    # Discriminator augmentation (ssd_lib.augment; LATER_FIELDS).
-    augment: str = "none"
+    # Discriminator augmentation (ssd_lib.training.augment; LATER_FIELDS).
+    augment: Augment = "none"
     augment_policy: str = "color,translation,cutout"
     augment_p: float = 1.0  # the fixed p of "diffaugment"
     ada_target: float = 0.6  # "ada": the r_t = E[sign(D(real) - 1/2)] it holds
@@ -165,17 +178,9 @@ class TrainConfig:
         """Short stable hash of every field; runs are cached under it."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:10]
 
-    @property
-    def uses_mapping(self) -> bool:
-        return self.generator in ("ssd", "mapping_dcgan", "stylegan", "ssd_demod")
-
-    @property
-    def z_dim(self) -> int:
-        return self.nz
-
 
 def _fail(name: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"TrainConfig.{name}={value!r} is invalid; allowed: {allowed}")
+    fail(f"TrainConfig.{name}", value, allowed, error=ConfigError)
 
 
 def _check_known(fields: dict[Any, Any]) -> None:
@@ -199,7 +204,7 @@ def _validate(c: TrainConfig) -> None:
         "discriminator": DISCRIMINATORS,
         "loss": LOSSES,
         "step_order": STEP_ORDERS,
-        "real_range": REAL_RANGES,
+        "real_range": VALUE_RANGES,
         "subset_mode": SUBSET_MODES,
         "precision": PRECISIONS,
         "augment": AUGMENTS,
@@ -228,8 +233,7 @@ def _validate(c: TrainConfig) -> None:
         v = getattr(c, name)
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             _fail(name, v, "an integer >= 0")
-    if not isinstance(c.seed, int) or isinstance(c.seed, bool) or not 0 <= c.seed <= MAX_SEED:
-        _fail("seed", c.seed, "an integer in [0, 2**63 - 1]")
+    check_seed("TrainConfig.seed", c.seed, error=ConfigError)
     for name in ("lr_g", "lr_d", "gp_weight", "d_loss_scale", "stylegan_width"):
         v = getattr(c, name)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 1e3:
@@ -255,7 +259,9 @@ def _validate(c: TrainConfig) -> None:
         ok = isinstance(v, (int, float)) and not isinstance(v, bool)
         if not ok or not (0 < v <= 1 if low_open else 0 <= v <= 1):
             _fail(name, v, "a number in (0, 1]" if low_open else "a number in [0, 1]")
-    from ssd_lib.augment import parse_policy  # here: ssd_lib.augment imports torch
+    from ssd_lib.training.augment import (
+        parse_policy,  # here: ssd_lib.training.augment imports torch
+    )
 
     try:
         if not isinstance(c.augment_policy, str) or not parse_policy(c.augment_policy):

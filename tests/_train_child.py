@@ -38,9 +38,9 @@ def _die() -> None:
 
 
 def install(fault: str) -> None:
-    import ssd_lib.checkpoint as ck
-    from ssd_lib.atomic import atomic_write
-    from ssd_lib.train import Trainer
+    import ssd_lib.training.checkpoint as ck
+    from ssd_lib.training.trainer import Trainer
+    from ssd_lib.utils.atomic import atomic_write
 
     kind, _, arg = fault.partition(":")
     saves = {"n": 0}
@@ -97,7 +97,7 @@ def main() -> None:
     from ssd_lib.data.cache import load_prepared
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from ssd_lib.train import train
+    from ssd_lib.training.trainer import train
 
     install(fault)
     run = train(

@@ -17,10 +17,10 @@ import pytest
 import torch
 from PIL import Image
 
-from ssd_lib.atomic import atomic_write, atomic_write_bytes, sha256_file
 from ssd_lib.data import afhq
 from ssd_lib.data.afhq import AFHQError, extract_dogs, prepare_afhq
 from ssd_lib.data.cache import is_prepared
+from ssd_lib.utils.atomic import atomic_write, atomic_write_bytes, sha256_file
 
 N_TRAIN, N_VAL = 6, 3
 

@@ -14,7 +14,10 @@ from ssd_lib.analysis.spectral import (
     verdict,
 )
 from ssd_lib.config import make_config
-from ssd_lib.train import train
+from ssd_lib.training.trainer import train
+
+# Trains, loads every published run or starts processes: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from ssd_lib.augment import (
+from ssd_lib.training.augment import (
     OPERATIONS,
     AdaptiveAugment,
     cutout,

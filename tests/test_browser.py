@@ -408,6 +408,28 @@ def test_app_explorer(app, screenshots, capsys):
     assert f"published/{PUBLISHED_KEY}@step" in sidecar["label"]
 
 
+# Records when the quiz's <img> changes its source (the moments the page shows the image and
+# the grey square), on the page's own clock, so the exposure a student gets can be measured.
+_WATCH_SOURCES = """
+const img = document.querySelector(arguments[0]);
+window.__ssdSources = [];
+window.__ssdClicks = [];
+new MutationObserver(() => window.__ssdSources.push(performance.now()))
+  .observe(img, {attributes: true, attributeFilter: ['src']});
+"""
+
+
+def _exposures(clicks: list[float], sources: list[float]) -> list[dict[str, float]]:
+    """For each 'next image' click: the delay until the image appeared and how long it stayed
+    (the first two source changes after the click), in ms of the page's clock."""
+    out = []
+    for click in clicks:
+        after = [s for s in sources if s >= click][:2]
+        if len(after) == 2:
+            out.append({"onset_delay_ms": after[0] - click, "shown_ms": after[1] - after[0]})
+    return out
+
+
 def test_app_quiz(app, screenshots, capsys):
     from selenium.webdriver.common.by import By
 
@@ -420,9 +442,11 @@ def test_app_quiz(app, screenshots, capsys):
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", status)
     image = ".ssd-quiz-image"
     blank = _image(driver, image)
+    driver.execute_script(_WATCH_SOURCES, image)
     given = []
     for i in range(5):
         _wait(button["next"].is_enabled, UPDATE_S, f"'next image' enabled (question {i + 1})")
+        driver.execute_script("window.__ssdClicks.push(performance.now())")
         button["next"].click()
         _wait(button["real"].is_enabled, UPDATE_S, f"'real' enabled (question {i + 1})")
 
@@ -433,13 +457,33 @@ def test_app_quiz(app, screenshots, capsys):
         _wait(lambda: showing(False), UPDATE_S, f"quiz image {i + 1} on screen")
         if i == 0:
             _shot(driver, screenshots, "quiz_1_image_shown")
-            _wait(lambda: showing(True), QUIZ_EXPOSURE_MS / 1000 + UPDATE_S, "the image hidden")
+        # Answer after the timer hid the image, so that each exposure is measured whole.
+        _wait(lambda: showing(True), QUIZ_EXPOSURE_MS / 1000 + UPDATE_S, "the image hidden")
+        if i == 0:
             _shot(driver, screenshots, "quiz_2_image_hidden")
         judgement = "real" if i % 2 == 0 else "fake"
         button[judgement].click()
         given.append(judgement)
         _wait(lambda n=i + 1: f"{n} of" in status.text, UPDATE_S, f"answer {i + 1} recorded")
     _shot(driver, screenshots, "quiz_3_five_answered")
+
+    # How long the page really showed each image (docs/teaching.md quotes these): the kernel's
+    # timer hides it, so the time on screen is the set exposure plus the difference of two
+    # message delays. Saved beside the screenshots and printed.
+    timing = _exposures(
+        driver.execute_script("return window.__ssdClicks"),
+        driver.execute_script("return window.__ssdSources"),
+    )
+    assert len(timing) == 5, timing
+    (screenshots / "quiz_exposures.json").write_text(
+        json.dumps({"set_ms": QUIZ_EXPOSURE_MS, "measured": timing}, indent=1)
+    )
+    with capsys.disabled():
+        shown = [round(m["shown_ms"]) for m in timing]
+        onset = [round(m["onset_delay_ms"]) for m in timing]
+        print(f"quiz exposure set to {QUIZ_EXPOSURE_MS} ms: shown {shown} ms; onset {onset} ms")
+    for m in timing:  # never hidden early; late by at most the wait a test allows for updates
+        assert QUIZ_EXPOSURE_MS - 50 <= m["shown_ms"] <= QUIZ_EXPOSURE_MS + 1000 * UPDATE_S, m
 
     files = sorted((runs / "quiz_results").glob("quiz_*.csv"))
     assert len(files) == 1, files

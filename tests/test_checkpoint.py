@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from ssd_lib.checkpoint import (
+from ssd_lib.models import DCGANGenerator, SSDGenerator
+from ssd_lib.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_state_strict,
@@ -16,7 +17,6 @@ from ssd_lib.checkpoint import (
     save_checkpoint,
     tensor_path,
 )
-from ssd_lib.models import DCGANGenerator, SSDGenerator
 
 
 def test_round_trip_preserves_tensors_and_meta(tmp_path):
@@ -34,7 +34,7 @@ def test_crash_between_the_two_writes_leaves_the_previous_checkpoint_loadable(
     tmp_path, monkeypatch
 ):
     save_checkpoint(tmp_path / "ck", {"a": torch.zeros(3)}, {"step": 1})
-    import ssd_lib.checkpoint as ck
+    import ssd_lib.training.checkpoint as ck
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt  # e.g. a second Ctrl-C, or the process killed here
@@ -98,7 +98,7 @@ def test_adam_state_round_trips_exactly():
 def test_version_1_checkpoints_are_still_read(tmp_path):
     from safetensors.torch import save_file
 
-    from ssd_lib.atomic import sha256_file
+    from ssd_lib.utils.atomic import sha256_file
 
     save_file({"a": torch.arange(3.0)}, str(tmp_path / "old.safetensors"))
     meta = {

@@ -23,7 +23,7 @@ from ssd_lib.analysis.claims import (
     ledger_markdown,
     parameter_rows,
 )
-from ssd_lib.health import VERDICTS
+from ssd_lib.training.health import VERDICTS
 
 
 def test_a_difference_beyond_the_seed_spread_supports_or_refutes():
@@ -351,6 +351,7 @@ def test_real_levels_are_what_held_out_images_score_and_the_figure_draws_them():
     assert set(levels) == {"structural-diversity", *C.TOY_KEYS}
     fig = C.seed_spread_figure(_full_frame(), "label", levels={"FD-toy": 3.0}, levels_label="real")
     fd = fig.get_axes()[2]
+
     def dashed(ax):
         return [line.get_ydata()[0] for line in ax.get_lines() if line.get_linestyle() == "--"]
 

@@ -10,6 +10,9 @@ import pytest
 
 from ssd_lib.cli import main
 
+# Trains, loads every published run or starts processes: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def photos(photo_folder):

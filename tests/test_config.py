@@ -148,8 +148,8 @@ def test_replace_and_from_dict_refuse_unknown_fields_and_non_dicts():
 @pytest.mark.parametrize(
     "field, value, allowed",
     [
-        ("seed", 2**63, "an integer in [0, 2**63 - 1]"),
-        ("seed", -1, "an integer in [0, 2**63 - 1]"),
+        ("seed", 2**32, "an integer in [0, 2**32 - 1]"),
+        ("seed", -1, "an integer in [0, 2**32 - 1]"),
         ("preset", ["paper"], "one of ['paper'"),
         ("profile", {"quick": 1}, "one of ['paper'"),
         ("generator", ["ssd"], "one of ['ssd'"),

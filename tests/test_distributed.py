@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from ssd_lib.runs import Run
+from ssd_lib.training.runs import Run
 
 # `make test-fast` leaves this module out: it starts torchrun-style process groups.
 pytestmark = pytest.mark.slow

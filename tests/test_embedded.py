@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from ssd_lib.atomic import atomic_write_bytes, sha256_file
 from ssd_lib.data import embedded
 from ssd_lib.data.cache import load_prepared
 from ssd_lib.data.embedded import (
@@ -21,6 +20,7 @@ from ssd_lib.data.embedded import (
     render_faces,
     sample_factors,
 )
+from ssd_lib.utils.atomic import atomic_write_bytes, sha256_file
 
 COL = {name: i for i, name in enumerate(FACTOR_NAMES)}
 
@@ -229,12 +229,12 @@ def test_default_arguments_use_the_plain_name():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"n_train": -3}, r"n_train=-3 must be a positive integer"),
-        ({"n_train": 2.5}, r"n_train=2\.5 must be a positive integer"),
-        ({"n_val": -1}, r"n_val=-1 must be an integer >= 0"),
-        ({"seed": -1}, r"seed=-1 must be an integer >= 0"),
-        ({"size": 8}, r"size=8 must be an integer >= 16"),
-        ({"n_train": True}, r"n_train=True must be a positive integer"),
+        ({"n_train": -3}, r"n_train=-3 is invalid; allowed: an integer >= 1"),
+        ({"n_train": 2.5}, r"n_train=2\.5 is invalid; allowed: an integer >= 1"),
+        ({"n_val": -1}, r"n_val=-1 is invalid; allowed: an integer >= 0"),
+        ({"seed": -1}, r"seed=-1 is invalid; allowed: an integer in \[0, 2\*\*32 - 1\]"),
+        ({"size": 8}, r"size=8 is invalid; allowed: an integer >= 16"),
+        ({"n_train": True}, r"n_train=True is invalid; allowed: an integer >= 1"),
     ],
 )
 def test_prepare_rejects_bad_arguments_by_name(tmp_path, kwargs, message):

@@ -27,7 +27,7 @@ from ssd_lib.analysis.spectral import discriminator_figure, sigma_figure
 from ssd_lib.data.cache import ImageSplit, load_prepared, write_prepared
 from ssd_lib.data.embedded import FACTOR_NAMES, FACTORS, sample_factors
 from ssd_lib.data.summary import factor_figure
-from ssd_lib.runs import Run
+from ssd_lib.training.runs import Run
 
 
 def drawn(fig):

@@ -13,7 +13,6 @@ import pytest
 import torch
 from PIL import Image
 
-from ssd_lib.atomic import atomic_write_bytes, sha256_file
 from ssd_lib.data import folder as folder_mod
 from ssd_lib.data.cache import is_prepared
 from ssd_lib.data.folder import (
@@ -24,6 +23,7 @@ from ssd_lib.data.folder import (
     prepare_folder,
     read_report,
 )
+from ssd_lib.utils.atomic import atomic_write_bytes, sha256_file
 
 RED = (255, 0, 0)
 BLUE = (0, 0, 255)

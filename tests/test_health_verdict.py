@@ -1,4 +1,5 @@
-"""The sample verdict (ssd_lib.health.sample_verdict / generator_verdict) says what a person
+"""The sample verdict (ssd_lib.training.health.sample_verdict / generator_verdict) says what a
+person
 sees in a sample grid: one image, a few images, noise, or varied structured samples."""
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ import torch
 from torch import nn
 
 from ssd_lib.data.embedded import FACTORS, generate_split, render_faces
-from ssd_lib.health import (
+from ssd_lib.metrics.degrade import gaussian_blobs, rotate_hue
+from ssd_lib.training.health import (
     COLLAPSED_GROUP_SHARE,
     PARTIAL_DUPLICATE_SHARE,
     generator_verdict,
@@ -17,7 +19,6 @@ from ssd_lib.health import (
     sample_verdict,
     structural_diversity,
 )
-from ssd_lib.metrics.degrade import gaussian_blobs, rotate_hue
 
 N = 128
 
@@ -201,7 +202,7 @@ class _StubRun:
 def test_the_health_table_gives_each_run_the_sample_verdict(faces):
     """Notebook 01's table: the ladder-checked verdict next to the trainer's warnings, so a
     run that draws one face reads "collapsed" even when the trainer warned of nothing."""
-    from ssd_lib.suite import health_table
+    from ssd_lib.experiments.suite import health_table
 
     train, others = faces
     warned = [{"step": 40, "kind": "g_collapse", "message": "variety fell"}]

@@ -8,7 +8,6 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from ssd_lib.atomic import atomic_write, atomic_write_json, sha256_file
 from ssd_lib.data import cache
 from ssd_lib.data.cache import (
     CacheError,
@@ -18,7 +17,8 @@ from ssd_lib.data.cache import (
     read_manifest,
     write_prepared,
 )
-from ssd_lib.images import float_to_uint8, make_grid, uint8_to_float
+from ssd_lib.utils.atomic import atomic_write, atomic_write_json, sha256_file
+from ssd_lib.utils.images import float_to_uint8, make_grid, uint8_to_float
 
 
 def test_value_range_round_trips_and_endpoints():

@@ -13,7 +13,6 @@ import pytest
 import torch
 from PIL import Image
 
-from ssd_lib.atomic import sha256_file
 from ssd_lib.config import make_config
 from ssd_lib.data.cache import ImageSplit, load_prepared, write_prepared
 from ssd_lib.metrics import export, inception
@@ -28,7 +27,8 @@ from ssd_lib.metrics.weights import (
     weights_path,
     weights_status,
 )
-from ssd_lib.train import train
+from ssd_lib.training.trainer import train
+from ssd_lib.utils.atomic import sha256_file
 
 # `make test-fast` leaves this module out: it Inception features end to end on the CPU.
 pytestmark = pytest.mark.slow

@@ -35,10 +35,10 @@ from ssd_lib.analysis.probes import (
     probe_factors,
     probe_spaces,
 )
+from ssd_lib.generation.sampling import generate, sample_z
 from ssd_lib.metrics.toy import FactorNet, FactorNetResult
 from ssd_lib.models import DCGANGenerator, SSDGenerator, StyleGANGenerator
 from ssd_lib.models.stylegan import NoiseInput
-from ssd_lib.sampling import generate, sample_z
 
 VR = "[-1, 1]"
 

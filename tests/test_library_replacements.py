@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from ssd_lib import images
 from ssd_lib.metrics import tables, toy
 from ssd_lib.metrics.features import MetricResult
-from ssd_lib.runs import Run
+from ssd_lib.training.runs import Run
+from ssd_lib.utils import images
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -202,7 +202,7 @@ def _assert_same_history(new: dict, old: dict) -> None:
 
 
 def _write_history(folder: Path, rows: list[dict], columns: list[str]) -> Path:
-    from ssd_lib.atomic import atomic_write_csv
+    from ssd_lib.utils.atomic import atomic_write_csv
 
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_csv(folder / "history.csv", rows, columns)  # as the trainer writes it

@@ -143,7 +143,7 @@ def test_version_1_features_rank_shuffled_faces_above_blurred_ones(table_v1):
 
 
 def test_every_metric_passes_the_ladder_with_the_current_net(table_v2):
-    """All but one: sample-diversity, the per-pixel spread train.py logs and warns on, still
+    """All but one: sample-diversity, the per-pixel spread the trainer logs and warns on, still
     counts pixel noise as variety (one image with fresh noise on every copy keeps 40 % of the
     data's spread, over the trainer's 25 % collapse line). structural-diversity, which the
     sample verdict uses, is its replacement and passes."""
@@ -315,7 +315,7 @@ def test_a_cached_net_of_another_recipe_is_not_reused(dogs, tmp_path, monkeypatc
 def test_a_published_factor_net_is_loaded_instead_of_trained_and_hash_checked(
     dogs, tmp_path, monkeypatch
 ):
-    from ssd_lib import published as pub
+    from ssd_lib.experiments import published as pub
 
     kw = {"epochs": 1, "show_progress": False, **TINY}
     made = load_or_train_factor_net(dogs, root=tmp_path / "cache", **kw)

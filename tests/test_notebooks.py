@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from ssd_lib.notebooks import (
+from ssd_lib.reporting.notebooks import (
     NotebookParameterError,
     check_parameters,
     list_notebooks,
@@ -183,7 +183,7 @@ def test_check_parameters_accepts_the_defaults_and_cuda_devices():
 def test_papermills_injected_cell_is_folded_into_the_one_parameters_cell():
     import nbformat
 
-    from ssd_lib.notebooks import merge_parameter_cells
+    from ssd_lib.reporting.notebooks import merge_parameter_cells
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [

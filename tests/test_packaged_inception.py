@@ -41,7 +41,10 @@ from ssd_lib.metrics.weights import (
     resolve_weights,
     weights_status,
 )
-from ssd_lib.train import train
+from ssd_lib.training.trainer import train
+
+# Trains, loads every published run or starts processes: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
 
 INSTALLED = weights.packaged_path() is not None
 needs_wheel = pytest.mark.skipif(

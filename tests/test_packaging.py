@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
+import pytest
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -14,17 +18,56 @@ def _name(requirement: str) -> str:
     return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower()
 
 
-def test_environment_yml_matches_pyproject():
+def test_dependencies_and_the_torch_version_are_written_once():
+    """environment.yml and the Makefile install the project's extras; neither lists a
+    dependency of its own, so the versions (torch's above all) live only in pyproject.toml."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    extras = project["optional-dependencies"]
-    wanted = {_name(r) for r in project["dependencies"] + extras["dev"] + extras["app"]}
-    lines = (ROOT / "environment.yml").read_text().splitlines()
+    names = {_name(r) for r in project["dependencies"]}
+    names |= {_name(r) for extra in project["optional-dependencies"].values() for r in extra}
+    assert "torch" in names
+    yml = (ROOT / "environment.yml").read_text()
+    lines = yml.splitlines()
     start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
     pip_items = [line.strip()[2:] for line in lines[start + 1 :] if line.strip().startswith("- ")]
-    listed = {_name(r) for r in pip_items if not r.startswith("-e")}
-    assert listed == wanted, f"only in pyproject: {wanted - listed}; only in yml: {listed - wanted}"
-    assert any(r.startswith("-e .") for r in pip_items)
-    assert "python=3.11" in (ROOT / "environment.yml").read_text()
+    assert pip_items == ["-e .[notebooks,dev,app]"], pip_items
+    assert "python=3.11" in yml
+    makefile = (ROOT / "Makefile").read_text()
+    assert '-e ".[notebooks,dev,app]"' in makefile
+    for text, where in ((yml, "environment.yml"), (makefile, "Makefile")):
+        assert not re.search(r"\btorch(vision)?[=<>]", text), f"{where} pins torch itself"
+
+
+@pytest.mark.slow  # imports every module in a fresh interpreter
+def test_the_core_installs_without_jupyter():
+    """Jupyter, widgets and papermill are the `notebooks` extra; the library core (training,
+    generation, metrics, analysis, experiments, reporting) imports with them absent."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = {_name(r) for r in project["dependencies"]}
+    front_end = {"jupyterlab", "ipywidgets", "papermill", "nbval", "voila", "notebook"}
+    assert not core & front_end, core & front_end
+    blocker = textwrap.dedent(
+        """
+        import importlib.abc, sys
+        BLOCKED = ("ipywidgets", "papermill", "nbformat", "nbval", "jupyterlab", "IPython",
+                   "ipykernel", "voila")
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in BLOCKED:
+                    raise ImportError(f"{name} is blocked: the core must not need it")
+        sys.meta_path.insert(0, Block())
+        import importlib, pkgutil, ssd_lib
+        for sub in ("config", "training", "generation", "metrics", "analysis", "models",
+                    "data", "experiments", "reporting", "utils"):
+            package = importlib.import_module(f"ssd_lib.{sub}")
+            for info in pkgutil.walk_packages(getattr(package, "__path__", []), f"ssd_lib.{sub}."):
+                importlib.import_module(info.name)
+        print("ok")
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", blocker], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
 
 
 def test_makefile_has_the_documented_targets_and_ci_calls_make_test():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ssd_lib.plots import grid_figure, loss_figure
+from ssd_lib.reporting.plots import grid_figure, loss_figure
 
 
 def test_image_grids_show_as_jpeg_and_plots_as_png():

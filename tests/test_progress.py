@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from tqdm.std import tqdm as text_tqdm
 
 from ssd_lib.config import make_config
-from ssd_lib.progress import progress_bar
-from ssd_lib.train import train
+from ssd_lib.training.trainer import train
+from ssd_lib.utils.progress import progress_bar
+
+# Trains, loads every published run or starts processes: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
 
 
 def test_text_mode_gives_a_plain_bar(monkeypatch):

@@ -8,10 +8,13 @@ import pytest
 import torch
 from conftest import make_tiny_dataset
 
-from ssd_lib import published as pub
-from ssd_lib.published import Planned, PublishedRunError
-from ssd_lib.sampling import generate, sample_z
-from ssd_lib.suite import train_suite
+from ssd_lib.experiments import published as pub
+from ssd_lib.experiments.published import Planned, PublishedRunError
+from ssd_lib.experiments.suite import train_suite
+from ssd_lib.generation.sampling import generate, sample_z
+
+# Trains, loads every published run or starts processes: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +137,7 @@ def test_publishing_refuses_an_incomplete_run_a_wrong_seed_and_a_second_copy(
 
     shutil.copytree(run.path, copy)
     (copy / "status.json").write_text(json.dumps({**status, "state": "interrupted"}))
-    from ssd_lib.runs import Run
+    from ssd_lib.training.runs import Run
 
     with pytest.raises(PublishedRunError, match="is not complete"):
         pub.publish_run(Run(copy), Planned("ssd", 42), tmp_path / "other")
@@ -192,7 +195,7 @@ def test_notebooks_read_published_runs_only_for_the_data_they_were_trained_on(
     smoke_runs, published_root, monkeypatch, tmp_path
 ):
     from ssd_lib.data.cache import load_prepared
-    from ssd_lib.suite import suite_runs
+    from ssd_lib.experiments.suite import suite_runs
 
     run, base = smoke_runs
     monkeypatch.setenv("SSD_PUBLISHED_DIR", str(published_root))
@@ -230,7 +233,7 @@ def test_the_committed_subset_runs_load_for_the_embedded_data():
     """Table 2's runs trained on the first 25/50/75 % of the embedded images: their recorded
     hash is the subset's, which suite_runs must recompute (not compare with the full split)."""
     from ssd_lib.data import prepare_dataset
-    from ssd_lib.suite import suite_runs
+    from ssd_lib.experiments.suite import suite_runs
 
     ds = prepare_dataset("embedded")
     runs = suite_runs(ds, "published", "paper", names=["ssd_25", "ssd_50", "ssd_75", "ssd"])
@@ -240,7 +243,11 @@ def test_the_committed_subset_runs_load_for_the_embedded_data():
 
 def test_a_published_run_is_refused_for_other_images_and_says_what_differs():
     from ssd_lib.data import prepare_dataset
-    from ssd_lib.published import check_trained_on, load_published, trained_on_other_images
+    from ssd_lib.experiments.published import (
+        check_trained_on,
+        load_published,
+        trained_on_other_images,
+    )
 
     ds = prepare_dataset("embedded")
     run = load_published("ssd_50", 42)

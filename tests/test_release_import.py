@@ -11,7 +11,7 @@ import torch
 
 from ssd_lib.config import make_config
 from ssd_lib.models import build_discriminator, build_generator
-from ssd_lib.release_import import (
+from ssd_lib.training.release_import import (
     ReleaseImportError,
     import_release_checkpoint,
     load_release_state_dict,
@@ -94,7 +94,7 @@ def test_unknown_layer_names_are_matched_by_prefix_order_and_shape(tmp_path):
     assert_same_weights(g2, g, skip={"w_avg"})
     assert_same_weights(d2, d)
     # w_avg was not in the file: it is the mean w of 1000 codes from seed 0.
-    from ssd_lib.sampling import sample_z
+    from ssd_lib.generation.sampling import sample_z
 
     with torch.no_grad():
         expected = g2.mapping(sample_z(1000, 100, 0)).mean(0)

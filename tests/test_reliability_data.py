@@ -50,6 +50,9 @@ import torch
 from ssd_lib.data import afhq, embedded, folder
 from ssd_lib.metrics import export, inception, toy
 
+# Trains, loads every published run or starts processes: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
+
 work, me = Path(sys.argv[1]), sys.argv[2]
 
 

@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssd_lib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ssd_lib.config import ConfigError, make_config
-from ssd_lib.train import Trainer
+from ssd_lib.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ssd_lib.training.trainer import Trainer
+
+# Trains, loads every published run or starts processes: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
 
 CHILD = Path(__file__).with_name("_train_child.py")
 
@@ -88,7 +91,7 @@ def test_a_checkpoint_with_misshapen_tensors_lists_names_and_shapes(tiny_dataset
 
 
 def test_a_truncated_tensor_file_is_detected_by_its_hash(tiny_dataset, tmp_path):
-    from ssd_lib.checkpoint import tensor_path
+    from ssd_lib.training.checkpoint import tensor_path
 
     _, stem = _saved_run(tmp_path, tiny_dataset)
     path = tensor_path(stem)

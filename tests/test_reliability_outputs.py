@@ -16,8 +16,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-import ssd_lib.publish as publish  # noqa: E402
+import ssd_lib.reporting.publish as publish  # noqa: E402
 from ssd_lib.cli import main as cli_main  # noqa: E402
+
+# Trains, loads every published run or starts processes: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
 
 CHILD = Path(__file__).with_name("_train_child.py")
 
@@ -87,7 +90,7 @@ def test_two_processes_publishing_at_once_lose_no_manifest_entry(tmp_path):
 
 
 def test_a_failed_make_figures_is_recorded_and_keeps_figures_consistent(tmp_path, monkeypatch):
-    import ssd_lib.figures as figures
+    import ssd_lib.reporting.figures as figures
 
     publish.publish_figure(_figure(1), "curve", tmp_path, {"notebook": "a"})
 
@@ -104,7 +107,7 @@ def test_a_failed_make_figures_is_recorded_and_keeps_figures_consistent(tmp_path
 
 
 def test_ctrl_c_in_make_figures_exits_130_with_one_line(tmp_path, monkeypatch, capsys):
-    import ssd_lib.figures as figures
+    import ssd_lib.reporting.figures as figures
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -127,8 +130,8 @@ def test_an_interrupted_suite_run_shows_one_line_in_jupyter(tiny_dataset, monkey
     notebook kernel's shell) prints it as one line, with no traceback."""
     from IPython.core.interactiveshell import InteractiveShell
 
-    import ssd_lib.suite as suite
-    from ssd_lib.train import train
+    import ssd_lib.experiments.suite as suite
+    from ssd_lib.training.trainer import train
 
     def interrupted_train(cfg, dataset, **kwargs):
         run = train(cfg.replace(max_steps=1), dataset, **kwargs)  # stands for a Ctrl-C
@@ -184,7 +187,7 @@ def test_bad_device_and_fault_options_exit_2(argv, words, capsys):
 
 
 def test_loading_a_run_status_that_is_not_json_names_the_file(tmp_path):
-    from ssd_lib.runs import Run, RunError
+    from ssd_lib.training.runs import Run, RunError
 
     (tmp_path / "status.json").write_text("{half")
     with pytest.raises(RunError, match="status.json"):
@@ -198,7 +201,7 @@ def test_a_json_dump_of_the_manifest_lists_hashes(tmp_path):
 
 
 def test_a_complete_make_figures_drops_entries_of_files_no_notebook_makes(tmp_path, monkeypatch):
-    import ssd_lib.figures as figures
+    import ssd_lib.reporting.figures as figures
 
     publish.publish_figure(_figure(1), "old_name", tmp_path, {"notebook": "01"})
     (tmp_path / "old_name.png").unlink()  # a figure an older notebook made
@@ -224,7 +227,7 @@ def test_the_committed_figures_agree_with_their_manifest():
 
 
 def test_make_figures_passes_runs_and_train_seed_only_when_given(tmp_path, monkeypatch):
-    import ssd_lib.figures as figures
+    import ssd_lib.reporting.figures as figures
 
     seen = []
     monkeypatch.setattr(figures, "run_notebooks", lambda params, **kw: seen.append(params) or [])

@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import ssd_lib.checkpoint as ck
+import ssd_lib.training.checkpoint as ck
 from ssd_lib.analysis.samples import diversity_figure
-from ssd_lib.checkpoint import CheckpointError, load_checkpoint
 from ssd_lib.config import make_config
-from ssd_lib.health import (
+from ssd_lib.experiments.suite import health_table
+from ssd_lib.training.checkpoint import CheckpointError, load_checkpoint
+from ssd_lib.training.health import (
     D_COLLAPSE_STEPS,
     TrainingDiverged,
     d_collapse_warning,
@@ -27,8 +28,7 @@ from ssd_lib.health import (
     g_collapse_warning,
     sample_diversity,
 )
-from ssd_lib.suite import health_table
-from ssd_lib.train import Trainer, train
+from ssd_lib.training.trainer import Trainer, train
 
 # `make test-fast` leaves this module out: it kills and resumes real training processes.
 pytestmark = pytest.mark.slow
@@ -125,7 +125,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_names_the_path(
 
 
 def test_a_read_only_folder_gives_a_checkpoint_error_naming_it(tmp_path, monkeypatch):
-    import ssd_lib.atomic as atomic
+    import ssd_lib.utils.atomic as atomic
 
     def refuse(*a, dir=None, **kw):
         raise PermissionError(errno.EACCES, "Permission denied", str(dir))
@@ -320,7 +320,7 @@ def test_collapses_during_training_are_logged_saved_and_reported(
 ):
     """A D that wins every step and a G whose samples stop varying: both are warned about,
     in the log and in warnings.json, without stopping the run."""
-    import ssd_lib.health as health
+    import ssd_lib.training.health as health
 
     monkeypatch.setattr(health, "D_COLLAPSE_STEPS", 4)
     original = Trainer.train_step
@@ -331,7 +331,7 @@ def test_collapses_during_training_are_logged_saved_and_reported(
         return stats
 
     monkeypatch.setattr(Trainer, "train_step", d_always_right)
-    from ssd_lib.sampling import generate as real_generate
+    from ssd_lib.generation.sampling import generate as real_generate
 
     calls = {"n": 0}
 
@@ -340,7 +340,7 @@ def test_collapses_during_training_are_logged_saved_and_reported(
         images = real_generate(g, z, value_range, device=device)
         return images[:1].expand_as(images) if calls["n"] == 2 else images
 
-    monkeypatch.setattr("ssd_lib.train.generate", generate)
+    monkeypatch.setattr("ssd_lib.training.trainer.generate", generate)
     cfg = make_config("paper", "smoke", dataset="tiny", epochs=2, max_steps=0)
     run = train(cfg, tiny_dataset, device="cpu", show_progress=False)
     assert run.complete

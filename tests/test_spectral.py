@@ -6,7 +6,7 @@ import torch
 from torch.nn.utils import spectral_norm
 
 from ssd_lib.models import Discriminator
-from ssd_lib.spectral import SpectralTracker, exact_sigma, weight_matrix
+from ssd_lib.training.sigma_tracker import SpectralTracker, exact_sigma, weight_matrix
 
 
 def test_exact_sigma_matches_torch_svd():

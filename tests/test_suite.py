@@ -1,4 +1,5 @@
-"""The shared runs of the notebooks (ssd_lib.suite), their figures and notebook 03's verdict."""
+"""The shared runs of the notebooks (ssd_lib.experiments.suite), their figures and notebook
+03's verdict."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ import pytest
 from ssd_lib.analysis.disentangle import probe_summary, verdict
 from ssd_lib.analysis.samples import _grid_step, losses_overview_figure, progression_figure
 from ssd_lib.config import make_config
-from ssd_lib.figures import main as figures_main
-from ssd_lib.suite import (
+from ssd_lib.experiments.suite import (
     SUITE,
     TABLE1_RUNS,
     TABLE2_RUNS,
@@ -20,7 +20,11 @@ from ssd_lib.suite import (
     suite_table,
     train_suite,
 )
-from ssd_lib.train import Trainer
+from ssd_lib.reporting.figures import main as figures_main
+from ssd_lib.training.trainer import Trainer
+
+# Trains, loads every published run or starts processes: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
 
 
 def test_training_seed_and_stylegan_width_are_suite_options():
@@ -152,7 +156,7 @@ def test_verdict_warns_when_one_generator_varies_in_fewer_factors():
 
 
 def test_published_lists_one_notebooks_files(tmp_path):
-    from ssd_lib.publish import published, record
+    from ssd_lib.reporting.publish import published, record
 
     record(tmp_path, ["b.png", "a.csv"], {"notebook": "01_training.ipynb"})
     record(tmp_path, ["c.png"], {"notebook": "02_spectral_norm.ipynb"})

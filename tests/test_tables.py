@@ -6,7 +6,10 @@ import pytest
 
 from ssd_lib.config import make_config
 from ssd_lib.metrics.tables import NEEDS_WEIGHTS, UNVERIFIED, table1, table2
-from ssd_lib.train import train
+from ssd_lib.training.trainer import train
+
+# Trains, loads every published run or starts processes: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture

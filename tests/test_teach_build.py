@@ -100,6 +100,7 @@ def test_the_teacher_notebook_is_itself_a_source_for_the_same_student_notebook(b
     assert any("write this: the batch mean of -log D(G(z))" in source for source, _ in got)
 
 
+@pytest.mark.slow  # executes the notebook twice
 def test_student_check_fails_in_one_line_then_passes_with_the_solution_pasted(built):
     """Executed in a real kernel, as in class: run all, paste the solution, rerun two cells."""
     from nbclient import NotebookClient

@@ -14,7 +14,6 @@ import torch.nn.functional as F
 
 from ssd_lib.metrics import features
 from ssd_lib.models.layers import AdaIN, MappingNetwork
-from ssd_lib.spectral import exact_sigma
 from ssd_lib.teach import (
     CheckResult,
     ExerciseError,
@@ -27,6 +26,7 @@ from ssd_lib.teach import (
     check_power_iteration,
     solutions,
 )
+from ssd_lib.training.sigma_tracker import exact_sigma
 
 
 def rejected(result: CheckResult, mistake: str | None, *fragments: str) -> None:

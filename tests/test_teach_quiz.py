@@ -141,7 +141,7 @@ def test_a_late_timer_does_not_hide_the_next_image(pool, tmp_path):
 def test_summary_of_fooled_perfect_and_coin_flipping_students(pool, tmp_path, monkeypatch):
     # 500 answers, each saved durably, would spend seconds in fsync; durability is not what
     # this test checks.
-    monkeypatch.setattr("ssd_lib.atomic.os.fsync", lambda fd: None)
+    monkeypatch.setattr("ssd_lib.utils.atomic.os.fsync", lambda fd: None)
     fooled, perfect, coin = tmp_path / "fooled", tmp_path / "perfect", tmp_path / "coin"
     for k in range(3):
         run_student(pool, fooled, f"f{k}", lambda item: "real")

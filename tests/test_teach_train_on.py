@@ -7,8 +7,8 @@ import torch
 from conftest import make_tiny_dataset
 from torch import nn
 
-from ssd_lib import published as pub
-from ssd_lib.suite import train_suite
+from ssd_lib.experiments import published as pub
+from ssd_lib.experiments.suite import train_suite
 from ssd_lib.teach.train_on import (
     comparison_figure,
     continue_training,
@@ -16,6 +16,9 @@ from ssd_lib.teach.train_on import (
     remove_spectral_norm,
     snapshot_networks,
 )
+
+# Trains, loads every published run or starts processes: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +108,7 @@ def test_training_on_changes_the_weights_and_writes_its_log(snapshot, tmp_path):
     }
     assert r.path.name == f"{snap.key}-sn-seed0" and "2 steps" in str(r)
     assert comparison_figure([r]) is not None
-    from ssd_lib.explorer import Explorer  # the result stands in for a run
+    from ssd_lib.generation.explorer import Explorer  # the result stands in for a run
 
     assert Explorer.from_run(r, scale_samples=20).image.shape == (3, 64, 64)
 
@@ -131,7 +134,7 @@ def test_the_global_rng_is_untouched_and_the_seed_reproduces_the_run(snapshot, t
 
 def test_the_time_budget_is_checked_before_every_step(snapshot, tmp_path, monkeypatch):
     """A fake clock that advances one second per training step: 2.5 s fit 2 steps."""
-    from ssd_lib.train import Trainer
+    from ssd_lib.training.trainer import Trainer
 
     now = [0.0]
     real_step = Trainer.train_step

@@ -13,7 +13,6 @@ import pytest
 import torch
 from torch import nn
 
-from ssd_lib.checkpoint import tensor_path
 from ssd_lib.data.cache import ImageSplit, load_prepared, write_prepared
 from ssd_lib.data.embedded import FACTOR_NAMES, prepare_embedded, render_faces, sample_factors
 from ssd_lib.metrics.toy import (
@@ -25,6 +24,7 @@ from ssd_lib.metrics.toy import (
     train_factor_net,
     wasserstein_1d,
 )
+from ssd_lib.training.checkpoint import tensor_path
 
 # `make test-fast` leaves this module out: it trains a toy net on 600 rendered dogs.
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ import pytest
 from ssd_lib.config import make_config
 from ssd_lib.data.embedded import prepare_embedded
 from ssd_lib.metrics.toy_report import main
-from ssd_lib.train import train
+from ssd_lib.training.trainer import train
 
 # `make test-fast` leaves this module out: it trains a toy net.
 pytestmark = pytest.mark.slow

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from ssd_lib.checkpoint import load_checkpoint
 from ssd_lib.config import PRESETS, ConfigError, make_config
-from ssd_lib.images import uint8_to_float
+from ssd_lib.generation.sampling import generate
 from ssd_lib.models import Discriminator, build_discriminator, build_generator
-from ssd_lib.runs import find_run, list_runs
-from ssd_lib.sampling import generate
-from ssd_lib.train import Trainer, train
+from ssd_lib.training.checkpoint import load_checkpoint
+from ssd_lib.training.runs import find_run, list_runs
+from ssd_lib.training.trainer import Trainer, train
+from ssd_lib.utils.images import uint8_to_float
 
 # `make test-fast` leaves this module out: it trains every preset and checks bit-identical resumes.
 pytestmark = pytest.mark.slow
@@ -301,22 +301,22 @@ def test_discriminator_gap_is_recorded_at_evaluation_points_without_changing_tra
 
 
 def test_auto_precision_never_picks_bf16_on_a_cpu_without_native_support(monkeypatch, caplog):
-    import ssd_lib.hardware
-    from ssd_lib.train import resolve_precision
+    import ssd_lib.utils.hardware
+    from ssd_lib.training.devices import resolve_precision
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(ssd_lib.hardware, "has_native_bf16", lambda flags=None: False)
+    monkeypatch.setattr(ssd_lib.utils.hardware, "has_native_bf16", lambda flags=None: False)
     assert resolve_precision("auto", cpu) == "fp32"
     assert resolve_precision("fp32", cpu) == "fp32"
     assert resolve_precision("bf16", cpu) == "bf16" and "emulated and slow" in caplog.text
-    monkeypatch.setattr(ssd_lib.hardware, "has_native_bf16", lambda flags=None: True)
+    monkeypatch.setattr(ssd_lib.utils.hardware, "has_native_bf16", lambda flags=None: True)
     assert resolve_precision("auto", cpu) == "bf16"
 
 
 def test_a_run_records_the_precision_it_computed_in(tiny_dataset, tmp_path):
     cfg = make_config("paper", "smoke", dataset="tiny", precision="auto")
     run = train(cfg, tiny_dataset, runs_root=tmp_path, device="cpu", show_progress=False)
-    from ssd_lib.hardware import has_native_bf16
+    from ssd_lib.utils.hardware import has_native_bf16
 
     assert run.status["precision"] == ("bf16" if has_native_bf16() else "fp32")
     assert run.status["device"] == "cpu"

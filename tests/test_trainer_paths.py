@@ -15,11 +15,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from ssd_lib.checkpoint import load_checkpoint
 from ssd_lib.config import ConfigError, make_config
-from ssd_lib.health import TrainingDiverged
-from ssd_lib.images import uint8_to_float
-from ssd_lib.train import Trainer
+from ssd_lib.training.checkpoint import load_checkpoint
+from ssd_lib.training.health import TrainingDiverged
+from ssd_lib.training.trainer import Trainer
+from ssd_lib.utils.images import uint8_to_float
 
 # `make test-fast` leaves this module out: it multi-process and long training paths.
 pytestmark = pytest.mark.slow

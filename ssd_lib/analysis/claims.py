@@ -167,7 +167,7 @@ def claim_runs(
     to ``{}`` (the ledger says so). ``"local"``: the one run ``suite_runs`` trains or reuses
     under ``profile`` with ``train_seed``."""
     if run_source == "local":
-        from ssd_lib.suite import suite_runs
+        from ssd_lib.experiments.suite import suite_runs
 
         runs = suite_runs(
             dataset, "local", profile, device, names=list(names), train_seed=train_seed
@@ -175,7 +175,7 @@ def claim_runs(
         return {name: {train_seed: runs[name]} for name in names}
     if run_source != "published":
         raise ValueError(f"run_source={run_source!r} must be 'published' or 'local'")
-    from ssd_lib.published import check_trained_on, published_seeds
+    from ssd_lib.experiments.published import check_trained_on, published_seeds
 
     out: dict[str, dict[int, Any]] = {}
     for name in names:
@@ -196,7 +196,7 @@ def flat_runs(runs: Mapping[str, Mapping[int, Any]]) -> dict[str, Any]:
 
 
 def title(name: str) -> str:
-    from ssd_lib.suite import SUITE
+    from ssd_lib.experiments.suite import SUITE
 
     return SUITE[name].title if name in SUITE else name
 
@@ -315,8 +315,8 @@ def measure_run(
     - ``d_acc``: D's accuracy over the second half of training, from the run's log.
 
     Values that cannot be measured (no net, no W space) are NaN."""
-    from ssd_lib.health import sample_verdict
-    from ssd_lib.sampling import generate, sample_z
+    from ssd_lib.generation.sampling import generate, sample_z
+    from ssd_lib.training.health import sample_verdict
 
     g = run.load_generator()
     z = sample_z(n, g.z_dim, seed)
@@ -397,7 +397,7 @@ def measure_runs(
                 if log is not None:
                     log(f"{run_key(name, train_seed)}: measured in {time.perf_counter() - t:.0f} s")
                 if path is not None:
-                    from ssd_lib.atomic import atomic_write_json
+                    from ssd_lib.utils.atomic import atomic_write_json
 
                     path.parent.mkdir(parents=True, exist_ok=True)
                     atomic_write_json(path, {"key": key, "row": row})
@@ -890,7 +890,7 @@ class Ledger:
         return self.to_markdown()
 
     def save(self, folder: str | Path, stem: str) -> dict[str, Path]:
-        from ssd_lib.atomic import atomic_write_text
+        from ssd_lib.utils.atomic import atomic_write_text
 
         folder = Path(folder)
         paths = {ext: folder / f"{stem}.{ext}" for ext in ("csv", "md", "json")}
@@ -933,7 +933,7 @@ def reference_levels(reference: Any, held_out: Any = None, net: Any = None) -> d
     perfect generator would reach at that count; ``{}`` without held-out images."""
     if held_out is None or len(held_out) < 2:
         return {}
-    from ssd_lib.health import structural_diversity
+    from ssd_lib.training.health import structural_diversity
 
     out = {"structural-diversity": structural_diversity(held_out)}
     if net is not None:
@@ -955,7 +955,7 @@ def seed_spread_figure(
     """One panel per measure, one column per run: a dot per training seed, and a bar from
     mean - sd to mean + sd with a tick at the mean where a run has two or more seeds; a
     dashed line at ``levels[measure]`` (what real images score, ``reference_levels``)."""
-    from ssd_lib.plots import PlotFigure, stamp
+    from ssd_lib.reporting.plots import PlotFigure, stamp
 
     names = [n for n in (names or CLAIM_RUNS) if seeds_of(frame, n)]
     fig = PlotFigure(figsize=(3.2 * len(measures), 4.2), layout="constrained")

@@ -19,10 +19,10 @@ from ssd_lib.analysis.latent import (
 )
 from ssd_lib.analysis.ppl import path_length, toy_feature_fn
 from ssd_lib.analysis.probes import direction_accuracy, factor_direction, probe_spaces
+from ssd_lib.generation.sampling import sample_z
 from ssd_lib.metrics.toy import FactorNetResult, embed
-from ssd_lib.plots import strips_figure
-from ssd_lib.runs import Run
-from ssd_lib.sampling import sample_z
+from ssd_lib.reporting.plots import strips_figure
+from ssd_lib.training.runs import Run
 
 EAR = "left_ear_up"
 

@@ -9,7 +9,8 @@ such directions instead of picking them, and puts numbers on the assertion:
   binary factor (e.g. left_ear_up) into a unit direction in Z or W;
 - ``interpolation_images``, ``walk_images``, ``ear_preserving_interpolation``,
   ``truncation_images`` and ``style_mixing_images`` return uint8 images (N, 3, 64, 64) for
-  ``ssd_lib.plots.grid_figure``; ``style_mixing_figure`` draws the mixes with their row and
+  ``ssd_lib.reporting.plots.grid_figure``; ``style_mixing_figure`` draws the mixes with their
+  row and
   column sources; ``ssd_lib.analysis.ppl`` measures perceptual path lengths.
 
 Randomness: codes come from private generators seeded by the arguments, and the networks run
@@ -31,11 +32,12 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from ssd_lib.images import float_to_uint8
+from ssd_lib.generation.sampling import sample_z
 from ssd_lib.metrics.toy import FactorNet, FactorNetResult, embed
 from ssd_lib.models.stylegan import RESOLUTIONS, StyleGANGenerator
-from ssd_lib.plots import mixing_grid_figure
-from ssd_lib.sampling import MAX_SEED, check_int, sample_z
+from ssd_lib.reporting.plots import mixing_grid_figure
+from ssd_lib.utils.images import float_to_uint8
+from ssd_lib.utils.validate import check_int, check_seed
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,7 @@ def _check_steps(steps: object) -> int:
 
 
 def _check_noise_seed(noise_seed: object) -> int:
-    return check_int("noise_seed", noise_seed, 0, MAX_SEED)
+    return check_seed("noise_seed", noise_seed)
 
 
 def _numbers(name: str, values: object, low: float, high: float) -> list[float]:
@@ -185,7 +187,7 @@ def sample_latents(
     generator: nn.Module, n: int, seed: int, device: torch.device | str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """z (n, z_dim) ~ N(0, I) from ``seed`` and w = mapping(z) (n, w_dim), both on the CPU."""
-    hint = "use ssd_lib.sampling.sample_z(n, generator.z_dim, seed) for its Z codes"
+    hint = "use ssd_lib.generation.sampling.sample_z(n, generator.z_dim, seed) for its Z codes"
     _require_w(generator, "sample_latents", hint)
     z = sample_z(n, generator.z_dim, seed)
     return z, map_to_w(generator, z, device)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from ssd_lib.plots import PlotFigure, stamp
+from ssd_lib.reporting.plots import PlotFigure, stamp
 
 
 def nearest(

@@ -42,9 +42,9 @@ from ssd_lib.analysis.latent import (
     slerp,
     style_noise,
 )
-from ssd_lib.images import check_value_range
 from ssd_lib.metrics.toy import FactorNetResult
-from ssd_lib.progress import progress_bar as tqdm
+from ssd_lib.utils.images import check_value_range
+from ssd_lib.utils.progress import progress_bar as tqdm
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ TRIM_PERCENT = 1.0  # StyleGAN drops the lowest and highest 1 % before averaging
 def to_pixel_scale(images: torch.Tensor, value_range: str) -> torch.Tensor:
     """float images in ``value_range`` -> float32 in [0, 255], clipped, not rounded.
 
-    The unrounded twin of ``ssd_lib.images.float_to_uint8``.
+    The unrounded twin of ``ssd_lib.utils.images.float_to_uint8``.
     """
     check_value_range(value_range)
     x = images.float()

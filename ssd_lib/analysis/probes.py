@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from ssd_lib.analysis.latent import _check_choice
 from ssd_lib.data.embedded import FACTORS
-from ssd_lib.plots import PlotFigure, stamp
+from ssd_lib.reporting.plots import PlotFigure, stamp
 
 log = logging.getLogger(__name__)
 

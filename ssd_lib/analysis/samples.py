@@ -11,11 +11,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ssd_lib.plots import PlotFigure, grid_figure, moving_average, plain_log_ticks, stamp
-from ssd_lib.runs import Run
-from ssd_lib.sampling import generate, sample_z
+from ssd_lib.generation.sampling import generate, sample_z
+from ssd_lib.reporting.plots import PlotFigure, grid_figure, moving_average, plain_log_ticks, stamp
+from ssd_lib.training.runs import Run
 
-GRID_PAD = 2  # ssd_lib.images.make_grid's padding
+GRID_PAD = 2  # ssd_lib.utils.images.make_grid's padding
 
 
 def run_label(run: Run, note: str = "") -> str:

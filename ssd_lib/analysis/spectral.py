@@ -21,9 +21,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ssd_lib.plots import PlotFigure, moving_average, plain_log_ticks, stamp
-from ssd_lib.runs import Run
-from ssd_lib.spectral import exact_sigma, weight_matrix
+from ssd_lib.reporting.plots import PlotFigure, moving_average, plain_log_ticks, stamp
+from ssd_lib.training.runs import Run
+from ssd_lib.training.sigma_tracker import exact_sigma, weight_matrix
 
 SUMMARY_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "d_acc", "grad_norm_g", "grad_norm_d")
 

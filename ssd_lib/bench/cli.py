@@ -7,7 +7,6 @@ import argparse
 import datetime as dt
 from pathlib import Path
 
-from ssd_lib.atomic import atomic_write_text
 from ssd_lib.bench.compare import bf16_applies, compare_with_release, targets
 from ssd_lib.bench.measure import (
     embedded_generation_seconds,
@@ -20,8 +19,9 @@ from ssd_lib.bench.measure import (
     train_step_rate,
 )
 from ssd_lib.bench.precision import precision_check, precision_report
-from ssd_lib.hardware import describe_machine
-from ssd_lib.train import resolve_device
+from ssd_lib.training.devices import resolve_device
+from ssd_lib.utils.atomic import atomic_write_text
+from ssd_lib.utils.hardware import describe_machine
 
 
 def write_section(path: Path, text: str, name: str = "make bench") -> None:

@@ -11,8 +11,9 @@ import torch
 from ssd_lib.bench import reference as ref
 from ssd_lib.bench.measure import train_step_rate
 from ssd_lib.config import make_config
-from ssd_lib.images import uint8_to_float
-from ssd_lib.train import Trainer, resolve_precision
+from ssd_lib.training.devices import resolve_precision
+from ssd_lib.training.trainer import Trainer
+from ssd_lib.utils.images import uint8_to_float
 
 
 def _peak_rss_mb() -> float:

@@ -9,9 +9,9 @@ import torch
 
 from ssd_lib.config import make_config
 from ssd_lib.data.cache import ImageSplit
-from ssd_lib.images import uint8_to_float
 from ssd_lib.models import build_generator
-from ssd_lib.train import Trainer
+from ssd_lib.training.trainer import Trainer
+from ssd_lib.utils.images import uint8_to_float
 
 
 def sync(device: torch.device) -> None:

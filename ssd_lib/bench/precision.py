@@ -8,7 +8,7 @@ import datetime as dt
 import torch
 
 from ssd_lib.config import make_config
-from ssd_lib.hardware import describe_machine
+from ssd_lib.utils.hardware import describe_machine
 
 
 def precision_check(
@@ -22,7 +22,7 @@ def precision_check(
     noise, its FD-toy values spread like the fp32 ones around a similar mean."""
     from ssd_lib.data import prepare_dataset
     from ssd_lib.metrics.toy import evaluate_generator_toy, load_or_train_factor_net
-    from ssd_lib.train import train
+    from ssd_lib.training.trainer import train
 
     ds = prepare_dataset("embedded")
     net = load_or_train_factor_net(ds)

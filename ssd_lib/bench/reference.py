@@ -26,8 +26,8 @@ def make_jpeg_folder(images: torch.Tensor, folder: str | Path, size: int = 512) 
     """Write uint8 images (N, 3, h, w) upscaled to ``size`` as JPEGs in ImageFolder layout
     (``folder/dog/000000.jpg``), the form of the AFHQ download. Reused if already complete:
     a marker naming the count and size is written after the last JPEG, each JPEG atomically."""
-    from ssd_lib.atomic import atomic_write, atomic_write_text
-    from ssd_lib.locks import locked
+    from ssd_lib.utils.atomic import atomic_write, atomic_write_text
+    from ssd_lib.utils.locks import locked
 
     folder = Path(folder)
     target, marker = folder / "dog", folder / ".complete"

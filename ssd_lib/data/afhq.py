@@ -29,7 +29,6 @@ from typing import Any
 
 import pooch
 
-from ssd_lib.atomic import atomic_write
 from ssd_lib.data.cache import (
     CacheError,
     ImageSplit,
@@ -44,8 +43,10 @@ from ssd_lib.data.cache import (
     write_prepared,
 )
 from ssd_lib.data.folder import IMAGE_EXTENSIONS, load_folder
-from ssd_lib.locks import locked
-from ssd_lib.progress import progress_bar as tqdm
+from ssd_lib.utils.atomic import atomic_write
+from ssd_lib.utils.errors import SSDError
+from ssd_lib.utils.locks import locked
+from ssd_lib.utils.progress import progress_bar as tqdm
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ SOURCE_FOLDER = "afhq-dog-source"  # the extracted 512x512 dog JPEGs, kept for t
 _EXTRACT_PREFIX = ".afhq-extract-"  # temporary folders inside root, removed when done
 
 
-class AFHQError(RuntimeError):
+class AFHQError(SSDError, RuntimeError):
     """The AFHQ archive cannot be downloaded, is unsafe, or does not hold what it should."""
 
 

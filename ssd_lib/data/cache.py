@@ -35,8 +35,9 @@ import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as serialize
 
-from ssd_lib.atomic import atomic_write_bytes, atomic_write_json, read_json, sha256_file
-from ssd_lib.locks import locked
+from ssd_lib.utils.atomic import atomic_write_bytes, atomic_write_json, read_json, sha256_file
+from ssd_lib.utils.errors import SSDError
+from ssd_lib.utils.locks import locked
 
 # ImageSplit.fingerprint: how many seeded pixel sums, their seed, and the share of pixel values
 # that may be one level off (rounding on another CPU) for two renders to count as one image set.
@@ -61,7 +62,7 @@ def default_data_root() -> Path:
     return Path(__file__).resolve().parents[2] / "data"
 
 
-class CacheError(RuntimeError):
+class CacheError(SSDError, RuntimeError):
     """A prepared dataset is missing, incomplete or does not match its manifest."""
 
 

@@ -34,8 +34,9 @@ from ssd_lib.data.cache import (
     read_manifest,
     write_prepared,
 )
-from ssd_lib.images import float_to_uint8
-from ssd_lib.progress import progress_bar as tqdm
+from ssd_lib.utils.images import float_to_uint8
+from ssd_lib.utils.progress import progress_bar as tqdm
+from ssd_lib.utils.validate import check_int, check_seed
 
 log = logging.getLogger(__name__)
 
@@ -101,21 +102,13 @@ FACTOR_NAMES: list[str] = list(FACTORS)
 _COL = {name: i for i, name in enumerate(FACTOR_NAMES)}
 
 
-def _check_int(name: str, value: object, low: int) -> int:
-    # bool is an int subclass; True as a count is always a mistake
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        what = "a positive integer" if low == 1 else f"an integer >= {low}"
-        raise ValueError(f"{name}={value!r} must be {what}")
-    return int(value)
-
-
 def sample_factors(n: int, rng: np.random.Generator) -> np.ndarray:
     """Draw ``n`` independent factor vectors: float32 (n, F), columns as in ``FACTOR_NAMES``.
 
     Categorical and binary factors are uniform over their classes (eye patch: 30 %); continuous
     ones are uniform over their range. The two ears are independent, so all four combos occur.
     """
-    n = _check_int("n", n, 0)
+    n = check_int("n", n, 0)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     out = np.empty((n, len(FACTOR_NAMES)), np.float32)
@@ -341,11 +334,12 @@ def render_faces(
     """Render one dog face per factor row (N, F) -> uint8 (N, 3, size, size) in [0, 255].
 
     Deterministic given ``factors`` and ``seed``; the seed only drives the fur texture, drawn
-    per row from the stream (seed, row index).
+    per row from the stream (seed, row index). The splits pass 64-bit texture seeds derived
+    from the dataset seed (``_stream_seeds``), hence the wider range than ``check_seed``'s.
     """
     f = _check_factors(factors)
-    seed = _check_int("seed", seed, 0)
-    size = _check_int("size", size, 16)
+    seed = check_int("seed", seed, 0, 2**64 - 1)
+    size = check_int("size", size, 16)
     out = torch.empty((f.shape[0], 3, size, size), dtype=torch.uint8)
     starts = range(0, f.shape[0], _CHUNK)
     for start in tqdm(starts, desc="rendering dogs", unit="chunk", disable=not show_progress):
@@ -369,9 +363,9 @@ def generate_split(
 
     ``split`` picks an independent seed stream, so "train" and "val" with one seed differ.
     """
-    n = _check_int("n", n, 1)
-    seed = _check_int("seed", seed, 0)
-    size = _check_int("size", size, 16)
+    n = check_int("n", n, 1)
+    seed = check_seed("seed", seed)
+    size = check_int("size", size, 16)
     if split not in _SPLIT_STREAMS:
         raise ValueError(f"split={split!r} must be one of {list(_SPLIT_STREAMS)}")
     rng, texture_seed = _stream_seeds(seed, split)
@@ -417,10 +411,10 @@ def prepare_embedded(
     damaged copy is regenerated, with a warning); ``force=True`` always regenerates. Two
     processes preparing the same dataset at once render it once.
     """
-    seed = _check_int("seed", seed, 0)
-    n_train = _check_int("n_train", n_train, 1)
-    n_val = _check_int("n_val", n_val, 0)
-    size = _check_int("size", size, 16)
+    seed = check_seed("seed", seed)
+    n_train = check_int("n_train", n_train, 1)
+    n_val = check_int("n_val", n_val, 0)
+    size = check_int("size", size, 16)
     name = dataset_name(seed, n_train, n_val, size)
     source = {
         "kind": "embedded",

@@ -33,7 +33,6 @@ import torch.nn.functional as F
 from PIL import Image, ImageFile, ImageOps
 from torchvision import transforms
 
-from ssd_lib.atomic import atomic_write_json
 from ssd_lib.data.cache import (
     CacheError,
     ImageSplit,
@@ -46,7 +45,10 @@ from ssd_lib.data.cache import (
     read_manifest,
     write_prepared,
 )
-from ssd_lib.progress import progress_bar as tqdm
+from ssd_lib.utils.atomic import atomic_write_json
+from ssd_lib.utils.errors import SSDError
+from ssd_lib.utils.progress import progress_bar as tqdm
+from ssd_lib.utils.validate import check_int, check_seed
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _OUTCOME_KEYS = ("n_files_used", "n_skipped")
 
 
-class FolderError(ValueError):
+class FolderError(SSDError, ValueError):
     """A folder cannot be used as a dataset (missing, not a folder, too few usable images)."""
 
 
@@ -105,14 +107,6 @@ class IngestReport:
         fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         fields["skipped"] = [tuple(item) for item in fields.get("skipped", [])]
         return cls(**fields)
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}={value!r} is not allowed; use an integer >= {minimum}")
-    if value < minimum:
-        raise ValueError(f"{name}={value!r} is not allowed; use an integer >= {minimum}")
-    return value
 
 
 def _check_size(value: Any) -> int:
@@ -322,8 +316,8 @@ def _check_options(
         _check_size(size),
         _check_bool("antialias", antialias),
         float(val_fraction),
-        _check_int("min_images", min_images, 1),
-        _check_int("seed", seed, 0),
+        check_int("min_images", min_images, 1),
+        check_seed("seed", seed),
         _check_bool("force", force),
     )
 

@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ssd_lib.data.cache import ImageSplit, PreparedDataset
-from ssd_lib.plots import PlotFigure, stamp
+from ssd_lib.reporting.plots import PlotFigure, stamp
 
 PAPER_FRACTIONS = (1.0, 0.75, 0.5, 0.25)  # Table 2
 

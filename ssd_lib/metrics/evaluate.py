@@ -36,7 +36,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssd_lib.atomic import atomic_write_text
 from ssd_lib.data.cache import PreparedDataset
 from ssd_lib.metrics.export import export_generated, export_split
 from ssd_lib.metrics.features import (
@@ -64,7 +63,8 @@ from ssd_lib.metrics.weights import (
     WeightsStatus,
     resolve_weights,
 )
-from ssd_lib.runs import Run
+from ssd_lib.training.runs import Run
+from ssd_lib.utils.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +321,7 @@ def image_size(path: Path) -> list[int]:
 
 def _append_jsonl(path: Path, results: list[MetricResult]) -> None:
     """Append under the file's lock: two evaluations of one run at once keep both results."""
-    from ssd_lib.locks import locked
+    from ssd_lib.utils.locks import locked
 
     new = "".join(json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in results)
     with locked(path):

@@ -9,7 +9,7 @@ A folder is written under a temporary name, gets a completion marker last, and i
 into place; an old folder of the same name is first renamed out of the way, so the target is
 never a mix of old and new files. ``is_complete`` checks the marker and the file names, so a
 half-written or half-deleted export is never mistaken for a finished one. Writers of one
-folder hold its lock (``ssd_lib.locks``), so two processes never interleave.
+folder hold its lock (``ssd_lib.utils.locks``), so two processes never interleave.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ssd_lib.atomic import atomic_write_text
-from ssd_lib.locks import locked
-from ssd_lib.progress import progress_bar as tqdm
-from ssd_lib.sampling import generate, sample_z
+from ssd_lib.generation.sampling import generate, sample_z
+from ssd_lib.utils.atomic import atomic_write_text
+from ssd_lib.utils.locks import locked
+from ssd_lib.utils.progress import progress_bar as tqdm
 
 DONE_MARKER = ".complete"
 

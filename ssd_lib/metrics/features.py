@@ -23,11 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from ssd_lib.utils.errors import SSDError
+
 # Below these counts the statistic is dominated by noise or undefined.
 MIN_SAMPLES = {"frechet": 50, "kid": 50, "prdc": 20}
 
 
-class SampleCountError(ValueError):
+class SampleCountError(SSDError, ValueError):
     """Too few samples for the statistic asked for."""
 
 

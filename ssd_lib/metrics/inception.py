@@ -29,8 +29,6 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
-from ssd_lib.atomic import atomic_write, atomic_write_json, sha256_file
-from ssd_lib.locks import locked
 from ssd_lib.metrics.weights import (
     CLEAN_FID,
     PACKAGED,
@@ -38,6 +36,8 @@ from ssd_lib.metrics.weights import (
     WeightsStatus,
     require_weights,
 )
+from ssd_lib.utils.atomic import atomic_write, atomic_write_json, sha256_file
+from ssd_lib.utils.locks import locked
 
 log = logging.getLogger(__name__)
 

@@ -40,17 +40,18 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
-from ssd_lib.atomic import atomic_write, atomic_write_json, sha256_file
-from ssd_lib.locks import locked
 from ssd_lib.metrics.features import MetricResult, gaussian_stats
 from ssd_lib.metrics.weights import CLEAN_FID, LIBRARIES, WeightsStatus, resolve_weights
+from ssd_lib.utils.atomic import atomic_write, atomic_write_json, sha256_file
+from ssd_lib.utils.errors import SSDError
+from ssd_lib.utils.locks import locked
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
 
 
-class MissingStatsError(RuntimeError):
+class MissingStatsError(SSDError, RuntimeError):
     """Inception statistics that were to be read, not computed, are not stored."""
 
 
@@ -78,7 +79,7 @@ def checkpoint_id(run: Any) -> str | None:
     """The generator's weights file, named by its content (``Run.weights_id``)."""
     if hasattr(run, "weights_id"):
         return run.weights_id()
-    from ssd_lib.checkpoint import tensor_path
+    from ssd_lib.training.checkpoint import tensor_path
 
     return tensor_path(run.checkpoint).name
 
@@ -215,7 +216,7 @@ def store_run_statistics(
             feats, status = extract_features(
                 list_images(folder), library, device, batch_size, show_progress, status
             )
-        from ssd_lib.hardware import describe_machine
+        from ssd_lib.utils.hardware import describe_machine
 
         meta = {
             "library": library,
@@ -277,7 +278,7 @@ class OfflineFID(NamedTuple):
 def _as_run(run_or_checkpoint: Any) -> Any:
     """A ``Run`` from a run object, a run folder, or a checkpoint stem / .json in a run's
     ``checkpoints`` folder (that checkpoint instead of the latest)."""
-    from ssd_lib.runs import Run
+    from ssd_lib.training.runs import Run
 
     if not isinstance(run_or_checkpoint, (str, Path)):
         return run_or_checkpoint

@@ -57,12 +57,6 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ssd_lib.data.cache import PreparedDataset
-from ssd_lib.health import (
-    LOWPASS,
-    sample_diversity,
-    sample_verdict,
-    structural_diversity,
-)
 from ssd_lib.metrics import degrade, features
 from ssd_lib.metrics.toy import (
     REALNESS_THRESHOLD,
@@ -70,6 +64,12 @@ from ssd_lib.metrics.toy import (
     draw_train,
     embed_all,
     toy_metrics,
+)
+from ssd_lib.training.health import (
+    LOWPASS,
+    sample_diversity,
+    sample_verdict,
+    structural_diversity,
 )
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ NOT_ON_THE_LADDER = {
         "a path length is a property of a generator's latent space, not of a set of images; "
         "a generator that ignores its code (total collapse) has a path length of 0, the "
         "'smoothest' possible, so read PPL only next to a 'healthy' sample verdict "
-        "(ssd_lib.health.generator_verdict)"
+        "(ssd_lib.training.health.generator_verdict)"
     ),
 }
 
@@ -607,7 +607,7 @@ def ladder_figure(
     """One panel per metric: its value on every rung (bars coloured by group), the "before"
     values as grey ticks where ``before`` has the column, rungs in a broken expectation
     outlined in red (and the panel title marked), the better direction in the title."""
-    from ssd_lib.plots import PlotFigure, stamp
+    from ssd_lib.reporting.plots import PlotFigure, stamp
 
     metrics = list(metrics or [c for c in table.columns if c != "verdict"])
     bad = failed_cells(table)
@@ -735,9 +735,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     from ssd_lib.data import prepare_dataset
-    from ssd_lib.hardware import describe_machine
     from ssd_lib.metrics.toy import load_or_train_factor_net
-    from ssd_lib.plots import save_figure
+    from ssd_lib.reporting.plots import save_figure
+    from ssd_lib.utils.hardware import describe_machine
 
     ds = prepare_dataset(args.data, show_progress=False)
     ladder = build_ladder(ds, args.n, args.seed)

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ssd_lib.atomic import atomic_write
 from ssd_lib.metrics.weights import CLEAN_FID, PYTORCH_FID, weights_path
+from ssd_lib.utils.atomic import atomic_write
 
 
 def _fid_inception(seed: int) -> nn.Module:

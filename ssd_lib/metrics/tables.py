@@ -29,7 +29,6 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ssd_lib.atomic import atomic_write_text
 from ssd_lib.data.cache import PreparedDataset
 from ssd_lib.metrics.features import MetricResult, SampleCountError
 from ssd_lib.metrics.inception_stats import MissingStatsError
@@ -50,7 +49,8 @@ from ssd_lib.models import (
     format_millions,
     summary_tool_count,
 )
-from ssd_lib.runs import Run
+from ssd_lib.training.runs import Run
+from ssd_lib.utils.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 

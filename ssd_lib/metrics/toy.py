@@ -39,14 +39,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssd_lib.checkpoint import CheckpointError, load_checkpoint, load_state_strict, save_checkpoint
 from ssd_lib.data.cache import PreparedDataset
 from ssd_lib.data.embedded import FACTORS
-from ssd_lib.images import uint8_to_float
-from ssd_lib.locks import locked
 from ssd_lib.metrics import features
 from ssd_lib.metrics.features import MetricResult
-from ssd_lib.progress import progress_bar as tqdm
+from ssd_lib.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_state_strict,
+    save_checkpoint,
+)
+from ssd_lib.utils.errors import SSDError
+from ssd_lib.utils.images import uint8_to_float
+from ssd_lib.utils.locks import locked
+from ssd_lib.utils.progress import progress_bar as tqdm
+from ssd_lib.utils.validate import check_int, check_seed
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +82,7 @@ CACHE_FOLDER = "factor_net"
 _MSE_WEIGHT = 4.0
 
 
-class MissingFactorsError(ValueError):
+class MissingFactorsError(SSDError, ValueError):
     """The dataset has no ground-truth factors (or unknown ones), so no toy metrics."""
 
 
@@ -85,12 +92,6 @@ def _spec(name: str) -> dict[str, Any]:
     if desc["kind"] == "continuous":
         return {"kind": "continuous", "range": [float(v) for v in desc["range"]]}
     return {"kind": desc["kind"], "n_classes": int(desc["n_classes"])}
-
-
-def _check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name}={value!r} must be an integer >= {low}")
-    return int(value)
 
 
 def _check_factor_data(dataset: PreparedDataset) -> list[str]:
@@ -427,8 +428,8 @@ def train_factor_net(
     from ssd_lib.metrics.degrade import training_negatives
 
     names = _check_factor_data(dataset)
-    seed, epochs = _check_int("seed", seed, 0), _check_int("epochs", epochs, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    seed, epochs = check_seed("seed", seed), check_int("epochs", epochs, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
     if not realness_weight >= 0:
         raise ValueError(f"realness_weight={realness_weight!r} must be >= 0")
     images, factors = dataset.train.images, dataset.train.factors
@@ -531,7 +532,7 @@ def load_or_train_factor_net(
     same net at once train it once (the second waits on the cache's lock).
     """
     names = _check_factor_data(dataset)
-    seed = _check_int("seed", seed, 0)
+    seed = check_seed("seed", seed)
     suffix = "" if epochs == DEFAULT_EPOCHS else f"_e{epochs}"  # a short net keeps its own file
     stem = Path(root or Path(dataset.path) / CACHE_FOLDER) / f"factor_net_s{seed}{suffix}"
     recipe = _recipe(epochs, batch_size, DEFAULT_LR, feature_dim, widths, realness_weight)
@@ -549,7 +550,7 @@ def load_or_train_factor_net(
             # The net published with the paper-budget runs (published/toy-factor-net-s0),
             # hash-checked, when it was made for this dataset and recipe: the same weights on
             # every machine, and no training.
-            from ssd_lib.published import factor_net_stem
+            from ssd_lib.experiments.published import factor_net_stem
 
             shipped, fingerprint = factor_net_stem(stem.name)
             if shipped is not None:
@@ -634,7 +635,7 @@ def toy_metrics(
             f"combo_factors={combo_factors!r}: {bad} not allowed; use binary or "
             f"categorical factors from {allowed}"
         )
-    _check_int("min_count", min_count, 1)
+    check_int("min_count", min_count, 1)
     feat_r, pred_r, real_r = (
         real_images
         if isinstance(real_images, tuple)
@@ -769,13 +770,14 @@ def evaluate_generator_toy(
     ``n`` train images: all of them if there are fewer, else drawn without replacement with
     ``seed``. Each result's n_real says how many real images were used.
 
-    ``value_range`` is the range the generator imitates (see ``ssd_lib.sampling.generate``);
+    ``value_range`` is the range the generator imitates (see
+    ``ssd_lib.generation.sampling.generate``);
     ``net`` defaults to ``load_or_train_factor_net(dataset)``; ``metric_kwargs`` go to
     ``toy_metrics``.
     """
-    from ssd_lib.sampling import generate, sample_z
+    from ssd_lib.generation.sampling import generate, sample_z
 
-    n = _check_int("n", n, 1)
+    n = check_int("n", n, 1)
     if net is None:
         net = load_or_train_factor_net(dataset)
     if net.dataset_hash != dataset.content_hash:

@@ -14,9 +14,9 @@ import logging
 import sys
 
 from ssd_lib.data import prepare_dataset
-from ssd_lib.hardware import describe_machine
 from ssd_lib.metrics.toy import evaluate_generator_toy, load_or_train_factor_net, real_floor
-from ssd_lib.runs import Run
+from ssd_lib.training.runs import Run
+from ssd_lib.utils.hardware import describe_machine
 
 KEYS = (
     "FD-toy",

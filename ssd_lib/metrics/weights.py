@@ -32,7 +32,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ssd_lib.atomic import sha256_file
+from ssd_lib.utils.atomic import sha256_file
+from ssd_lib.utils.errors import SSDError
 
 PYTORCH_FID = "pytorch-fid"
 CLEAN_FID = "clean-fid"
@@ -78,7 +79,7 @@ PACKAGED_DESCRIPTION = (
 )
 
 
-class MissingWeightsError(RuntimeError):
+class MissingWeightsError(SSDError, RuntimeError):
     """The Inception weights a library needs are not on this machine."""
 
 

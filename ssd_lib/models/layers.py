@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssd_lib.utils.validate import check_psi
+
 
 def check_codes(z: torch.Tensor, dim: int, name: str = "z") -> None:
     """Raise ``ValueError`` unless ``z`` is (N, dim).
@@ -109,8 +111,7 @@ class StyleGeneratorMixin:
 
     def truncate(self, ws: torch.Tensor, psi: float) -> torch.Tensor:
         """Pull ws towards the tracked mean: ``w_avg + psi * (w - w_avg)``; psi=1 is a no-op."""
-        if not isinstance(psi, numbers.Real) or isinstance(psi, bool) or not 0.0 <= psi <= 2.0:
-            raise ValueError(f"truncation_psi={psi!r} is invalid; allowed: a number in [0, 2]")
+        psi = check_psi(psi)
         if psi == 1.0:
             return ws
         return self.w_avg.to(ws.dtype).lerp(ws, psi)

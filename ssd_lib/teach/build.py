@@ -40,14 +40,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ssd_lib.atomic import atomic_write_text
+from ssd_lib.utils.atomic import atomic_write_text
+from ssd_lib.utils.errors import SSDError
 
 MARKER = re.compile(r"^# %%(?P<rest>.*)$")
 MARKDOWN = re.compile(r"\[(markdown|md)\]")
 META = re.compile(r"(\w+)=(\"(?:[^\"\\]|\\.)*\"|\[[^\]]*\]|\S+)")
 
 
-class BuildError(ValueError):
+class BuildError(SSDError, ValueError):
     """The lesson source cannot be built; the message names the file, the line and the fix."""
 
 
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     for role, path in paths.items():
         print(f"{role}: {path}")
     if args.execute_teacher:
-        from ssd_lib.notebooks import execute
+        from ssd_lib.reporting.notebooks import execute
 
         t = time.perf_counter()
         execute(paths["teacher"], parameters=parameters, stream_output=True)

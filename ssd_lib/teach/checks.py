@@ -24,7 +24,6 @@ from torch.nn.utils import spectral_norm as torch_spectral_norm
 
 from ssd_lib.metrics import features
 from ssd_lib.models.layers import AdaIN, MappingNetwork
-from ssd_lib.spectral import exact_sigma
 from ssd_lib.teach.feedback import (
     CheckResult,
     Mistake,
@@ -39,6 +38,7 @@ from ssd_lib.teach.feedback import (
     require_tensor,
     run_check,
 )
+from ssd_lib.training.sigma_tracker import exact_sigma
 
 
 def _rng(seed: int) -> torch.Generator:

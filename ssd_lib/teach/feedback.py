@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ssd_lib.utils.errors import SSDError
+
 PASS_MARK, FAIL_MARK = "\u2713", "\u2717"  # check mark, ballot x
 
 
-class ExerciseError(AssertionError):
+class ExerciseError(SSDError, AssertionError):
     """Raised by :meth:`CheckResult.raise_if_failed`, for scripts and CI runs of a lesson."""
 
 
@@ -61,7 +63,7 @@ class Mistake:
     advice: str
 
 
-class StudentFailed(Exception):
+class StudentFailed(SSDError):
     """Internal: carries a failing verdict out of the middle of a check."""
 
     def __init__(self, result: CheckResult) -> None:

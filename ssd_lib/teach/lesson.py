@@ -39,7 +39,12 @@ def published_runs(names: Iterable[str], seed: int = 42, root: Any = None) -> di
     """{name: PublishedRun} for each suite run in ``names`` published with ``seed``; the
     others are left out (see :func:`missing_note`). A published run whose files do not match
     the manifest still raises, naming the file."""
-    from ssd_lib.published import PublishedRunError, load_published, published_key, read_manifest
+    from ssd_lib.experiments.published import (
+        PublishedRunError,
+        load_published,
+        published_key,
+        read_manifest,
+    )
 
     have = read_manifest(root)["runs"]
     out = {}
@@ -57,7 +62,7 @@ def published_runs(names: Iterable[str], seed: int = 42, root: Any = None) -> di
 
 def missing_note(names: Iterable[str], runs: dict[str, Any], seed: int = 42) -> str:
     """One line naming the runs of ``names`` not in ``runs`` ("" when none is missing)."""
-    from ssd_lib.published import published_key
+    from ssd_lib.experiments.published import published_key
 
     missing = [published_key(n, seed) for n in names if n not in runs]
     if not missing:
@@ -75,7 +80,7 @@ def quiz_pool(dataset: Any, runs: dict[str, Any], n_per_source: int = 12, seed: 
     """Quiz items: ``n_per_source`` held-out real images (the validation split; the training
     split if there is none) and as many samples of each run's generator (codes from
     ``seed``, no truncation), in the order :func:`ssd_lib.teach.quiz.make_pool` draws."""
-    from ssd_lib.sampling import generate, sample_z
+    from ssd_lib.generation.sampling import generate, sample_z
     from ssd_lib.teach.quiz import make_pool
 
     real = dataset.val if dataset.val is not None and len(dataset.val) >= n_per_source else None
@@ -154,7 +159,7 @@ class Assembly:
 
     def figure(self) -> Any:
         """The library's samples (top row) above the student's (bottom row), same codes."""
-        from ssd_lib.plots import strips_figure
+        from ssd_lib.reporting.plots import strips_figure
 
         rows = [("the library's AdaIN and mapping", self.library)]
         if self.student is not None:
@@ -178,7 +183,7 @@ def assemble(
     but correct formula can move a value across a rounding boundary). A ``mapping`` that is
     not written yet (the optional exercise) is replaced by the library's mapping, and the
     message says so."""
-    from ssd_lib.sampling import generate, sample_z
+    from ssd_lib.generation.sampling import generate, sample_z
 
     z = sample_z(n, generator.z_dim, seed)
     library = generate(generator, z, value_range)
@@ -258,7 +263,7 @@ def power_iteration_table(
     A ``power_iteration`` that is not written yet leaves its columns out, with a warning."""
     import pandas as pd
 
-    from ssd_lib.spectral import exact_sigma, weight_matrix
+    from ssd_lib.training.sigma_tracker import exact_sigma, weight_matrix
 
     rows, yours_ok = [], power_iteration is not None
     convs = discriminator.tracked_convs() if hasattr(discriminator, "tracked_convs") else {}

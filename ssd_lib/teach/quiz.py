@@ -8,7 +8,7 @@ student (an anonymous id, no names) in a shared folder; :func:`summarize` reads 
 and :func:`plot_summary` draws the fraction judged real per source and exposure beside
 LAPGAN's published numbers.
 
-As in :mod:`ssd_lib.explorer`, the logic is testable without a browser: ``show_next()``,
+As in :mod:`ssd_lib.generation.explorer`, the logic is testable without a browser: ``show_next()``,
 ``hide()`` and ``answer("real")`` drive the quiz, the clock is injectable (response times are
 ``clock()`` differences from the image's onset), and :meth:`Quiz.widget` is a thin
 ipywidgets layer whose buttons call those methods, with an injectable scheduler for the timer
@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from ssd_lib.atomic import atomic_write_text
+from ssd_lib.utils.atomic import atomic_write_text
+from ssd_lib.utils.errors import SSDError
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,11 @@ LAPGAN_SOURCE = (
 )
 
 
-class QuizError(ValueError):
+class QuizError(SSDError, ValueError):
     """A quiz used out of order or with a bad value; the message says what is allowed."""
 
 
-class QuizDataError(ValueError):
+class QuizDataError(SSDError, ValueError):
     """A results CSV that cannot be read; the message names the file."""
 
 
@@ -279,7 +280,7 @@ class Quiz:
         ``threading.Timer``); it hides the image after its exposure."""
         import ipywidgets as W  # imported here: the quiz logic works without a front end
 
-        from ssd_lib.explorer import png_bytes
+        from ssd_lib.generation.explorer import png_bytes
 
         if schedule is None:
             schedule = _timer
@@ -454,7 +455,7 @@ def summarize(answers: Any, confidence: float = 0.95) -> Any:
 def plot_summary(summary: Any, published: Sequence[tuple[str, int, float]] = LAPGAN_2015) -> Any:
     """Fraction judged real against exposure, one line per source with its interval, and
     the published LAPGAN numbers as open markers. Returns a figure (shown inline in Jupyter)."""
-    from ssd_lib.plots import PlotFigure
+    from ssd_lib.reporting.plots import PlotFigure
 
     fig = PlotFigure(figsize=(6.5, 4.2))
     ax = fig.add_subplot()

@@ -4,7 +4,8 @@ Each function is what the teacher's notebook shows and what the tests feed the c
 :mod:`ssd_lib.teach.checks`. They are deliberately plain (no helpers from ``ssd_lib``), and
 they agree with the project's own modules to float tolerance:
 
-- ``g_loss`` / ``d_loss``: the trainer's BCE losses (``ssd_lib.train``, ``loss="bce"``) on
+- ``g_loss`` / ``d_loss``: the trainer's BCE losses (``ssd_lib.training.trainer``,
+  ``loss="bce"``) on
   the discriminator's outputs, which are probabilities (its last layer is a sigmoid);
 - ``adain``: ``ssd_lib.models.layers.AdaIN`` given the style's scale and bias;
 - ``power_iteration``: torch's ``spectral_norm`` estimate, and the exact largest singular

@@ -4,7 +4,7 @@ The class's third part starts from ``ssd-seed42-step447`` (SSD after 3 of its 20
 published with both networks) instead of from random weights, so that a few minutes on a
 laptop show visible progress::
 
-    from ssd_lib.published import load_key
+    from ssd_lib.experiments.published import load_key
     from ssd_lib.teach.train_on import comparison_figure, continue_training
 
     snap = load_key("ssd-seed42-step447")
@@ -43,17 +43,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from ssd_lib.atomic import atomic_write_csv, atomic_write_json
-from ssd_lib.checkpoint import load_state_strict
 from ssd_lib.config import TrainConfig
 from ssd_lib.data.cache import PreparedDataset
-from ssd_lib.devices import resolve_device
-from ssd_lib.images import save_grid, uint8_to_float
+from ssd_lib.generation.sampling import generate, sample_z
 from ssd_lib.models import build_discriminator
-from ssd_lib.progress import progress_bar
-from ssd_lib.runs import default_runs_root
-from ssd_lib.sampling import check_int, generate, sample_z
-from ssd_lib.spectral import SpectralTracker
+from ssd_lib.training.checkpoint import load_state_strict
+from ssd_lib.training.devices import resolve_device
+from ssd_lib.training.runs import default_runs_root
+from ssd_lib.training.sigma_tracker import SpectralTracker
+from ssd_lib.utils.atomic import atomic_write_csv, atomic_write_json
+from ssd_lib.utils.images import save_grid, uint8_to_float
+from ssd_lib.utils.progress import progress_bar
+from ssd_lib.utils.validate import check_int, check_seed
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +186,8 @@ class TrainOnResult:
     ``seconds`` is the whole call, ``setup_s`` the part before the first step (loading, the
     "before" samples); ``rows`` holds one dict per step, with its duration ``step_s`` and the
     time since the call ``seconds``. ``history()`` and ``label()`` answer as a run's do
-    (``ssd_lib.plots.loss_figure(r.history(), r.label())`` works), and ``load_generator``,
-    ``config`` and ``work_dir`` let ``ssd_lib.explorer.Explorer.from_run(r)`` explore the
+    (``ssd_lib.reporting.plots.loss_figure(r.history(), r.label())`` works), and ``load_generator``,
+    ``config`` and ``work_dir`` let ``ssd_lib.generation.explorer.Explorer.from_run(r)`` explore the
     trained generator."""
 
     snapshot: str
@@ -264,8 +265,8 @@ def comparison_figure(results: Sequence[TrainOnResult], n_show: int = 16) -> Any
     """One row per result: samples before, samples after (same codes), the two losses
     (thin: per step; thick: 10-step mean), and the largest singular value of each middle
     convolution's applied weight."""
-    from ssd_lib.images import make_grid
-    from ssd_lib.plots import PlotFigure, moving_average, stamp
+    from ssd_lib.reporting.plots import PlotFigure, moving_average, stamp
+    from ssd_lib.utils.images import make_grid
 
     if not results:
         raise ValueError("comparison_figure needs at least one TrainOnResult")
@@ -319,7 +320,8 @@ def continue_training(
     """Train on from ``snapshot`` for ``steps`` steps or ``seconds`` seconds, whichever ends
     first; see the module docstring for what is kept and what is new.
 
-    ``snapshot``: a published entry with both networks (``ssd_lib.published.load_key(...)``)
+    ``snapshot``: a published entry with both networks
+    (``ssd_lib.experiments.published.load_key(...)``)
     or its key. ``keep_sn=False`` trains the discriminator without spectral norm from the
     same starting function (:func:`remove_spectral_norm`). ``dataset`` defaults to preparing
     the snapshot's dataset (it must be the one it was trained on; a different training split
@@ -346,10 +348,10 @@ def continue_training(
         ok = isinstance(seconds, int | float) and not isinstance(seconds, bool)
         if not ok or not math.isfinite(seconds) or seconds <= 0:
             raise ValueError(f"seconds={seconds!r} is invalid; allowed: a number > 0 or None")
-    seed = check_int("seed", seed, 0, 2**62)
+    seed = check_seed("seed", seed)
     n_samples = check_int("n_samples", n_samples, 1)
     if isinstance(snapshot, str):
-        from ssd_lib.published import load_key
+        from ssd_lib.experiments.published import load_key
 
         snapshot = load_key(snapshot)
     key = _name(snapshot)
@@ -439,7 +441,7 @@ def _trainer(
     them in place, so the optimisers (built on those parameters) train the loaded weights.
     Its sigma tracker starts from SN's stored vectors ``vectors`` instead of hundreds of
     warm-up iterations from a random vector."""
-    from ssd_lib.train import Trainer
+    from ssd_lib.training.trainer import Trainer
 
     trainer = Trainer(cfg, split, path, device=dev, show_progress=False, val=None)
     load_state_strict(trainer.G, g.state_dict(), "snapshot G")

@@ -59,6 +59,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ssd_lib.utils.errors import SSDError
+
 D_COLLAPSE_STEPS = 100
 D_COLLAPSE_LOSS = 0.01
 G_COLLAPSE_RATIO = 0.5
@@ -77,7 +79,7 @@ MIN_VERDICT_SAMPLES = 16
 NONFINITE_ACTIONS = ("stop", "rollback")
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(SSDError, RuntimeError):
     """A loss, gradient or weight became NaN or infinite; ``step`` is where it was seen."""
 
     def __init__(self, message: str, step: int) -> None:
@@ -419,8 +421,9 @@ def generator_verdict(
     seed: int = 0,
 ) -> SampleVerdict:
     """``sample_verdict`` of ``n`` samples at the codes ``sample_z(n, generator.z_dim, seed)``
-    (``ssd_lib.sampling.generate`` with ``value_range``, the range the generator imitates)."""
-    from ssd_lib.sampling import generate, sample_z
+    (``ssd_lib.generation.sampling.generate`` with ``value_range``, the range the generator
+    imitates)."""
+    from ssd_lib.generation.sampling import generate, sample_z
 
     samples = generate(generator, sample_z(n, generator.z_dim, seed), value_range)
     return sample_verdict(samples, reference)

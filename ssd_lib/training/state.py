@@ -1,10 +1,10 @@
 """The trainer's state on disk and its health checks: checkpoints, history, status, warnings.
 
-``TrainerState`` is the half of ``ssd_lib.train.Trainer`` that writes and reads what a run
-leaves behind (``save``/``load``, ``status.json``, ``history.csv``, ``warnings.json``) and
-watches the logged values for NaN, infinity and collapse (``ssd_lib.health``) before they
-can reach a checkpoint. It only works as a base class of ``Trainer``, whose attributes it
-uses.
+``TrainerState`` is the half of ``ssd_lib.training.trainer.Trainer`` that writes and reads
+what a run leaves behind (``save``/``load``, ``status.json``, ``history.csv``,
+``warnings.json``) and watches the logged values for NaN, infinity and collapse
+(``ssd_lib.training.health``) before they can reach a checkpoint. It only works as a base
+class of ``Trainer``, whose attributes it uses.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from ssd_lib import __version__
-from ssd_lib.atomic import atomic_write_csv, atomic_write_json
-from ssd_lib.checkpoint import (
+from ssd_lib.config import ConfigError, TrainConfig
+from ssd_lib.training.checkpoint import (
     CheckpointError,
     json_path,
     load_checkpoint,
@@ -29,8 +29,7 @@ from ssd_lib.checkpoint import (
     save_checkpoint,
     split_prefix,
 )
-from ssd_lib.config import ConfigError, TrainConfig
-from ssd_lib.health import (
+from ssd_lib.training.health import (
     LOGGED_VALUES,
     TrainingDiverged,
     d_collapse_warning,
@@ -38,14 +37,15 @@ from ssd_lib.health import (
     first_nonfinite,
     first_nonfinite_weight,
 )
+from ssd_lib.utils.atomic import atomic_write_csv, atomic_write_json
 
-log = logging.getLogger("ssd_lib.train")  # messages read as the trainer's
+log = logging.getLogger("ssd_lib.training.trainer")  # messages read as the trainer's
 
 
 class TrainerState:
     """Persistence and health checks of ``Trainer`` (see the module docstring)."""
 
-    # ---- health (ssd_lib.health) ---------------------------------------------------------
+    # ---- health (ssd_lib.training.health) --------------------------------------------------------
     @property
     def checkpoint_stem(self) -> Path:
         return self.run_dir / "checkpoints" / "latest"
@@ -106,7 +106,7 @@ class TrainerState:
 
     def _check_collapse(self) -> None:
         """Discriminator collapse in the rows synced since the last check."""
-        if self.cfg.loss == "bce":  # a WGAN critic has no accuracy or loss floor to watch
+        if self.loss.watches_d_collapse:  # a WGAN critic has no accuracy or loss floor
             rows = self.history[: self._synced_rows]
             self._warn(d_collapse_warning(rows, self.warnings, self._collapse_rows))
         self._collapse_rows = self._synced_rows

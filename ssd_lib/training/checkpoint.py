@@ -21,12 +21,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ssd_lib.atomic import atomic_write, atomic_write_json, read_json, sha256_file
+from ssd_lib.utils.atomic import atomic_write, atomic_write_json, read_json, sha256_file
+from ssd_lib.utils.errors import SSDError
 
 FORMAT_VERSION = 2  # 2: content-named tensor file; 1 (still read): <stem>.safetensors
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(SSDError, RuntimeError):
     """A checkpoint is missing, corrupt, or does not fit the model it is loaded into."""
 
 
@@ -47,7 +48,7 @@ def refuse_pickles(path: str | Path) -> None:
             f"{path} is a pickle-based file (torch.save / Lightning); loading checkpoints here "
             "never unpickles, because unpickling can run code hidden in the file. Load a "
             "checkpoint written by this project (its .json), or import the authors' Lightning "
-            "checkpoint with ssd_lib.release_import"
+            "checkpoint with ssd_lib.training.release_import"
         )
 
 

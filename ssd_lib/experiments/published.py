@@ -44,16 +44,17 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ssd_lib.atomic import atomic_write_json, fsync_folder, read_json, sha256_file
-from ssd_lib.checkpoint import load_checkpoint, load_state_strict, split_prefix
-from ssd_lib.hardware import cpu_flags, cpu_model, describe_machine
-from ssd_lib.locks import locked
 from ssd_lib.models import build_discriminator, build_generator
-from ssd_lib.runs import Run, default_runs_root
+from ssd_lib.training.checkpoint import load_checkpoint, load_state_strict, split_prefix
+from ssd_lib.training.runs import Run, default_runs_root
+from ssd_lib.utils.atomic import atomic_write_json, fsync_folder, read_json, sha256_file
+from ssd_lib.utils.errors import SSDError
+from ssd_lib.utils.hardware import cpu_flags, cpu_model, describe_machine
+from ssd_lib.utils.locks import locked
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MANIFEST = "MANIFEST.json"
 FORMAT = 1
 # The profile every published run was trained under, and the width of the StyleGAN baseline
@@ -72,7 +73,7 @@ def default_root() -> Path:
     return Path(env) if env else REPO / "published"
 
 
-class PublishedRunError(RuntimeError):
+class PublishedRunError(SSDError, RuntimeError):
     """A published run is missing, incomplete or does not match its manifest."""
 
 
@@ -409,7 +410,7 @@ def measure_weight_change(
 ) -> dict[str, Any]:
     """What storing the weights changed in the samples: both generators draw ``n`` images from
     the same codes; the differences are in 8-bit pixel levels (0-255)."""
-    from ssd_lib.sampling import generate, sample_z
+    from ssd_lib.generation.sampling import generate, sample_z
 
     z = sample_z(n, original.z_dim, seed)
     a = generate(original.eval(), z, real_range).int()
@@ -545,7 +546,7 @@ def publish_run(
             "discriminator": "fp16" if plan.discriminator else None,
             "weight_change": change,
             "grids": _grid_crops(run, staging / "samples") if plan.grids else [],
-            "command": command or f"python -m ssd_lib.published train --only {key}",
+            "command": command or f"python -m ssd_lib.experiments.published train --only {key}",
         }
         return _commit(root, key, staging, manifest, entry)
 
@@ -597,7 +598,7 @@ def publish_snapshot(
             "discriminator": "fp16",
             "weight_change": _write_networks(staging, cfg, tensors, "int8", True),
             "grids": [],
-            "command": command or "ssd_lib.published.publish_snapshot",
+            "command": command or "ssd_lib.experiments.published.publish_snapshot",
         }
         return _commit(root, key, staging, manifest, entry)
 
@@ -626,13 +627,13 @@ def publish_factor_net(result: Any, root: str | Path | None = None, command: str
             "train_config": meta["train_config"],
             "train_wall_s": round(float(meta["train_seconds"]), 1),
             "scores": meta["scores"],
-            "command": command or "ssd_lib.published.publish_factor_net",
+            "command": command or "ssd_lib.experiments.published.publish_factor_net",
         }
         return _commit(root, key, staging, manifest, entry)
 
 
 def _title(name: str) -> str:
-    from ssd_lib.suite import SUITE
+    from ssd_lib.experiments.suite import SUITE
 
     title = SUITE[name].title
     if name == "stylegan":
@@ -660,7 +661,7 @@ def train_and_publish(
     interrupted one) and publish it as soon as it is complete. Already published runs are
     skipped. Returns the keys published now."""
     from ssd_lib.data import prepare_dataset
-    from ssd_lib.suite import train_suite
+    from ssd_lib.experiments.suite import train_suite
 
     root = Path(root or default_root())
     done = []
@@ -742,7 +743,7 @@ def add_fingerprints(root: str | Path | None = None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m ssd_lib.published",
+        prog="python -m ssd_lib.experiments.published",
         description="Train and publish the paper-budget runs the notebooks read, or check them.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -768,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
         plans = list(PLAN) if not args.only else [planned(k) for k in args.only]
         if args.threads:
             torch.set_num_threads(args.threads)
-        cmd = "python -m ssd_lib.published train" + (
+        cmd = "python -m ssd_lib.experiments.published train" + (
             f" --only {' '.join(args.only)}" if args.only else ""
         )
         try:

@@ -10,7 +10,7 @@ That includes harmless-looking ones (an ``argparse.Namespace`` or NumPy array am
 hyper-parameters); the error says how to re-save just the tensors. Code elsewhere in the
 process can widen the allowlist with ``torch.serialization.add_safe_globals``; this project
 never does. (Our own checkpoints avoid pickle altogether: safetensors + JSON, see
-``ssd_lib.checkpoint``.)
+``ssd_lib.training.checkpoint``.)
 
 What the file holds: ``torch.save`` of a dict whose ``"state_dict"`` maps
 ``<attribute>.<parameter name>`` to tensors, ``<attribute>`` being the LightningModule
@@ -51,8 +51,10 @@ import torch
 from torch import nn
 
 from ssd_lib.config import TrainConfig, make_config
+from ssd_lib.generation.sampling import sample_z
 from ssd_lib.models import build_discriminator, build_generator
-from ssd_lib.sampling import check_int, sample_z
+from ssd_lib.utils.errors import SSDError
+from ssd_lib.utils.validate import check_int
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ MAY_BE_ABSENT = ("num_batches_tracked",)  # BatchNorm counters older files lack
 SHOW = 12  # unmatched entries listed in an error
 
 
-class ReleaseImportError(ValueError):
+class ReleaseImportError(SSDError, ValueError):
     """The release checkpoint cannot be read, is refused, or does not fit the networks."""
 
 

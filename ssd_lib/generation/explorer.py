@@ -30,22 +30,22 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
-from ssd_lib.atomic import atomic_write_json, sha256_file
-from ssd_lib.images import check_value_range, float_to_uint8, save_image
-from ssd_lib.sampling import sample_z, seeded_rng
+from ssd_lib.generation.sampling import sample_z, seeded_rng
+from ssd_lib.utils.atomic import atomic_write_json, sha256_file
+from ssd_lib.utils.errors import SSDError
+from ssd_lib.utils.images import check_value_range, float_to_uint8, save_image
+from ssd_lib.utils.validate import MAX_SEED, check_int, check_psi, check_real, check_seed, fail
 
 log = logging.getLogger(__name__)
 
-MAX_SEED = 2**32 - 1
 SAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-class InvalidParameterError(ValueError, TypeError):
+class InvalidParameterError(SSDError, ValueError, TypeError):
     """A bad explorer setting; a ValueError and a TypeError, as in scikit-learn."""
 
 
@@ -70,21 +70,22 @@ class ExplorerState:
 
 
 def _fail(name: str, value: Any, allowed: str) -> None:
-    raise InvalidParameterError(f"The {name!r} parameter must be {allowed}. Got {value!r}.")
+    fail(name, value, allowed, error=InvalidParameterError)
 
 
-def _check_int(name: str, value: Any, high: int = MAX_SEED, optional: bool = False) -> None:
+def _check_seed(name: str, value: Any, optional: bool = False) -> None:
     if value is None and optional:
         return
-    ok = isinstance(value, int | np.integer) and not isinstance(value, bool)
-    if not ok or not 0 <= value <= high:
-        _fail(name, value, f"an int in [0, {high}]" + (" or None" if optional else ""))
+    try:
+        check_seed(name, value, error=InvalidParameterError)
+    except InvalidParameterError as err:
+        if not optional:
+            raise
+        raise InvalidParameterError(f"{err} or None (off)") from None
 
 
 def _check_real(name: str, value: Any, low: float = -math.inf, high: float = math.inf) -> None:
-    ok = isinstance(value, int | float | np.number) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or not low <= value <= high:
-        _fail(name, value, f"a finite float in [{low}, {high}]")
+    check_real(name, value, low, high, error=InvalidParameterError)
 
 
 @torch.no_grad()
@@ -230,11 +231,13 @@ class Explorer:
     # ----- state -------------------------------------------------------------------------------
     def validate(self, state: ExplorerState) -> None:
         """Raise :class:`InvalidParameterError` naming the first bad field of ``state``."""
-        _check_int("seed", state.seed)
-        _check_real("psi", state.psi, 0.0, 2.0)
-        _check_int("mix_seed", state.mix_seed, optional=True)
-        _check_int("crossover", state.crossover, high=self.num_ws)  # num_ws = no mixing
-        _check_int("interp_seed", state.interp_seed, optional=True)
+        _check_seed("seed", state.seed)
+        check_psi(state.psi, "psi", error=InvalidParameterError)
+        _check_seed("mix_seed", state.mix_seed, optional=True)
+        check_int(
+            "crossover", state.crossover, 0, self.num_ws, error=InvalidParameterError
+        )  # num_ws = no mixing
+        _check_seed("interp_seed", state.interp_seed, optional=True)
         _check_real("t", state.t, 0.0, 1.0)
         if not isinstance(state.offsets, dict):
             _fail("offsets", state.offsets, "a dict of direction name -> float")

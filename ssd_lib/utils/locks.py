@@ -20,10 +20,12 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from ssd_lib.utils.errors import SSDError
+
 log = logging.getLogger(__name__)
 
 
-class LockTimeout(RuntimeError):
+class LockTimeout(SSDError, RuntimeError):
     """Another process held a lock for longer than the caller was willing to wait."""
 
 

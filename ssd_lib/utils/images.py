@@ -16,9 +16,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ssd_lib.atomic import atomic_write
-
-VALUE_RANGES = ("[0, 1]", "[-1, 1]")
+from ssd_lib.utils.atomic import atomic_write
+from ssd_lib.utils.validate import VALUE_RANGES
 
 
 def check_value_range(value_range: str) -> str:

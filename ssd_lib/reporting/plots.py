@@ -15,8 +15,8 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from ssd_lib.atomic import atomic_write
-from ssd_lib.images import make_grid
+from ssd_lib.utils.atomic import atomic_write
+from ssd_lib.utils.images import make_grid
 
 
 class PlotFigure(Figure):

@@ -3,53 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-import math
-import numbers
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 from torch import nn
 
-from ssd_lib.images import check_value_range, float_to_uint8
-
-MAX_SEED = 2**64 - 1  # the largest seed torch.Generator.manual_seed accepts
-
-
-def check_int(name: str, value: Any, low: int = 1, high: int | None = None) -> int:
-    """``value`` as an int if it is an integer (Python or NumPy, not bool) in [low, high];
-    otherwise a ``ValueError`` naming ``name``, the value and the allowed range."""
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if not ok or value < low or (high is not None and value > high):
-        if high is None:
-            allowed = f"an integer >= {low}"
-        else:
-            # 18446744073709551615 reads better as 2**64 - 1
-            top = f"2**{high.bit_length()} - 1" if (high + 1).bit_count() == 1 else str(high)
-            allowed = f"an integer in [{low}, {top if high > 2**20 else high}]"
-        raise ValueError(f"{name}={value!r} is invalid; allowed: {allowed}")
-    return int(value)
-
-
-def check_psi(value: Any, name: str = "truncation_psi") -> float:
-    """``value`` as a float if it is a number in [0, 2] (the range ``truncate`` accepts)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or not 0.0 <= value <= 2.0:
-        raise ValueError(f"{name}={value!r} is invalid; allowed: a number in [0, 2]")
-    return float(value)
+from ssd_lib.utils.images import check_value_range, float_to_uint8
+from ssd_lib.utils.validate import check_int, check_psi, check_seed
 
 
 @contextlib.contextmanager
 def seeded_rng(device: torch.device, seed: int) -> Iterator[None]:
     """Seed the global RNG of the CPU and of ``device`` (CUDA or MPS) with ``seed`` for the
-    block, then restore both; no other device's RNG is touched."""
-    cpu_state = torch.get_rng_state()
-    device_state = None
-    if device.type == "cuda":
-        device_state = torch.cuda.get_rng_state(device)
-    elif device.type == "mps":
-        device_state = torch.mps.get_rng_state()
-    try:
+    block, then restore both (``torch.random.fork_rng``); no other device's RNG is touched."""
+    accelerator = device.type if device.type in ("cuda", "mps") else None
+    with torch.random.fork_rng(
+        devices=[device] if accelerator else [], device_type=accelerator or "cpu"
+    ):
         torch.random.default_generator.manual_seed(seed)
         if device.type == "cuda":
             with torch.cuda.device(device):
@@ -57,18 +27,12 @@ def seeded_rng(device: torch.device, seed: int) -> Iterator[None]:
         elif device.type == "mps":
             torch.mps.manual_seed(seed)
         yield
-    finally:
-        torch.set_rng_state(cpu_state)
-        if device.type == "cuda":
-            torch.cuda.set_rng_state(device_state, device)
-        elif device.type == "mps":
-            torch.mps.set_rng_state(device_state)
 
 
 def sample_z(n: int, z_dim: int, seed: int) -> torch.Tensor:
     """``n`` standard-normal codes (n, z_dim) from a private generator seeded with ``seed``."""
     n, z_dim = check_int("n", n), check_int("z_dim", z_dim)
-    seed = check_int("seed", seed, 0, MAX_SEED)
+    seed = check_seed("seed", seed)
     return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
 
 
@@ -97,7 +61,7 @@ def generate(
     check_value_range(value_range)
     batch_size = check_int("batch_size", batch_size)
     truncation_psi = check_psi(truncation_psi)
-    noise_seed = check_int("noise_seed", noise_seed, 0, MAX_SEED)
+    noise_seed = check_seed("noise_seed", noise_seed)
     device = torch.device(device) if device is not None else next(generator.parameters()).device
     if truncation_psi != 1.0 and getattr(generator, "num_ws", 0) == 0:
         raise ValueError(

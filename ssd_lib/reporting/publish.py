@@ -23,16 +23,17 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from ssd_lib.atomic import atomic_write_json, fsync_folder, read_json, sha256_file
-from ssd_lib.hardware import describe_machine
-from ssd_lib.locks import locked
-from ssd_lib.plots import save_figure
+from ssd_lib.reporting.plots import save_figure
+from ssd_lib.utils.atomic import atomic_write_json, fsync_folder, read_json, sha256_file
+from ssd_lib.utils.errors import SSDError
+from ssd_lib.utils.hardware import describe_machine
+from ssd_lib.utils.locks import locked
 
 MANIFEST = "MANIFEST.json"
 STAGING = ".staging"
 
 
-class ManifestError(RuntimeError):
+class ManifestError(SSDError, RuntimeError):
     """figures/MANIFEST.json is unreadable."""
 
 

@@ -7,7 +7,7 @@
         samples/epoch_001.png     sample grid at fixed z after each epoch
         history.csv               one row per training step
         warnings.json             collapses and roll-backs seen while training (health.py)
-        .training.lock            held by the process training it (train(); ssd_lib.locks)
+        .training.lock            held by the process training it (train(); ssd_lib.utils.locks)
 
 Notebooks never build paths by hand: ``find_run(cfg, dataset)`` returns the ``Run`` if it
 exists, and ``train`` reuses a complete one instead of training again.
@@ -24,16 +24,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from ssd_lib.atomic import read_json
-from ssd_lib.checkpoint import load_checkpoint, load_state_strict, split_prefix
 from ssd_lib.config import ConfigError, TrainConfig
 from ssd_lib.models import build_discriminator, build_generator
+from ssd_lib.training.checkpoint import load_checkpoint, load_state_strict, split_prefix
+from ssd_lib.utils.atomic import read_json
+from ssd_lib.utils.errors import SSDError
 
 
 def default_runs_root() -> Path:
     """``$SSD_RUNS_DIR`` or the repository's ``runs/``."""
     env = os.environ.get("SSD_RUNS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "runs"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "runs"
 
 
 def run_name(cfg: TrainConfig, dataset_hash: str) -> str:
@@ -41,7 +42,7 @@ def run_name(cfg: TrainConfig, dataset_hash: str) -> str:
     return f"{cfg.preset}-{cfg.profile}-{cfg.dataset}-{key}"
 
 
-class RunError(RuntimeError):
+class RunError(SSDError, RuntimeError):
     """A run folder's config.json or status.json is unreadable."""
 
 
@@ -104,7 +105,8 @@ class Run:
         return {str(k): frame[k].to_numpy(np.float64, copy=True) for k in frame.columns}
 
     def warnings(self) -> list[dict[str, Any]]:
-        """Collapses and roll-backs the trainer reported (see ssd_lib.health), oldest first."""
+        """Collapses and roll-backs the trainer reported (see ssd_lib.training.health), oldest
+        first."""
         p = self.path / "warnings.json"
         return _read_json(p) if p.is_file() else []
 
@@ -118,7 +120,7 @@ class Run:
 
     def weights_id(self) -> str | None:
         """The checkpoint's tensor file, named by its content's SHA-256 (None if unreadable)."""
-        from ssd_lib.checkpoint import CheckpointError, tensor_path
+        from ssd_lib.training.checkpoint import CheckpointError, tensor_path
 
         try:
             return tensor_path(self.checkpoint).name

@@ -19,8 +19,8 @@ import torch
 
 from ssd_lib.config import TrainConfig, make_config
 from ssd_lib.data.cache import PreparedDataset
-from ssd_lib.runs import Run
-from ssd_lib.train import train
+from ssd_lib.training.runs import Run
+from ssd_lib.training.trainer import train
 
 log = logging.getLogger(__name__)
 
@@ -145,14 +145,14 @@ def suite_runs(
     train_seed: int = DEFAULT_TRAIN_SEED,
 ) -> dict[str, Run]:
     """The suite runs ``names`` a notebook needs: ``runs="published"`` reads the committed
-    paper-budget runs (``ssd_lib.published``; hash-checked, nothing trains), ``"local"``
+    paper-budget runs (``ssd_lib.experiments.published``; hash-checked, nothing trains), ``"local"``
     trains them (or reuses them) under ``profile`` with ``train_suite``."""
     if runs not in RUN_SOURCES:
         raise ValueError(f"runs={runs!r} is unknown; known: {list(RUN_SOURCES)}")
     names = list(SUITE) if names is None else names
     if runs == "local":
         return train_suite(dataset, profile, device, names=names, train_seed=train_seed)
-    from ssd_lib.published import check_trained_on, load_published
+    from ssd_lib.experiments.published import check_trained_on, load_published
 
     out: dict[str, Run] = {}
     for name in names:
@@ -190,13 +190,13 @@ def health_table(
     """What each run's samples look like and what the trainer's health checks saw.
 
     With ``reference`` (uint8 training images, shuffled), each run gets the verdict of
-    ``ssd_lib.health.generator_verdict`` on ``n`` samples at the codes of ``seed``
+    ``ssd_lib.training.health.generator_verdict`` on ``n`` samples at the codes of ``seed``
     ("healthy", "partially collapsed", "collapsed" or "noise", the ladder-checked collapse
     test) with the numbers it rests on. Then one row per warning the trainer logged
     (collapse, roll-back), or one "none" row. The trainer's per-pixel ``sample_diversity``
     is shown as logged; it fails its validity ladder (pixel noise counts as variety), so the
     verdict, not that number, says whether a run collapsed."""
-    from ssd_lib.health import generator_verdict
+    from ssd_lib.training.health import generator_verdict
 
     rows = []
     for name, run in runs.items():

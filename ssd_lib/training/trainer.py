@@ -25,33 +25,33 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from ssd_lib.atomic import atomic_write_json
-from ssd_lib.augment import AdaptiveAugment, diff_augment
 from ssd_lib.config import ConfigError, TrainConfig
 from ssd_lib.data.cache import ImageSplit, PreparedDataset
-from ssd_lib.devices import (  # noqa: F401  (resolve_device: also imported from here)
+from ssd_lib.generation.sampling import generate
+from ssd_lib.models import build_discriminator, build_generator
+from ssd_lib.training.augment import AdaptiveAugment, diff_augment
+from ssd_lib.training.devices import (
     AUTOCAST_DTYPES,
     rank_and_world,
     resolve_device,
     resolve_precision,
     stop_on_signals,
 )
-from ssd_lib.health import (
+from ssd_lib.training.health import (
     NONFINITE_ACTIONS,
     TrainingDiverged,
     g_collapse_warning,
     sample_diversity,
 )
-from ssd_lib.images import save_grid, uint8_to_float
-from ssd_lib.locks import locked
-from ssd_lib.models import build_discriminator, build_generator
-from ssd_lib.progress import progress_bar as tqdm
-from ssd_lib.runs import Run, default_runs_root, run_name
-from ssd_lib.sampling import generate
-from ssd_lib.spectral import SpectralTracker
-from ssd_lib.train_state import TrainerState
+from ssd_lib.training.losses import make_loss
+from ssd_lib.training.runs import Run, default_runs_root, run_name
+from ssd_lib.training.sigma_tracker import SpectralTracker
+from ssd_lib.training.state import TrainerState
+from ssd_lib.utils.atomic import atomic_write_json
+from ssd_lib.utils.images import save_grid, uint8_to_float
+from ssd_lib.utils.locks import locked
+from ssd_lib.utils.progress import progress_bar as tqdm
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,7 @@ class Trainer(TrainerState):
             raise ValueError(f"sync_every={sync_every!r} must be an integer >= 1")
         self.sync_every = sync_every
         self._set_fault_policy(on_nonfinite, rollback_lr_factor, max_rollbacks)
+        self.loss = make_loss(cfg)  # the GAN maths of a step (ssd_lib.training.losses)
         self.channels_last = self.device.type == "cuda" if channels_last is None else channels_last
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         torch.manual_seed(cfg.seed)  # initial weights (and StyleGAN's noise afterwards)
@@ -121,7 +122,7 @@ class Trainer(TrainerState):
         self.tracker = SpectralTracker(convs) if convs else None
         self.data_hash = data.content_hash()
         self.data_fingerprint = data.fingerprint()  # the same images on another CPU
-        # What generator collapse is measured against (see ssd_lib.health).
+        # What generator collapse is measured against (see ssd_lib.training.health).
         self.real_diversity = sample_diversity(data.images[:256]) if len(data) > 1 else 0.0
         self.step = self.epoch = self.batch_in_epoch = 0
         self.history: list[dict[str, Any]] = []
@@ -130,7 +131,9 @@ class Trainer(TrainerState):
         self._collapse_rows = 0  # ... and for discriminator collapse
         self._saved_step: int | None = None  # the step of this run's checkpoint on disk
         self._finite_at: int | None = None  # the step whose weights were last found finite
-        self.warnings: list[dict[str, Any]] = []  # collapses and roll-backs (ssd_lib.health)
+        self.warnings: list[
+            dict[str, Any]
+        ] = []  # collapses and roll-backs (ssd_lib.training.health)
         self.rollbacks: list[dict[str, Any]] = []
         self.elapsed = 0.0
         n, b = len(data), cfg.batch_size
@@ -174,13 +177,12 @@ class Trainer(TrainerState):
         self.ada = None
         self.augment = None
         if cfg.augment == "ada":
-            threshold = 0.5 if cfg.loss == "bce" else 0.0  # probabilities vs scores
             self.ada = AdaptiveAugment(
                 cfg.ada_target,
                 cfg.ada_interval,
                 cfg.ada_speed_images,
                 policy=cfg.augment_policy,
-                threshold=threshold,
+                threshold=self.loss.threshold,
             )
             self.augment = lambda x: self.ada(x, self.augment_gen)
         elif cfg.augment == "diffaugment":
@@ -192,7 +194,7 @@ class Trainer(TrainerState):
         """DistributedDataParallel over ``self.world`` processes (torchrun); see ssd_lib.cli."""
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        if cfg.loss != "bce":
+        if not self.loss.supports_ddp:
             raise ConfigError(
                 f"loss={cfg.loss!r} cannot train in several processes: its gradient penalty "
                 "needs a double backward, which DistributedDataParallel does not support; "
@@ -222,27 +224,6 @@ class Trainer(TrainerState):
         with self.autocast:
             return self._G_run(z)
 
-    def _g_loss(self, d_fake: torch.Tensor) -> torch.Tensor:
-        if self.cfg.loss == "bce":
-            return F.binary_cross_entropy(d_fake, torch.ones_like(d_fake))
-        return -d_fake.mean()
-
-    def _d_loss(
-        self, d_real: torch.Tensor, d_fake: torch.Tensor, real: torch.Tensor, fake: torch.Tensor
-    ) -> torch.Tensor:
-        if self.cfg.loss == "bce":
-            loss = F.binary_cross_entropy(d_real, torch.ones_like(d_real)) + F.binary_cross_entropy(
-                d_fake, torch.zeros_like(d_fake)
-            )
-            return self.cfg.d_loss_scale * loss
-        # WGAN-GP (Gulrajani et al.) with ProGAN's small drift term keeping scores near 0.
-        alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
-        mixed = (alpha * real + (1 - alpha) * fake.detach()).requires_grad_(True)
-        (grad,) = torch.autograd.grad(self._D(mixed).sum(), mixed, create_graph=True)
-        penalty = (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
-        loss = d_fake.mean() - d_real.mean() + self.cfg.gp_weight * penalty
-        return self.cfg.d_loss_scale * (loss + 1e-3 * d_real.pow(2).mean())
-
     def _update(
         self, opt: torch.optim.Optimizer, loss: torch.Tensor, module: torch.nn.Module, net: str
     ) -> torch.Tensor:
@@ -261,7 +242,7 @@ class Trainer(TrainerState):
             # D's gradients are not needed here, so D runs without DDP's gradient sync. An
             # augmentation is differentiable: G learns through it, not to produce it.
             seen = fake if self.augment is None else self.augment(fake)
-            loss = self._g_loss(self._D(seen, synced=False))
+            loss = self.loss.generator(self._D(seen, synced=False))
             norm = self._update(self.opt_g, loss, self.G, "G")
         finally:
             self.D.requires_grad_(True)
@@ -273,9 +254,9 @@ class Trainer(TrainerState):
         d_real, d_fake = self._D(real), self._D(fake)
         if self.ada is not None:
             self.ada.observe(d_real)
-        loss = self._d_loss(d_real, d_fake, real, fake)
+        loss = self.loss.discriminator(d_real, d_fake, real, fake, critic=self._D)
         norm = self._update(self.opt_d, loss, self.D, "D")
-        threshold = 0.5 if self.cfg.loss == "bce" else 0.0
+        threshold = self.loss.threshold
         d_real, d_fake = d_real.detach(), d_fake.detach()
         acc = 0.5 * ((d_real > threshold).float().mean() + (d_fake < threshold).float().mean())
         return {
@@ -418,74 +399,43 @@ class Trainer(TrainerState):
 
     def _fit_once(self, flag: dict[str, Any]) -> str:
         self._write_status("running")
-        bar = tqdm(
-            total=self.total_steps,
-            initial=self.step,
-            disable=not (self.show_progress and self.main),
-            desc=f"{self.cfg.preset}/{self.cfg.profile}",
-            unit="step",
-            dynamic_ncols=True,
-        )
         images = self._images_for_training()
         stopping = False
-        t0 = time.perf_counter()
-        with bar:
+        self._clock = time.perf_counter()
+        with self._progress_bar() as bar:
             while self.step < self.total_steps and not stopping:
+                # ---- an epoch: the data order comes from the epoch's own generator state
                 epoch_gen = torch.Generator()
                 epoch_gen.set_state(self.epoch_start_state)
                 perm = torch.randperm(len(self.data), generator=epoch_gen).to(images.device)
                 while self.batch_in_epoch < self.steps_per_epoch and self.step < self.total_steps:
                     b, bs = self.batch_in_epoch, self.cfg.batch_size
-                    idx = perm[b * bs : (b + 1) * bs]
-                    batch = images[self._shard(idx)].to(self.device)
-                    stats = self.train_step(uint8_to_float(batch, self.cfg.real_range))
-                    self.step += 1
-                    self.batch_in_epoch += 1
-                    if self.tracker and self.step % self.cfg.spectral_every == 0:
-                        stats.update(self.tracker.measure())
-                    self.history.append({"step": self.step, "epoch": self.epoch, **stats})
-                    bar.update(1)
-                    if self.step % self.sync_every == 0 or self.step == self.total_steps:
-                        self._check_finite()
-                        self._check_collapse()
-                        row = self.history[-1]
-                        rate = bar.format_dict.get("rate")  # steps/s, tqdm's smoothed value
-                        bar.set_postfix(
-                            img_s=f"{rate * self.cfg.batch_size:.0f}" if rate else "?",
-                            loss_g=f"{row['loss_g']:.3f}",
-                            loss_d=f"{row['loss_d']:.3f}",
-                            refresh=False,
-                        )
+                    batch = images[self._shard(perm[b * bs : (b + 1) * bs])].to(self.device)
+                    self._one_step(batch, bar)
                     # A stop still completes this step's evaluation point, so that a resumed
                     # run logs exactly what an uninterrupted one does.
                     stopping = self._should_stop(flag)
                     if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
-                        # A mid-epoch evaluation point: D's train/val gap and a sample grid
-                        # (neither changes any state, so resuming stays bit-identical).
-                        self._check_finite()  # no sample grid from a diverged G
                         if self.batch_in_epoch < self.steps_per_epoch:
-                            self.history[-1].update(self.discriminator_gap())
-                            self._sample_point(
-                                self.run_dir / "samples" / f"step_{self.step:06d}.png"
-                            )
-                        self.elapsed += time.perf_counter() - t0
-                        t0 = time.perf_counter()
-                        self.save()
+                            self._evaluation_point(f"step_{self.step:06d}.png")
+                        else:  # the epoch's end is the evaluation point, below
+                            self._check_finite()
+                        self._checkpoint()
                     if stopping:
                         break
-                if self.batch_in_epoch == self.steps_per_epoch:  # the epoch is over
+                # ---- the epoch's end: its evaluation point and a checkpoint
+                if self.batch_in_epoch == self.steps_per_epoch:
                     self.epoch += 1
                     self.batch_in_epoch = 0
                     self.epoch_start_state = epoch_gen.get_state()
-                    self._check_finite()
-                    self.history[-1].update(self.discriminator_gap())
-                    self._sample_point(self.run_dir / "samples" / f"epoch_{self.epoch:03d}.png")
-                self.elapsed += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                self.save()
-            self.elapsed += time.perf_counter() - t0
+                    self._evaluation_point(f"epoch_{self.epoch:03d}.png")
+                self._checkpoint()
+            # ---- the end of this call: complete, or stopped by a signal
             state = "complete" if self.step >= self.total_steps else "interrupted"
-            self.save()
+            if self._saved_step == self.step:  # saved at this step already (epoch end)
+                self._tick()
+            else:
+                self._checkpoint()
             final_grid = self.run_dir / "samples" / f"epoch_{self.epoch:03d}.png"
             if state == "complete" and not (self.batch_in_epoch == 0 and final_grid.exists()):
                 self.save_samples(self.run_dir / "samples" / f"step_{self.step:06d}.png")
@@ -500,6 +450,55 @@ class Trainer(TrainerState):
                 self.run_dir,
             )
         return state
+
+    def _one_step(self, batch: torch.Tensor, bar: Any) -> None:
+        """Train on one batch of uint8 reals, log the step, and every ``sync_every`` steps
+        read the log once: NaN and infinity, discriminator collapse, the progress bar."""
+        stats = self.train_step(uint8_to_float(batch, self.cfg.real_range))
+        self.step += 1
+        self.batch_in_epoch += 1
+        if self.tracker and self.step % self.cfg.spectral_every == 0:
+            stats.update(self.tracker.measure())
+        self.history.append({"step": self.step, "epoch": self.epoch, **stats})
+        bar.update(1)
+        if self.step % self.sync_every == 0 or self.step == self.total_steps:
+            self._check_finite()
+            self._check_collapse()
+            row = self.history[-1]
+            rate = bar.format_dict.get("rate")  # steps/s, tqdm's smoothed value
+            bar.set_postfix(
+                img_s=f"{rate * self.cfg.batch_size:.0f}" if rate else "?",
+                loss_g=f"{row['loss_g']:.3f}",
+                loss_d=f"{row['loss_d']:.3f}",
+                refresh=False,
+            )
+
+    def _evaluation_point(self, grid_name: str) -> None:
+        """D's train/val gap and a sample grid, logged on the last history row. Neither changes
+        any training state, so a resumed run stays bit-identical."""
+        self._check_finite()  # no sample grid from a diverged G
+        self.history[-1].update(self.discriminator_gap())
+        self._sample_point(self.run_dir / "samples" / grid_name)
+
+    def _tick(self) -> None:
+        """Add the time since the last tick to ``elapsed`` (the run's training time)."""
+        now = time.perf_counter()
+        self.elapsed += now - self._clock
+        self._clock = now
+
+    def _checkpoint(self) -> None:
+        self._tick()
+        self.save()
+
+    def _progress_bar(self) -> Any:
+        return tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            disable=not (self.show_progress and self.main),
+            desc=f"{self.cfg.preset}/{self.cfg.profile}",
+            unit="step",
+            dynamic_ncols=True,
+        )
 
     @torch.no_grad()
     def discriminator_gap(self, n: int = 256) -> dict[str, float]:

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ssd_lib.config import PROFILES
-from ssd_lib.suite import DEFAULT_TRAIN_SEED, RUN_SOURCES
+from ssd_lib.experiments.suite import DEFAULT_TRAIN_SEED, RUN_SOURCES
+from ssd_lib.utils.errors import SSDError
 
 log = logging.getLogger(__name__)
 
-NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 DEFAULTS: dict[str, Any] = {
     "dataset": "embedded",
     "profile": "quick",
@@ -30,7 +31,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class NotebookParameterError(ValueError):
+class NotebookParameterError(SSDError, ValueError):
     """A notebook parameter has the wrong type or value."""
 
 
@@ -132,7 +133,7 @@ def run_notebooks(
 
 @contextmanager
 def _kernel_environment(stream_output: bool):
-    """What the kernels inherit: text progress bars (ssd_lib.progress), at most one update
+    """What the kernels inherit: text progress bars (ssd_lib.utils.progress), at most one update
     every 15 s when they are streamed to the terminal."""
     env = {"SSD_PROGRESS": "text"} | ({"TQDM_MININTERVAL": "15"} if stream_output else {})
     saved = {k: os.environ.get(k) for k in env}
@@ -234,7 +235,7 @@ def _finish(scratch: Path, out: Path) -> None:
     with one parameters cell."""
     import nbformat
 
-    from ssd_lib.atomic import atomic_write_text
+    from ssd_lib.utils.atomic import atomic_write_text
 
     executed = merge_parameter_cells(nbformat.read(scratch, as_version=4))
     executed.metadata.setdefault("papermill", {})["output_path"] = _rel(out)

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-log = logging.getLogger("ssd_lib.train")  # messages read as the trainer's
+log = logging.getLogger("ssd_lib.training.trainer")  # messages read as the trainer's
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -35,7 +35,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     CPUs with native bf16 (avx512_bf16 or AMX), fp32 everywhere else: emulated bf16 on an
     AVX2-only CPU is many times slower than fp32. An explicit "bf16" is honoured, with a
     warning where it is emulated."""
-    from ssd_lib.hardware import has_native_bf16
+    from ssd_lib.utils.hardware import has_native_bf16
 
     if device.type == "cuda":  # Ampere (8.x) and newer; older GPUs emulate bf16
         native = torch.cuda.get_device_properties(device).major >= 8

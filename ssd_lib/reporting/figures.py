@@ -3,9 +3,9 @@
 Executes the numbered notebooks (00 data, 01 training, 02 spectral norm, 03 disentanglement,
 04 FID tables, 05 latent explorer, 06 claim ledger) in order with papermill, each overwritten
 by its executed copy. Every notebook writes its figures and tables through
-``ssd_lib.publish``, which records their provenance in ``figures/MANIFEST.json``. By default
-the notebooks read the published runs; with local runs, training is cached by config hash
-under ``runs/``, so a second call only redraws.
+``ssd_lib.reporting.publish``, which records their provenance in ``figures/MANIFEST.json``.
+By default the notebooks read the published runs; with local runs, training is cached by
+config hash under ``runs/``, so a second call only redraws.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 from ssd_lib.config import PROFILES
-from ssd_lib.hardware import describe_machine
-from ssd_lib.notebooks import NOTEBOOK_DIR, list_notebooks, run_notebooks
-from ssd_lib.publish import mark_run, prune_missing
+from ssd_lib.reporting.notebooks import NOTEBOOK_DIR, list_notebooks, run_notebooks
+from ssd_lib.reporting.publish import mark_run, prune_missing
+from ssd_lib.utils.hardware import describe_machine
 
-log = logging.getLogger("ssd_lib.figures")
+log = logging.getLogger("ssd_lib.reporting.figures")
 
 
 def regenerate(
@@ -71,7 +71,7 @@ def regenerate(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m ssd_lib.figures",
+        prog="python -m ssd_lib.reporting.figures",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

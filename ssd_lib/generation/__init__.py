@@ -1,0 +1,2 @@
+"""Generation: drawing samples from a trained generator (sampling) and the interactive latent
+explorer built on it."""

@@ -1,0 +1,2 @@
+"""Reporting: plots, publishing figures and tables with their provenance, notebook
+parameters, and the command that executes every notebook (figures)."""
