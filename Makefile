@@ -32,7 +32,7 @@ help:
 	@echo "make lesson   rebuild the class notebooks (lessons/student, lessons/teacher) and execute the teacher's"
 	@echo "make train    train the paper-budget runs on the embedded data and publish each into published/ (hours on a CPU; resumable; ONLY=ssd-seed42 for one)"
 	@echo "make test     run the test suite"
-	@echo "make test-fast  the suite without the tests marked slow (a few minutes)"
+	@echo "make test-fast  the suite without the tests marked slow (under a minute)"
 	@echo "make lab      open JupyterLab on notebooks/"
 	@echo "make app      serve the latent explorer and the real-or-fake quiz (Voila, code hidden) on http://127.0.0.1:$(APP_PORT)/"
 	@echo "make browser  install Chromium and chromium-driver with apt-get for tests/test_browser.py (needs root)"

@@ -33,6 +33,9 @@ from ssd_lib.data.cache import load_prepared
 from ssd_lib.data.folder import FolderError, load_folder, prepare_folder
 from ssd_lib.metrics.export import is_complete
 
+# Starts processes: `make test-fast` leaves it out.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Both child processes run this. Before each scenario they wait for each other (a file
@@ -49,9 +52,6 @@ import torch
 
 from ssd_lib.data import afhq, embedded, folder
 from ssd_lib.metrics import export, inception, toy
-
-# Trains, loads every published run or starts processes: `make test-fast` leaves it out.
-pytestmark = pytest.mark.slow
 
 work, me = Path(sys.argv[1]), sys.argv[2]
 
