@@ -468,8 +468,8 @@ def test_app_quiz(app, screenshots, capsys):
     _shot(driver, screenshots, "quiz_3_five_answered")
 
     # How long the page really showed each image (docs/teaching.md quotes these): the kernel's
-    # timer hides it, so the time on screen is the set exposure plus the difference of two
-    # message delays. Saved beside the screenshots and printed.
+    # timer hides it, so the time on screen is the set exposure minus the image message's delay
+    # plus the hiding message's. Saved beside the screenshots and printed.
     timing = _exposures(
         driver.execute_script("return window.__ssdClicks"),
         driver.execute_script("return window.__ssdSources"),
@@ -482,8 +482,11 @@ def test_app_quiz(app, screenshots, capsys):
         shown = [round(m["shown_ms"]) for m in timing]
         onset = [round(m["onset_delay_ms"]) for m in timing]
         print(f"quiz exposure set to {QUIZ_EXPOSURE_MS} ms: shown {shown} ms; onset {onset} ms")
-    for m in timing:  # never hidden early; late by at most the wait a test allows for updates
-        assert QUIZ_EXPOSURE_MS - 50 <= m["shown_ms"] <= QUIZ_EXPOSURE_MS + 1000 * UPDATE_S, m
+    # The kernel starts its timer as it sends the image, so the page shows it a little less than
+    # the set exposure (2-35 ms less on the development VM); a timer that fired far too early
+    # or never would fail here.
+    for m in timing:
+        assert QUIZ_EXPOSURE_MS - 250 <= m["shown_ms"] <= QUIZ_EXPOSURE_MS + 1000 * UPDATE_S, m
 
     files = sorted((runs / "quiz_results").glob("quiz_*.csv"))
     assert len(files) == 1, files

@@ -279,6 +279,10 @@ def test_an_optimiser_moment_that_overflowed_counts_as_non_finite():
     assert first_nonfinite_weight({"G": net, "opt_g": opt}) is None
     next(iter(opt.state.values()))["exp_avg_sq"].fill_(math.inf)
     assert first_nonfinite_weight({"G": net, "opt_g": opt}) == "opt_g.state[0].exp_avg_sq"
+    with torch.no_grad():  # two bad tensors: the first in the owners' order is named
+        net.bias.fill_(math.nan)
+    assert first_nonfinite_weight({"G": net, "opt_g": opt}) == "G.bias"
+    assert first_nonfinite_weight({"opt_g": opt, "G": net}) == "opt_g.state[0].exp_avg_sq"
 
 
 def test_a_logged_nan_survives_a_resume_as_a_value_not_a_gap(tiny_dataset, tmp_path):
