@@ -37,7 +37,7 @@ from ssd_lib.metrics.toy import FactorNet, FactorNetResult, embed
 from ssd_lib.models.stylegan import RESOLUTIONS, StyleGANGenerator
 from ssd_lib.reporting.plots import mixing_grid_figure
 from ssd_lib.utils.images import float_to_uint8
-from ssd_lib.utils.validate import check_int, check_seed
+from ssd_lib.utils.validate import PSI_RANGE, check_int, check_seed
 
 log = logging.getLogger(__name__)
 
@@ -379,7 +379,7 @@ def truncation_images(
     from ``generator.truncate(w, psi)`` = w_avg + psi (w - w_avg)."""
     _require_w(generator, "truncation_images", "truncation needs a mapping network")
     noise_seed = _check_noise_seed(noise_seed)
-    psis = _numbers("psis", psis, 0.0, 2.0)
+    psis = _numbers("psis", psis, *PSI_RANGE)
     if not torch.any(generator.w_avg != 0):
         log.warning(
             "%s.w_avg is all zeros (never trained?): truncation pulls towards w = 0",

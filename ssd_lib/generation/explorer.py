@@ -38,7 +38,15 @@ from ssd_lib.generation.sampling import sample_z, seeded_rng
 from ssd_lib.utils.atomic import atomic_write_json, sha256_file
 from ssd_lib.utils.errors import SSDError
 from ssd_lib.utils.images import check_value_range, float_to_uint8, save_image
-from ssd_lib.utils.validate import MAX_SEED, check_int, check_psi, check_real, check_seed, fail
+from ssd_lib.utils.validate import (
+    MAX_SEED,
+    PSI_RANGE,
+    check_int,
+    check_psi,
+    check_real,
+    check_seed,
+    fail,
+)
 
 log = logging.getLogger(__name__)
 
@@ -400,7 +408,9 @@ class Explorer:
 
         c: dict[str, Any] = {
             "seed": seed_box(s.seed, "seed"),
-            "psi": W.FloatSlider(value=s.psi, min=0.0, max=2.0, step=0.05, description="psi"),
+            "psi": W.FloatSlider(
+                value=s.psi, min=PSI_RANGE[0], max=PSI_RANGE[1], step=0.05, description="psi"
+            ),
             "mix_on": W.Checkbox(value=s.mix_seed is not None, description="mix styles"),
             "mix_seed": seed_box(s.mix_seed, "mix seed"),
             "crossover": W.IntSlider(value=s.crossover, min=0, max=n, description="crossover"),

@@ -20,6 +20,8 @@ from typing import Any
 MAX_SEED = 2**32 - 1
 # The value ranges images are fed in: "[0, 1]" (the release) or "[-1, 1]" (the usual GAN recipe).
 VALUE_RANGES = ("[0, 1]", "[-1, 1]")
+# The truncation psi: 1 = no truncation, 0 = the average w, above 1 = exaggerated.
+PSI_RANGE = (0.0, 2.0)
 
 
 def fail(name: str, value: Any, allowed: str, *, error: type[Exception] = ValueError) -> None:
@@ -83,4 +85,4 @@ def check_psi(
     value: Any, name: str = "truncation_psi", *, error: type[Exception] = ValueError
 ) -> float:
     """The truncation psi: a number in [0, 2] (1 = no truncation; 0 = the average w)."""
-    return check_real(name, value, 0.0, 2.0, error=error)
+    return check_real(name, value, *PSI_RANGE, error=error)
