@@ -234,7 +234,7 @@ def test_rollback_gives_up_after_max_rollbacks(tiny_dataset, tmp_path, monkeypat
 @pytest.mark.parametrize(
     "kwargs, words",
     [
-        ({"on_nonfinite": "retry"}, "allowed: ['stop', 'rollback']"),
+        ({"on_nonfinite": "retry"}, "allowed: one of ['stop', 'rollback']"),
         ({"rollback_lr_factor": 1.5}, "rollback_lr_factor=1.5"),
         ({"max_rollbacks": 0}, "max_rollbacks=0"),
     ],

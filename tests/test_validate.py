@@ -110,3 +110,23 @@ def test_truncation_checks_psi_through_the_shared_check():
     ):
         g.truncate(ws, -0.1)
     assert torch.equal(g.truncate(ws, 1.0), ws)
+
+
+def test_a_bad_value_is_an_ssd_error_and_a_value_error():
+    with pytest.raises(SSDError) as err:
+        check_int("n", 0)
+    assert isinstance(err.value, ValueError)
+
+
+def test_the_fault_policy_names_a_bad_option():
+    from ssd_lib.training.health import FaultPolicy
+
+    assert FaultPolicy().action == "stop" and not FaultPolicy().rolls_back
+    assert FaultPolicy("rollback", 0.25, 2).rolls_back
+    for args, match in (
+        (("retry",), r"on_nonfinite='retry' is invalid; allowed: one of \['stop', 'rollback'\]"),
+        (("rollback", 1.0), r"rollback_lr_factor=1\.0 is invalid; allowed: a number in \(0, 1\)"),
+        (("rollback", 0.5, 0), r"max_rollbacks=0 is invalid; allowed: an integer >= 1"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            FaultPolicy(*args)

@@ -60,6 +60,7 @@ import torch
 import torch.nn.functional as F
 
 from ssd_lib.utils.errors import SSDError
+from ssd_lib.utils.validate import check_int, check_real, fail
 
 D_COLLAPSE_STEPS = 100
 D_COLLAPSE_LOSS = 0.01
@@ -77,6 +78,31 @@ COLLAPSED_CHROMA = 0.25
 PARTIAL_DUPLICATE_SHARE = 0.25
 MIN_VERDICT_SAMPLES = 16
 NONFINITE_ACTIONS = ("stop", "rollback")
+
+
+@dataclass(frozen=True)
+class FaultPolicy:
+    """What training does when a NaN or infinity appears in a loss, gradient or weight.
+
+    ``action`` "stop": the run's status becomes "diverged" and the last good checkpoint stays;
+    "rollback": reload that checkpoint and go on with both learning rates times ``lr_factor``,
+    at most ``max_rollbacks`` times over the whole run."""
+
+    action: str = "stop"
+    lr_factor: float = 0.5
+    max_rollbacks: int = 3
+
+    def __post_init__(self) -> None:
+        if self.action not in NONFINITE_ACTIONS:
+            fail("on_nonfinite", self.action, f"one of {list(NONFINITE_ACTIONS)}")
+        check_real("rollback_lr_factor", self.lr_factor, 0.0, 1.0)
+        if not 0.0 < self.lr_factor < 1.0:
+            fail("rollback_lr_factor", self.lr_factor, "a number in (0, 1)")
+        check_int("max_rollbacks", self.max_rollbacks, 1)
+
+    @property
+    def rolls_back(self) -> bool:
+        return self.action == "rollback"
 
 
 class TrainingDiverged(SSDError, RuntimeError):

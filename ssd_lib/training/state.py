@@ -113,8 +113,8 @@ class TrainerState:
 
     def _roll_back(self, err: TrainingDiverged) -> None:
         """Reload the last checkpoint and go on with both learning rates times the factor."""
-        lrs = [g["lr"] * self.rollback_lr_factor for g in self.opt_g.param_groups]
-        lrs += [g["lr"] * self.rollback_lr_factor for g in self.opt_d.param_groups]
+        lrs = [g["lr"] * self.faults.lr_factor for g in self.opt_g.param_groups]
+        lrs += [g["lr"] * self.faults.lr_factor for g in self.opt_d.param_groups]
         earlier, noted = list(self.rollbacks), [w for w in self.warnings if w["kind"] == "rollback"]
         self.load(self.checkpoint_stem)
         # The checkpoint may predate earlier roll-backs to it: keep their records.

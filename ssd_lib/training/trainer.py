@@ -39,7 +39,7 @@ from ssd_lib.training.devices import (
     stop_on_signals,
 )
 from ssd_lib.training.health import (
-    NONFINITE_ACTIONS,
+    FaultPolicy,
     TrainingDiverged,
     g_collapse_warning,
     sample_diversity,
@@ -97,7 +97,7 @@ class Trainer(TrainerState):
         if not isinstance(sync_every, int) or sync_every < 1:
             raise ValueError(f"sync_every={sync_every!r} must be an integer >= 1")
         self.sync_every = sync_every
-        self._set_fault_policy(on_nonfinite, rollback_lr_factor, max_rollbacks)
+        self.faults = FaultPolicy(on_nonfinite, rollback_lr_factor, max_rollbacks)
         self.loss = make_loss(cfg)  # the GAN maths of a step (ssd_lib.training.losses)
         self.channels_last = self.device.type == "cuda" if channels_last is None else channels_last
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
@@ -158,16 +158,6 @@ class Trainer(TrainerState):
             name: torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
             for name in ("G", "D")
         }
-
-    def _set_fault_policy(self, action: str, lr_factor: float, max_rollbacks: int) -> None:
-        if action not in NONFINITE_ACTIONS:
-            raise ValueError(f"on_nonfinite={action!r}; allowed: {list(NONFINITE_ACTIONS)}")
-        if not (isinstance(lr_factor, int | float) and 0 < lr_factor < 1):
-            raise ValueError(f"rollback_lr_factor={lr_factor!r} must be a number in (0, 1)")
-        if not isinstance(max_rollbacks, int) or max_rollbacks < 1:
-            raise ValueError(f"max_rollbacks={max_rollbacks!r} must be an integer >= 1")
-        self.on_nonfinite, self.rollback_lr_factor = action, float(lr_factor)
-        self.max_rollbacks = max_rollbacks
 
     def _set_augmentation(self, cfg: TrainConfig) -> None:
         """``self.augment``: what every image D sees goes through (None: nothing); ``self.ada``
@@ -368,7 +358,7 @@ class Trainer(TrainerState):
         # a second Ctrl-C cannot cut a checkpoint or a roll-back in half.
         with stop_on_signals(flag):
             try:
-                if self.on_nonfinite == "rollback" and self._saved_step is None:
+                if self.faults.rolls_back and self._saved_step is None:
                     self.save()  # a point to roll back to before the first regular checkpoint
                 return self._fit_with_rollbacks(flag)
             except TrainingDiverged as err:
@@ -383,9 +373,9 @@ class Trainer(TrainerState):
             try:
                 return self._fit_once(flag)
             except TrainingDiverged as err:
-                if self.on_nonfinite != "rollback":
+                if not self.faults.rolls_back:
                     raise
-                if len(self.rollbacks) >= self.max_rollbacks:  # counted over the whole run
+                if len(self.rollbacks) >= self.faults.max_rollbacks:  # over the whole run
                     err.args = (f"{err} ({len(self.rollbacks)} roll-backs did not help)",)
                     raise
                 self._roll_back(err)

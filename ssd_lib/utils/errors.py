@@ -13,3 +13,8 @@ from __future__ import annotations
 
 class SSDError(Exception):
     """An error ssd-companion raises on purpose, with a message that says what to do."""
+
+
+class InvalidValueError(SSDError, ValueError):
+    """An argument outside what is allowed (``ssd_lib.utils.validate``'s default error): the
+    message names the argument, the value and what is allowed."""

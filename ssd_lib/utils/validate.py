@@ -1,7 +1,8 @@
 """Input checks shared by every module: integers, real numbers, seeds, the truncation psi.
 
-Each check returns the value converted (``int``/``float``) or raises ``error`` (``ValueError``
-unless the caller asks for its own class) with one message format::
+Each check returns the value converted (``int``/``float``) or raises ``error``
+(``InvalidValueError``, an ``SSDError`` and a ``ValueError``, unless the caller asks for its
+own class) with one message format::
 
     seed=-1 is invalid; allowed: an integer in [0, 2**32 - 1]
 
@@ -17,6 +18,8 @@ import math
 import numbers
 from typing import Any
 
+from ssd_lib.utils.errors import InvalidValueError
+
 MAX_SEED = 2**32 - 1
 # The value ranges images are fed in: "[0, 1]" (the release) or "[-1, 1]" (the usual GAN recipe).
 VALUE_RANGES = ("[0, 1]", "[-1, 1]")
@@ -24,7 +27,9 @@ VALUE_RANGES = ("[0, 1]", "[-1, 1]")
 PSI_RANGE = (0.0, 2.0)
 
 
-def fail(name: str, value: Any, allowed: str, *, error: type[Exception] = ValueError) -> None:
+def fail(
+    name: str, value: Any, allowed: str, *, error: type[Exception] = InvalidValueError
+) -> None:
     """Raise ``error`` in the one message format: ``name=value is invalid; allowed: ...``."""
     raise error(f"{name}={value!r} is invalid; allowed: {allowed}")
 
@@ -42,7 +47,7 @@ def check_int(
     low: int = 1,
     high: int | None = None,
     *,
-    error: type[Exception] = ValueError,
+    error: type[Exception] = InvalidValueError,
 ) -> int:
     """``value`` as an int if it is an integer (Python or NumPy, not bool) in [low, high]."""
     ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
@@ -55,7 +60,7 @@ def check_int(
     return int(value)
 
 
-def check_seed(name: str, value: Any, *, error: type[Exception] = ValueError) -> int:
+def check_seed(name: str, value: Any, *, error: type[Exception] = InvalidValueError) -> int:
     """A seed: an integer in [0, MAX_SEED]."""
     return check_int(name, value, 0, MAX_SEED, error=error)
 
@@ -66,7 +71,7 @@ def check_real(
     low: float = -math.inf,
     high: float = math.inf,
     *,
-    error: type[Exception] = ValueError,
+    error: type[Exception] = InvalidValueError,
 ) -> float:
     """``value`` as a float if it is a finite real number (not bool) in [low, high]."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
@@ -82,7 +87,7 @@ def check_real(
 
 
 def check_psi(
-    value: Any, name: str = "truncation_psi", *, error: type[Exception] = ValueError
+    value: Any, name: str = "truncation_psi", *, error: type[Exception] = InvalidValueError
 ) -> float:
     """The truncation psi: a number in [0, 2] (1 = no truncation; 0 = the average w)."""
     return check_real(name, value, *PSI_RANGE, error=error)
