@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from ssd_lib.utils.errors import SSDError
-from ssd_lib.utils.validate import VALUE_RANGES, check_seed, fail
+from ssd_lib.utils.validate import VALUE_RANGES, check_int, check_real, check_seed, fail
 
 # The string options, as types (for readers and type checkers) and as the tuples the
 # validation checks against, written once.
@@ -45,17 +45,6 @@ SUBSET_MODES = get_args(SubsetMode)
 AUGMENTS = get_args(Augment)
 PRECISIONS = get_args(Precision)
 assert get_args(ValueRange) == VALUE_RANGES
-# Fields holding real numbers; stored as float so that lr_g=1 and lr_g=1.0 hash alike.
-REAL_FIELDS = (
-    "stylegan_width",
-    "data_fraction",
-    "gp_weight",
-    "d_loss_scale",
-    "lr_g",
-    "lr_d",
-    "augment_p",
-    "ada_target",
-)
 # Fields added after the first runs were published. ``to_dict`` leaves them out while they
 # hold their defaults, so the JSON (and the hash that names every run folder) of a config
 # that does not use them is what it was before they existed: published and half-trained runs
@@ -122,12 +111,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.betas, (list, tuple)):
-            _fail("betas", self.betas, "two numbers in [0, 1)")
+            fail(
+                "TrainConfig.betas",
+                self.betas,
+                "two numbers in [0, 1)",
+                error=ConfigError,
+            )
         object.__setattr__(self, "betas", tuple(self.betas))
         _validate(self)
-        # Equal configs must hash alike: store every real-valued field as a float.
-        for name in REAL_FIELDS:
-            object.__setattr__(self, name, float(getattr(self, name)))
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
 
     def to_dict(self) -> dict[str, Any]:
@@ -179,10 +170,6 @@ class TrainConfig:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:10]
 
 
-def _fail(name: str, value: Any, allowed: str) -> None:
-    fail(f"TrainConfig.{name}", value, allowed, error=ConfigError)
-
-
 def _check_known(fields: dict[Any, Any]) -> None:
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted((k for k in fields if k not in known), key=repr)
@@ -196,6 +183,10 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if duplicates:
         raise ConfigError(f"duplicate key(s) {duplicates}")
     return dict(pairs)
+
+
+def _set(c: TrainConfig, name: str, value: Any) -> None:
+    object.__setattr__(c, name, value)  # a frozen dataclass, still being built
 
 
 def _validate(c: TrainConfig) -> None:
@@ -212,7 +203,7 @@ def _validate(c: TrainConfig) -> None:
     for name, allowed in choices.items():
         v = getattr(c, name)
         if not isinstance(v, str) or v not in allowed:
-            _fail(name, v, f"one of {list(allowed)}")
+            fail(f"TrainConfig.{name}", v, f"one of {list(allowed)}", error=ConfigError)
     positive_ints = (
         "nz",
         "ngf",
@@ -225,40 +216,40 @@ def _validate(c: TrainConfig) -> None:
         "ada_interval",
         "ada_speed_images",
     )
+    # Each number is stored back as the check returns it, an int or a float: equal configs
+    # hash alike (lr_g=1 and lr_g=1.0; a NumPy integer and the same Python int).
     for name in positive_ints:
-        v = getattr(c, name)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            _fail(name, v, "an integer >= 1")
+        _set(c, name, check_int(f"TrainConfig.{name}", getattr(c, name), 1, error=ConfigError))
     for name in ("max_steps", "checkpoint_every"):
-        v = getattr(c, name)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            _fail(name, v, "an integer >= 0")
-    check_seed("TrainConfig.seed", c.seed, error=ConfigError)
+        _set(c, name, check_int(f"TrainConfig.{name}", getattr(c, name), 0, error=ConfigError))
+    _set(c, "seed", check_seed("TrainConfig.seed", c.seed, error=ConfigError))
     for name in ("lr_g", "lr_d", "gp_weight", "d_loss_scale", "stylegan_width"):
-        v = getattr(c, name)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 1e3:
-            _fail(name, v, "a number in (0, 1000]")
-    frac = c.data_fraction
-    if not isinstance(frac, (int, float)) or isinstance(frac, bool) or not 0 < frac <= 1:
-        _fail("data_fraction", c.data_fraction, "a number in (0, 1]")
+        v = check_real(
+            f"TrainConfig.{name}", getattr(c, name), 0, 1e3, low_open=True, error=ConfigError
+        )
+        _set(c, name, v)
+    frac = check_real(
+        "TrainConfig.data_fraction", c.data_fraction, 0, 1, low_open=True, error=ConfigError
+    )
+    _set(c, "data_fraction", frac)
     if len(c.betas) != 2 or not all(
         isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in c.betas
     ):
-        _fail("betas", c.betas, "two numbers in [0, 1)")
+        fail("TrainConfig.betas", c.betas, "two numbers in [0, 1)", error=ConfigError)
     if not isinstance(c.preset, str) or c.preset not in PRESETS:
-        _fail("preset", c.preset, f"one of {list(PRESETS)}")
+        fail("TrainConfig.preset", c.preset, f"one of {list(PRESETS)}", error=ConfigError)
     if not isinstance(c.profile, str) or c.profile not in PROFILES:
-        _fail("profile", c.profile, f"one of {list(PROFILES)}")
+        fail("TrainConfig.profile", c.profile, f"one of {list(PROFILES)}", error=ConfigError)
     for name in ("tied_mapping", "drop_last"):
         if not isinstance(getattr(c, name), bool):
-            _fail(name, getattr(c, name), "True or False")
+            fail(f"TrainConfig.{name}", getattr(c, name), "True or False", error=ConfigError)
     if not isinstance(c.dataset, str) or not c.dataset:
-        _fail("dataset", c.dataset, "a non-empty dataset name")
+        fail("TrainConfig.dataset", c.dataset, "a non-empty dataset name", error=ConfigError)
     for name, low_open in (("augment_p", False), ("ada_target", True)):
-        v = getattr(c, name)
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-        if not ok or not (0 < v <= 1 if low_open else 0 <= v <= 1):
-            _fail(name, v, "a number in (0, 1]" if low_open else "a number in [0, 1]")
+        v = check_real(
+            f"TrainConfig.{name}", getattr(c, name), 0, 1, low_open=low_open, error=ConfigError
+        )
+        _set(c, name, v)
     from ssd_lib.training.augment import (
         parse_policy,  # here: ssd_lib.training.augment imports torch
     )
@@ -267,44 +258,59 @@ def _validate(c: TrainConfig) -> None:
         if not isinstance(c.augment_policy, str) or not parse_policy(c.augment_policy):
             raise ValueError
     except ValueError:
-        _fail(
-            "augment_policy",
+        fail(
+            "TrainConfig.augment_policy",
             c.augment_policy,
             "a comma-separated list of color, brightness, saturation, contrast, translation, "
             "cutout",
+            error=ConfigError,
         )
     # Combinations that cannot work.
     if (c.generator == "stylegan") != (c.discriminator == "stylegan"):
-        _fail(
-            "discriminator",
+        fail(
+            "TrainConfig.discriminator",
             c.discriminator,
             "'stylegan' exactly when generator='stylegan' (the two are built as a pair)",
+            error=ConfigError,
         )
     if c.loss == "wgan_gp" and c.discriminator != "stylegan":
-        _fail("loss", c.loss, "'bce' for the DCGAN discriminators (they end in a sigmoid)")
+        fail(
+            "TrainConfig.loss",
+            c.loss,
+            "'bce' for the DCGAN discriminators (they end in a sigmoid)",
+            error=ConfigError,
+        )
     if c.loss == "bce" and c.discriminator == "stylegan":
-        _fail(
-            "loss",
+        fail(
+            "TrainConfig.loss",
             c.loss,
             "'wgan_gp' for the StyleGAN discriminator (it returns a score, not a probability)",
+            error=ConfigError,
         )
     if c.loss == "wgan_gp" and c.precision == "fp16":
-        _fail(
-            "precision",
+        fail(
+            "TrainConfig.precision",
             c.precision,
             "'fp32', 'bf16' or 'auto' with loss='wgan_gp' (its gradient penalty is not "
             "written for fp16's loss scaling)",
+            error=ConfigError,
         )
     if c.augment != "none" and c.real_range != "[-1, 1]":
-        _fail(
-            "augment",
+        fail(
+            "TrainConfig.augment",
             c.augment,
             "'none' unless real_range='[-1, 1]' (translation and cutout fill with 0, which is "
             "grey only in [-1, 1]; use the 'corrected' recipe, as the diffaugment and ada "
             "presets do)",
+            error=ConfigError,
         )
     if c.nz != 100 and c.generator != "stylegan":
-        _fail("nz", c.nz, "100 for the paper's generators (their mapping is 100 wide)")
+        fail(
+            "TrainConfig.nz",
+            c.nz,
+            "100 for the paper's generators (their mapping is 100 wide)",
+            error=ConfigError,
+        )
 
 
 # name -> (one-line description, field overrides on top of the TrainConfig defaults)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import pkgutil
 
 import numpy as np
 import pytest
 import torch
+from conftest import project_module_names
 
-import ssd_lib
 from ssd_lib.config import ConfigError, make_config
 from ssd_lib.generation.sampling import sample_z
 from ssd_lib.utils.errors import SSDError
@@ -24,9 +23,7 @@ from ssd_lib.utils.validate import (
 
 
 def _project_modules():
-    for info in pkgutil.walk_packages(ssd_lib.__path__, "ssd_lib."):
-        if not info.name.endswith("__main__"):
-            yield importlib.import_module(info.name)
+    return [importlib.import_module(name) for name in project_module_names()]
 
 
 def test_every_project_exception_derives_from_ssd_error():
@@ -98,6 +95,36 @@ def test_checks_convert_and_name_the_bad_value():
         check_psi(2.5)
     with pytest.raises(ConfigError):  # the caller's own error class
         check_int("TrainConfig.epochs", 0, error=ConfigError)
+
+
+def test_optional_values_and_open_intervals():
+    assert check_seed("mix_seed", None, optional=True) is None
+    assert check_int("k", 3, optional=True) == 3
+    with pytest.raises(
+        ValueError, match=r"^mix_seed=-3 is invalid; .*2\*\*32 - 1\] or None \(off\)$"
+    ):
+        check_seed("mix_seed", -3, optional=True)
+    with pytest.raises(ValueError, match=r"^seed=None is invalid"):
+        check_seed("seed", None)
+    assert check_real("p", 1, 0, 1, low_open=True) == 1.0
+    assert check_real("p", 0, 0, 1, high_open=True) == 0.0
+    for value, kwargs, allowed in (
+        (0, {"low_open": True}, r"\(0, 1\]"),
+        (1, {"high_open": True}, r"\[0, 1\)"),
+        (1, {"low_open": True, "high_open": True}, r"\(0, 1\)"),
+        (float("inf"), {}, r"\[0, 1\]"),
+    ):
+        with pytest.raises(
+            ValueError, match=rf"^p={value!r} is invalid; allowed: a number in {allowed}$"
+        ):
+            check_real("p", value, 0, 1, **kwargs)
+
+
+def test_configs_store_numbers_as_python_ints_and_floats():
+    """A NumPy integer or an int where a float is meant gives the same config and hash."""
+    c = make_config("paper", epochs=np.int64(3), lr_g=1, seed=np.uint32(5))
+    assert type(c.epochs) is int and type(c.lr_g) is float and type(c.seed) is int
+    assert c.config_hash() == make_config("paper", epochs=3, lr_g=1.0, seed=5).config_hash()
 
 
 def test_truncation_checks_psi_through_the_shared_check():

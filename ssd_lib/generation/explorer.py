@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path, PurePosixPath
@@ -77,25 +76,6 @@ class ExplorerState:
     t: float = 0.0
 
 
-def _fail(name: str, value: Any, allowed: str) -> None:
-    fail(name, value, allowed, error=InvalidParameterError)
-
-
-def _check_seed(name: str, value: Any, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    try:
-        check_seed(name, value, error=InvalidParameterError)
-    except InvalidParameterError as err:
-        if not optional:
-            raise
-        raise InvalidParameterError(f"{err} or None (off)") from None
-
-
-def _check_real(name: str, value: Any, low: float = -math.inf, high: float = math.inf) -> None:
-    check_real(name, value, low, high, error=InvalidParameterError)
-
-
 @torch.no_grad()
 def _sample_w(generator: nn.Module, n: int, seed: int) -> torch.Tensor:
     """w = mapping(z) for ``n`` codes from ``seed``: (n, D) float32 on the generator's device."""
@@ -124,11 +104,9 @@ def directions_from_pca(
     returns sqrt(eigenvalue / (n - 1)) of this decomposition.
     """
     _require_mapping(generator)
-    if not isinstance(n, int) or n < 2:
-        _fail("n", n, "an int >= 2")
+    n = check_int("n", n, 2, error=InvalidParameterError)
     w = _sample_w(generator, n, seed).double().cpu()
-    if not isinstance(k, int) or not 1 <= k <= min(n, w.shape[1]):
-        _fail("k", k, f"an int in [1, {min(n, w.shape[1])}]")
+    k = check_int("k", k, 1, min(n, w.shape[1]), error=InvalidParameterError)
     x = w - w.mean(0)
     _, vecs = torch.linalg.eigh(x.T @ x)  # (D, D) scatter matrix; eigenvalues ascending
     out = {}
@@ -162,14 +140,19 @@ def sanitize_name(name: str) -> str:
     ``..`` can come out. Raises :class:`InvalidParameterError` when nothing is left.
     """
     if not isinstance(name, str):
-        _fail("name", name, "a str")
+        fail("name", name, "a str", error=InvalidParameterError)
     base = PurePosixPath(name.replace("\\", "/")).name
     stem = SAFE_CHARS.sub("_", base)
     if stem.lower().endswith(".png"):
         stem = stem[:-4]
     stem = stem.strip("._-")[:100].strip("._-")
     if not stem:
-        _fail("name", name, "a file name with at least one character of [A-Za-z0-9]")
+        fail(
+            "name",
+            name,
+            "a file name with at least one character of [A-Za-z0-9]",
+            error=InvalidParameterError,
+        )
     return f"{stem}.png"
 
 
@@ -207,14 +190,24 @@ class Explorer:
         for name, d in directions.items():
             d = torch.as_tensor(d, dtype=torch.float32).cpu()
             if d.shape != (w_dim,) or not torch.isfinite(d).all() or d.norm() == 0:
-                _fail(f"directions[{name!r}]", tuple(d.shape), f"a finite non-zero ({w_dim},)")
+                fail(
+                    f"directions[{name!r}]",
+                    tuple(d.shape),
+                    f"a finite non-zero ({w_dim},)",
+                    error=InvalidParameterError,
+                )
             self.directions[name] = d / d.norm()
         if scales is None:
             scales = direction_scales(generator, self.directions, n=scale_samples)
         if set(scales) != set(self.directions):
-            _fail("scales", sorted(scales), f"a dict with keys {sorted(self.directions)}")
+            fail(
+                "scales",
+                sorted(scales),
+                f"a dict with keys {sorted(self.directions)}",
+                error=InvalidParameterError,
+            )
         for name, value in scales.items():
-            _check_real(f"scales[{name!r}]", value, low=1e-12)
+            check_real(f"scales[{name!r}]", value, 1e-12, error=InvalidParameterError)
         self.scales = {name: float(scales[name]) for name in self.directions}
         self.state = ExplorerState(
             offsets={name: 0.0 for name in self.directions}, crossover=self.num_ws // 2
@@ -239,20 +232,30 @@ class Explorer:
     # ----- state -------------------------------------------------------------------------------
     def validate(self, state: ExplorerState) -> None:
         """Raise :class:`InvalidParameterError` naming the first bad field of ``state``."""
-        _check_seed("seed", state.seed)
+        check_seed("seed", state.seed, error=InvalidParameterError)
         check_psi(state.psi, "psi", error=InvalidParameterError)
-        _check_seed("mix_seed", state.mix_seed, optional=True)
+        check_seed("mix_seed", state.mix_seed, optional=True, error=InvalidParameterError)
         check_int(
             "crossover", state.crossover, 0, self.num_ws, error=InvalidParameterError
         )  # num_ws = no mixing
-        _check_seed("interp_seed", state.interp_seed, optional=True)
-        _check_real("t", state.t, 0.0, 1.0)
+        check_seed("interp_seed", state.interp_seed, optional=True, error=InvalidParameterError)
+        check_real("t", state.t, 0.0, 1.0, error=InvalidParameterError)
         if not isinstance(state.offsets, dict):
-            _fail("offsets", state.offsets, "a dict of direction name -> float")
+            fail(
+                "offsets",
+                state.offsets,
+                "a dict of direction name -> float",
+                error=InvalidParameterError,
+            )
         for name, value in state.offsets.items():
             if name not in self.directions:
-                _fail("offsets", name, f"keyed by known directions {list(self.directions)}")
-            _check_real(f"offsets[{name!r}]", value)
+                fail(
+                    "offsets",
+                    name,
+                    f"keyed by known directions {list(self.directions)}",
+                    error=InvalidParameterError,
+                )
+            check_real(f"offsets[{name!r}]", value, error=InvalidParameterError)
 
     def set(self, **changes: Any) -> torch.Tensor:
         """Change some state fields, validate them all, re-render; returns the new image.
@@ -263,10 +266,15 @@ class Explorer:
         allowed = [f.name for f in fields(ExplorerState)]
         unknown = sorted(set(changes) - set(allowed))
         if unknown:
-            _fail("set() keyword", unknown[0], f"one of {allowed}")
+            fail("set() keyword", unknown[0], f"one of {allowed}", error=InvalidParameterError)
         if "offsets" in changes:
             if not isinstance(changes["offsets"], dict):
-                _fail("offsets", changes["offsets"], "a dict of direction name -> float")
+                fail(
+                    "offsets",
+                    changes["offsets"],
+                    "a dict of direction name -> float",
+                    error=InvalidParameterError,
+                )
             changes["offsets"] = {**self.state.offsets, **changes["offsets"]}
         new = replace(self.state, **changes)
         self.validate(new)
@@ -310,7 +318,7 @@ class Explorer:
         """uint8 (len(amounts), 3, 64, 64): the current state with direction ``name`` set to
         each amount in turn (the state itself is left unchanged)."""
         if name not in self.directions:
-            _fail("direction", name, f"one of {list(self.directions)}")
+            fail("direction", name, f"one of {list(self.directions)}", error=InvalidParameterError)
         frames = []
         for a in amounts:
             frames.append(self.render(replace(self.state, offsets={**self.state.offsets, name: a})))

@@ -95,9 +95,7 @@ class FaultPolicy:
     def __post_init__(self) -> None:
         if self.action not in NONFINITE_ACTIONS:
             fail("on_nonfinite", self.action, f"one of {list(NONFINITE_ACTIONS)}")
-        check_real("rollback_lr_factor", self.lr_factor, 0.0, 1.0)
-        if not 0.0 < self.lr_factor < 1.0:
-            fail("rollback_lr_factor", self.lr_factor, "a number in (0, 1)")
+        check_real("rollback_lr_factor", self.lr_factor, 0, 1, low_open=True, high_open=True)
         check_int("max_rollbacks", self.max_rollbacks, 1)
 
     @property

@@ -47,22 +47,33 @@ def check_int(
     low: int = 1,
     high: int | None = None,
     *,
+    optional: bool = False,
     error: type[Exception] = InvalidValueError,
-) -> int:
-    """``value`` as an int if it is an integer (Python or NumPy, not bool) in [low, high]."""
+) -> int | None:
+    """``value`` as an int if it is an integer (Python or NumPy, not bool) in [low, high].
+
+    ``optional``: None is allowed too (it means "off") and comes back as None."""
+    if value is None and optional:
+        return None
     ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if not ok or value < low or (high is not None and value > high):
         if high is None:
             allowed = f"an integer >= {low}"
         else:
             allowed = f"an integer in [{low}, {_describe_top(high)}]"
-        fail(name, value, allowed, error=error)
+        fail(name, value, allowed + (" or None (off)" if optional else ""), error=error)
     return int(value)
 
 
-def check_seed(name: str, value: Any, *, error: type[Exception] = InvalidValueError) -> int:
-    """A seed: an integer in [0, MAX_SEED]."""
-    return check_int(name, value, 0, MAX_SEED, error=error)
+def check_seed(
+    name: str,
+    value: Any,
+    *,
+    optional: bool = False,
+    error: type[Exception] = InvalidValueError,
+) -> int | None:
+    """A seed: an integer in [0, MAX_SEED] (or None where ``optional``)."""
+    return check_int(name, value, 0, MAX_SEED, optional=optional, error=error)
 
 
 def check_real(
@@ -71,17 +82,26 @@ def check_real(
     low: float = -math.inf,
     high: float = math.inf,
     *,
+    low_open: bool = False,
+    high_open: bool = False,
     error: type[Exception] = InvalidValueError,
 ) -> float:
-    """``value`` as a float if it is a finite real number (not bool) in [low, high]."""
+    """``value`` as a float if it is a finite real number (not bool) in [low, high].
+
+    ``low_open``/``high_open`` leave that end out: (low, high], [low, high) or (low, high)."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     # value - value == 0 is False for NaN and the infinities; plain arithmetic (not
     # math.isfinite) so that torch.compile traces a model's own check without a graph break.
-    if not ok or not low <= value <= high or not value - value == 0:
+    if ok:
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        ok = above and below and value - value == 0
+    if not ok:
         if math.isinf(low) and math.isinf(high):
             allowed = "a finite number"
         else:
-            allowed = f"a number in [{low:g}, {high:g}]"
+            left, right = "(" if low_open else "[", ")" if high_open else "]"
+            allowed = f"a number in {left}{low:g}, {high:g}{right}"
         fail(name, value, allowed, error=error)
     return float(value)
 
