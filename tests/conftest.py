@@ -1,11 +1,27 @@
-"""Shared fixtures: tiny datasets and isolated data/run folders."""
+"""Shared fixtures (tiny datasets, isolated data/run folders) and the project's module list."""
 
 from __future__ import annotations
+
+import pkgutil
 
 import pytest
 import torch
 
+import ssd_lib
 from ssd_lib.data.cache import ImageSplit, load_prepared, write_prepared
+
+
+def project_module_names(under: tuple[str, ...] | None = None) -> list[str]:
+    """Every module of ssd_lib (``__main__`` files left out), or only those under ``under``
+    (top-level names such as "training" or "config"). Walking imports the packages, not the
+    modules: a test that must import them in a fresh interpreter can still do so."""
+    names = []
+    for info in pkgutil.walk_packages(ssd_lib.__path__, "ssd_lib."):
+        top = info.name.split(".")[1]
+        if info.name.endswith("__main__") or (under is not None and top not in under):
+            continue
+        names.append(info.name)
+    return names
 
 
 @pytest.fixture(autouse=True)
