@@ -14,11 +14,37 @@ under DistributedDataParallel (the gradient penalty's double backward cannot).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
 
 from ssd_lib.config import TrainConfig
+
+
+class GANLoss(Protocol):
+    """What the trainer asks of a loss; :class:`BCELoss` and :class:`WGANGPLoss` provide it."""
+
+    name: ClassVar[str]
+    threshold: ClassVar[float]  # D's score that separates "real" from "fake"
+    supports_ddp: ClassVar[bool]
+    watches_d_collapse: ClassVar[bool]
+
+    def generator(self, d_fake: torch.Tensor) -> torch.Tensor:
+        """G's loss from D's scores on G's images."""
+        ...
+
+    def discriminator(
+        self,
+        d_real: torch.Tensor,
+        d_fake: torch.Tensor,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        critic: Callable[[torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """D's loss from its scores on both batches; ``critic`` is D as the step runs it
+        (autocast, DDP), for losses that score more points than the two batches."""
+        ...
 
 
 class BCELoss:
@@ -74,9 +100,6 @@ class WGANGPLoss:
         penalty = (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
         loss = d_fake.mean() - d_real.mean() + self.gp_weight * penalty
         return self.d_loss_scale * (loss + 1e-3 * d_real.pow(2).mean())
-
-
-GANLoss = BCELoss | WGANGPLoss
 
 
 def make_loss(cfg: TrainConfig) -> GANLoss:

@@ -44,7 +44,7 @@ from ssd_lib.training.health import (
     g_collapse_warning,
     sample_diversity,
 )
-from ssd_lib.training.losses import make_loss
+from ssd_lib.training.losses import GANLoss, make_loss
 from ssd_lib.training.runs import Run, default_runs_root, run_name
 from ssd_lib.training.sigma_tracker import SpectralTracker
 from ssd_lib.training.state import TrainerState
@@ -98,7 +98,7 @@ class Trainer(TrainerState):
             raise ValueError(f"sync_every={sync_every!r} must be an integer >= 1")
         self.sync_every = sync_every
         self.faults = FaultPolicy(on_nonfinite, rollback_lr_factor, max_rollbacks)
-        self.loss = make_loss(cfg)  # the GAN maths of a step (ssd_lib.training.losses)
+        self.loss: GANLoss = make_loss(cfg)  # the GAN maths of a step (ssd_lib.training.losses)
         self.channels_last = self.device.type == "cuda" if channels_last is None else channels_last
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         torch.manual_seed(cfg.seed)  # initial weights (and StyleGAN's noise afterwards)
