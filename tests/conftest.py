@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pkgutil
 
 import pytest
@@ -22,6 +23,13 @@ def project_module_names(under: tuple[str, ...] | None = None) -> list[str]:
             continue
         names.append(info.name)
     return names
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs two workers) each worker computes on one thread:
+    two single-threaded workers keep both cores busy without oversubscribing them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
