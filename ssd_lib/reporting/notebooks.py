@@ -230,14 +230,50 @@ def merge_parameter_cells(nb: Any) -> Any:
     return nb
 
 
+def _last_state(text: str) -> str:
+    """What a terminal would show of ``text``: on each line, what the last carriage return
+    left (a progress bar's final state)."""
+    lines = []
+    for line in text.split("\n"):
+        pieces = [p for p in line.split("\r") if p]
+        lines.append(pieces[-1] if pieces else "")
+    return "\n".join(lines)
+
+
+def collapse_progress_output(nb: Any) -> Any:
+    """Join each cell's consecutive outputs of one stream and keep only the final state of
+    every progress bar in them: a kernel sends a bar as dozens of ``\r``-separated updates,
+    which papermill stores one by one. Returns ``nb``."""
+    for cell in nb["cells"]:
+        merged: list[Any] = []
+        for out in cell.get("outputs", []):
+            prev = merged[-1] if merged else None
+            if (
+                out.get("output_type") == "stream"
+                and prev is not None
+                and prev.get("output_type") == "stream"
+                and prev["name"] == out["name"]
+            ):
+                prev["text"] = "".join(prev["text"]) + "".join(out["text"])
+            else:
+                merged.append(out)
+        for out in merged:
+            if out.get("output_type") == "stream" and "\r" in "".join(out["text"]):
+                out["text"] = _last_state("".join(out["text"]))
+        if "outputs" in cell:
+            cell["outputs"] = merged
+    return nb
+
+
 def _finish(scratch: Path, out: Path) -> None:
     """Give the executed copy its final name, inside it (papermill's metadata) and on disk,
-    with one parameters cell."""
+    with one parameters cell and progress bars in their final state."""
     import nbformat
 
     from ssd_lib.utils.atomic import atomic_write_text
 
     executed = merge_parameter_cells(nbformat.read(scratch, as_version=4))
+    collapse_progress_output(executed)
     executed.metadata.setdefault("papermill", {})["output_path"] = _rel(out)
     atomic_write_text(out, nbformat.writes(executed))  # as papermill writes it
     scratch.unlink()
