@@ -67,13 +67,16 @@ train: env
 published-check: env
 	$(PY) -m ssd_lib.experiments.published check
 
+# Two pytest-xdist workers, one torch thread each (tests/conftest.py), a test file per worker at
+# a time (a file's module fixtures are built once); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: env $(TEST_BROWSER)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile,)
 
 # The quick loop for contributors: everything but the modules and tests marked slow (training
 # processes, notebooks, toy-net training, Inception end to end). `make test` runs them all.
 test-fast: env
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile,)
 
 lab: env
 	$(VENV)/bin/jupyter lab notebooks $(ALLOW_ROOT)
