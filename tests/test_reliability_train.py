@@ -28,6 +28,7 @@ from ssd_lib.training.health import (
     g_collapse_warning,
     sample_diversity,
 )
+from ssd_lib.training.metric_log import MetricLog
 from ssd_lib.training.trainer import Trainer, train
 
 # `make test-fast` leaves this module out: it kills and resumes real training processes.
@@ -207,7 +208,7 @@ def test_rollback_resumes_from_the_last_checkpoint_with_lower_learning_rates(
         {"diverged_at": 8, "resumed_from": 6, "lr_g": cfg.lr_g * 0.25, "lr_d": cfg.lr_d * 0.25}
     ]
     assert [w["kind"] for w in t.warnings] == ["rollback"]
-    assert all(math.isfinite(r["loss_g"]) for r in t.history)
+    assert all(math.isfinite(r["loss_g"]) for r in t.log.rows)
     # The lowered rates are part of the checkpoint, so a resumed run keeps them.
     again = Trainer(cfg, tiny_dataset.train, tmp_path / "run", "cpu", False)
     again.load(tmp_path / "run" / "checkpoints" / "latest")
@@ -289,16 +290,19 @@ def test_a_logged_nan_survives_a_resume_as_a_value_not_a_gap(tiny_dataset, tmp_p
     # Under fp16 an overflowing step logs an infinite or NaN gradient norm; that is data.
     cfg = make_config("paper", "smoke", dataset="tiny", precision="fp16")
     t = Trainer(cfg, tiny_dataset.train, tmp_path / "run", "cpu", False)
-    t.history = [
-        {"step": 1, "epoch": 0, "loss_g": 0.7, "loss_d": 1.3, "grad_norm_g": math.nan},
-        {"step": 2, "epoch": 0, "loss_g": 0.6, "loss_d": 1.2, "d_train_eval": 0.5},
-    ]
+    t.log = MetricLog(
+        [
+            {"step": 1, "epoch": 0, "loss_g": 0.7, "loss_d": 1.3, "grad_norm_g": math.nan},
+            {"step": 2, "epoch": 0, "loss_g": 0.6, "loss_d": 1.2, "d_train_eval": 0.5},
+        ]
+    )
     t.step = t.batch_in_epoch = 2
     t.save()
     again = Trainer(cfg, tiny_dataset.train, tmp_path / "run", "cpu", False)
     again.load(tmp_path / "run" / "checkpoints" / "latest")
-    assert math.isnan(again.history[0]["grad_norm_g"]) and "grad_norm_g" not in again.history[1]
-    assert "d_train_eval" not in again.history[0] and again.history[1]["d_train_eval"] == 0.5
+    rows = again.log.rows
+    assert math.isnan(rows[0]["grad_norm_g"]) and "grad_norm_g" not in rows[1]
+    assert "d_train_eval" not in rows[0] and rows[1]["d_train_eval"] == 0.5
 
 
 def test_sample_diversity_is_the_per_pixel_spread_on_the_unit_scale():

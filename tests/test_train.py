@@ -289,7 +289,7 @@ def test_discriminator_gap_is_recorded_at_evaluation_points_without_changing_tra
     without = Trainer(plain, tiny_dataset.train, tmp_path / "b", "cpu", False)
     with_val.fit()
     without.fit()
-    rows = [r for r in with_val.history if "d_val_eval" in r]
+    rows = [r for r in with_val.log.rows if "d_val_eval" in r]
     assert [r["step"] for r in rows] == [3, 5, 6, 9, 10]
     grids = sorted(p.name for p in (tmp_path / "a" / "samples").glob("*.png"))
     assert grids == ["epoch_001.png", "epoch_002.png"] + [f"step_00000{i}.png" for i in (3, 6, 9)]

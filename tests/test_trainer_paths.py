@@ -45,8 +45,8 @@ def test_reading_scalars_every_seven_steps_logs_the_same_run_as_every_step(tiny_
     each = Trainer(cfg, tiny_dataset.train, tmp_path / "a", "cpu", False, sync_every=1)
     every7 = Trainer(cfg, tiny_dataset.train, tmp_path / "b", "cpu", False, sync_every=7)
     each.fit(), every7.fit()
-    assert every7.history == each.history
-    values = [v for row in every7.history for v in row.values()]
+    assert every7.log.rows == each.log.rows
+    values = [v for row in every7.log.rows for v in row.values()]
     assert all(type(v) in (int, float) for v in values)  # no tensor left in the log
     assert every7.state_digest() == each.state_digest()
     assert (tmp_path / "a" / "history.csv").read_bytes() == (
@@ -98,7 +98,7 @@ def test_fp16_scales_its_losses_and_resumes_bit_identically(tiny_dataset, tmp_pa
     for net in ("G", "D"):
         scale = meta["grad_scalers"][net]["scale"]
         assert scale == whole.scalers[net].get_scale() and 1 <= scale <= 2.0**16
-    assert all(np.isfinite(r["loss_g"]) and np.isfinite(r["grad_norm_d"]) for r in whole.history)
+    assert all(np.isfinite(r["loss_g"]) and np.isfinite(r["grad_norm_d"]) for r in whole.log.rows)
 
     original = _interrupt_after(monkeypatch, 6)
     cut = Trainer(cfg, tiny_dataset.train, tmp_path / "cut", "cpu", False)

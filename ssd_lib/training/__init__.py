@@ -1,2 +1,2 @@
-"""Training: the loop (trainer), its saved state and checkpoints, run folders, health checks
-during training, devices and precision, augmentation, and importing the release's weights."""
+"""Training: the loop (trainer), its losses and per-step log, saved state and checkpoints, run
+folders, health checks, devices and precision, augmentation, importing the release's weights."""

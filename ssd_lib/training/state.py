@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,8 @@ from ssd_lib.training.health import (
     first_nonfinite,
     first_nonfinite_weight,
 )
-from ssd_lib.utils.atomic import atomic_write_csv, atomic_write_json
+from ssd_lib.training.metric_log import MetricLog
+from ssd_lib.utils.atomic import atomic_write_json
 
 log = logging.getLogger("ssd_lib.training.trainer")  # messages read as the trainer's
 
@@ -56,12 +56,12 @@ class TrainerState:
 
         Under torchrun every rank calls this at the same steps and all of them raise when any
         one finds something (BatchNorm statistics may differ between ranks)."""
-        self._sync_history()
-        if self._finite_at == self.step and self._checked_rows == self._synced_rows:
+        self.log.sync()
+        if self._finite_at == self.step and self.log.checked == self.log.synced:
             return  # checked at this step already (sync point, evaluation point, save)
         # Under fp16 an overflowing gradient is routine: the scaler skips that step.
         keys = ("loss_g", "loss_d") if self.precision == "fp16" else LOGGED_VALUES
-        found = first_nonfinite(self.history[self._checked_rows : self._synced_rows], keys)
+        found = first_nonfinite(self.log.rows[self.log.checked : self.log.synced], keys)
         weight = first_nonfinite_weight(
             {"G": self.G, "D": self.D, "opt_g": self.opt_g, "opt_d": self.opt_d}
         )
@@ -72,7 +72,7 @@ class TrainerState:
                 weight = "(found by another process)"
             bad = anywhere
         if not bad:
-            self._checked_rows, self._finite_at = self._synced_rows, self.step
+            self.log.checked, self._finite_at = self.log.synced, self.step
             return
         parts = []
         if found is not None:
@@ -107,9 +107,9 @@ class TrainerState:
     def _check_collapse(self) -> None:
         """Discriminator collapse in the rows synced since the last check."""
         if self.loss.watches_d_collapse:  # a WGAN critic has no accuracy or loss floor
-            rows = self.history[: self._synced_rows]
-            self._warn(d_collapse_warning(rows, self.warnings, self._collapse_rows))
-        self._collapse_rows = self._synced_rows
+            rows = self.log.rows[: self.log.synced]
+            self._warn(d_collapse_warning(rows, self.warnings, self.log.collapse_checked))
+        self.log.collapse_checked = self.log.synced
 
     def _roll_back(self, err: TrainingDiverged) -> None:
         """Reload the last checkpoint and go on with both learning rates times the factor."""
@@ -164,12 +164,6 @@ class TrainerState:
             if not quiet:
                 raise
 
-    def _history_columns(self) -> list[str]:
-        cols: dict[str, None] = {}
-        for row in self.history:
-            cols.update(dict.fromkeys(row))
-        return list(cols)
-
     def state_tensors(self) -> dict[str, torch.Tensor]:
         t = {f"G.{k}": v for k, v in self.G.state_dict().items()}
         t.update({f"D.{k}": v for k, v in self.D.state_dict().items()})
@@ -184,18 +178,13 @@ class TrainerState:
             t["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         if self.tracker:
             t.update({f"tracker.{k}": v for k, v in self.tracker.v.items()})
-        for col in self._history_columns():
-            t[f"history.{col}"] = torch.tensor(
-                [r.get(col, math.nan) for r in self.history], dtype=torch.float64
-            )
-            # Which rows measured it: a logged NaN (an fp16 overflow) is not a missing value.
-            t[f"history_logged.{col}"] = torch.tensor([col in r for r in self.history])
+        t.update(self.log.to_tensors())
         return t
 
     def state_digest(self) -> str:
         """SHA-256 of everything a checkpoint holds (weights, optimiser state, RNGs, history):
         two runs with equal digests have trained bit-identically."""
-        self._sync_history()
+        self.log.sync()
         h = hashlib.sha256()
         for key, value in sorted(self.state_tensors().items()):
             h.update(key.encode())
@@ -219,7 +208,7 @@ class TrainerState:
             "batch_in_epoch": self.batch_in_epoch,
             "total_steps": self.total_steps,
             "elapsed_s": self.elapsed,
-            "history_columns": self._history_columns(),
+            "history_columns": self.log.columns(),
             "opt_g": optimizer_to_tensors(self.opt_g, "opt_g")[1],
             "opt_d": optimizer_to_tensors(self.opt_d, "opt_d")[1],
             "versions": {"ssd_lib": __version__, "torch": torch.__version__},
@@ -236,12 +225,9 @@ class TrainerState:
         if self.ada is not None:
             meta["ada"] = self.ada.state_dict()
         path = save_checkpoint(self.checkpoint_stem, self.state_tensors(), meta)
-        self._write_history_csv()
+        self.log.write_csv(self.run_dir / "history.csv")
         atomic_write_json(self.run_dir / "warnings.json", self.warnings)
         return path
-
-    def _write_history_csv(self) -> None:
-        atomic_write_csv(self.run_dir / "history.csv", self.history, self._history_columns())
 
     def load(self, stem: str | Path) -> None:
         """Restore everything ``save`` wrote; training then continues bit-identically on CPU."""
@@ -300,23 +286,7 @@ class TrainerState:
             self.tracker.v = split_prefix(tensors, "tracker")
         self.step, self.epoch = meta["step"], meta["epoch"]
         self.batch_in_epoch, self.elapsed = meta["batch_in_epoch"], meta["elapsed_s"]
-        cols = meta["history_columns"]
-        columns = {c: tensors[f"history.{c}"].tolist() for c in cols}
-        logged = {  # checkpoints written before the mask existed: NaN meant "not measured"
-            c: tensors[f"history_logged.{c}"].tolist()
-            if f"history_logged.{c}" in tensors
-            else [not math.isnan(v) for v in columns[c]]
-            for c in cols
-        }
-        self.history = [
-            {
-                c: (int(columns[c][i]) if c in ("step", "epoch") else columns[c][i])
-                for c in cols
-                if logged[c][i]
-            }
-            for i in range(self.step)
-        ]
-        self._synced_rows = self._checked_rows = self._collapse_rows = len(self.history)
+        self.log = MetricLog.from_tensors(tensors, meta["history_columns"], self.step)
         self._saved_step, self._finite_at = self.step, None
         self.warnings = list(meta.get("warnings", []))
         self.rollbacks = list(meta.get("rollbacks", []))

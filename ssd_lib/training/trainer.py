@@ -45,6 +45,7 @@ from ssd_lib.training.health import (
     sample_diversity,
 )
 from ssd_lib.training.losses import GANLoss, make_loss
+from ssd_lib.training.metric_log import MetricLog
 from ssd_lib.training.runs import Run, default_runs_root, run_name
 from ssd_lib.training.sigma_tracker import SpectralTracker
 from ssd_lib.training.state import TrainerState
@@ -52,6 +53,7 @@ from ssd_lib.utils.atomic import atomic_write_json
 from ssd_lib.utils.images import save_grid, uint8_to_float
 from ssd_lib.utils.locks import locked
 from ssd_lib.utils.progress import progress_bar as tqdm
+from ssd_lib.utils.validate import check_int
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +96,7 @@ class Trainer(TrainerState):
         self.val = val  # held-out reals, for D's overfitting gap at each epoch end
         self.device = resolve_device(device)
         self.show_progress = show_progress
-        if not isinstance(sync_every, int) or sync_every < 1:
-            raise ValueError(f"sync_every={sync_every!r} must be an integer >= 1")
-        self.sync_every = sync_every
+        self.sync_every = check_int("sync_every", sync_every, 1)
         self.faults = FaultPolicy(on_nonfinite, rollback_lr_factor, max_rollbacks)
         self.loss: GANLoss = make_loss(cfg)  # the GAN maths of a step (ssd_lib.training.losses)
         self.channels_last = self.device.type == "cuda" if channels_last is None else channels_last
@@ -125,10 +125,7 @@ class Trainer(TrainerState):
         # What generator collapse is measured against (see ssd_lib.training.health).
         self.real_diversity = sample_diversity(data.images[:256]) if len(data) > 1 else 0.0
         self.step = self.epoch = self.batch_in_epoch = 0
-        self.history: list[dict[str, Any]] = []
-        self._synced_rows = 0  # history rows before this one hold plain floats
-        self._checked_rows = 0  # ... and were checked for NaN and infinity
-        self._collapse_rows = 0  # ... and for discriminator collapse
+        self.log = MetricLog()  # one row per step (ssd_lib.training.metric_log)
         self._saved_step: int | None = None  # the step of this run's checkpoint on disk
         self._finite_at: int | None = None  # the step whose weights were last found finite
         self.warnings: list[
@@ -294,20 +291,6 @@ class Trainer(TrainerState):
             stats = dict(zip(keys, (values / self.world).unbind(), strict=True))
         return stats
 
-    def _sync_history(self) -> None:
-        """Turn the tensors logged since the last call into floats with one device read."""
-        pending = [
-            (row, key)
-            for row in self.history[self._synced_rows :]
-            for key, value in row.items()
-            if isinstance(value, torch.Tensor)
-        ]
-        if pending:
-            values = torch.stack([row[key].to(torch.float64) for row, key in pending]).tolist()
-            for (row, key), value in zip(pending, values, strict=True):
-                row[key] = value
-        self._synced_rows = len(self.history)
-
     def _should_stop(self, flag: dict[str, Any]) -> bool:
         """Whether a signal asks to stop after this step.
 
@@ -449,12 +432,12 @@ class Trainer(TrainerState):
         self.batch_in_epoch += 1
         if self.tracker and self.step % self.cfg.spectral_every == 0:
             stats.update(self.tracker.measure())
-        self.history.append({"step": self.step, "epoch": self.epoch, **stats})
+        self.log.append({"step": self.step, "epoch": self.epoch, **stats})
         bar.update(1)
         if self.step % self.sync_every == 0 or self.step == self.total_steps:
             self._check_finite()
             self._check_collapse()
-            row = self.history[-1]
+            row = self.log.last
             rate = bar.format_dict.get("rate")  # steps/s, tqdm's smoothed value
             bar.set_postfix(
                 img_s=f"{rate * self.cfg.batch_size:.0f}" if rate else "?",
@@ -467,7 +450,7 @@ class Trainer(TrainerState):
         """D's train/val gap and a sample grid, logged on the last history row. Neither changes
         any training state, so a resumed run stays bit-identical."""
         self._check_finite()  # no sample grid from a diverged G
-        self.history[-1].update(self.discriminator_gap())
+        self.log.add_to_last(self.discriminator_gap())
         self._sample_point(self.run_dir / "samples" / grid_name)
 
     def _tick(self) -> None:
@@ -524,8 +507,8 @@ class Trainer(TrainerState):
         if self._last_samples is None or len(self._last_samples) < 2:  # not the main process
             return
         value = sample_diversity(self._last_samples)
-        self._warn(g_collapse_warning(self.history, value, self.step, self.real_diversity))
-        self.history[-1]["sample_diversity"] = value
+        self._warn(g_collapse_warning(self.log.rows, value, self.step, self.real_diversity))
+        self.log.add_to_last({"sample_diversity": value})
 
 
 def train(
