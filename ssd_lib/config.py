@@ -165,9 +165,19 @@ class TrainConfig:
         _check_known(changes)
         return dataclasses.replace(self, **changes)
 
-    def config_hash(self) -> str:
-        """Short stable hash of every field; runs are cached under it."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:10]
+    def config_hash(self, salt: str = "") -> str:
+        """Short stable hash of every field (and ``salt``): a run folder is named by the hash
+        of its config salted with its dataset's content hash (ssd_lib.training.runs)."""
+        return hashlib.sha256((self.to_json() + salt).encode()).hexdigest()[:10]
+
+    def profile_overrides(self) -> dict[str, Any]:
+        """The fields the profile sets that hold another value here (``--profile quick
+        --epochs 20`` gives ``{"epochs": 20}``)."""
+        return {
+            k: getattr(self, k)
+            for k, v in PROFILES[self.profile][1].items()
+            if getattr(self, k) != v
+        }
 
 
 def _check_known(fields: dict[Any, Any]) -> None:

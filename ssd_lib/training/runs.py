@@ -1,6 +1,6 @@
 """Run directories: one folder per (config, dataset), found again by the config's hash.
 
-    runs/<preset>-<profile>-<dataset>-<hash>/
+    runs/<preset>-<profile>-<dataset>-<hash>/   (<profile>+epochs=80 if an override contradicts it)
         config.json               the TrainConfig
         status.json               state (running / interrupted / complete), step, epoch
         checkpoints/latest.*      safetensors + JSON (see checkpoint.py)
@@ -15,7 +15,7 @@ exists, and ``train`` reuses a complete one instead of training again.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -38,8 +38,10 @@ def default_runs_root() -> Path:
 
 
 def run_name(cfg: TrainConfig, dataset_hash: str) -> str:
-    key = hashlib.sha256((cfg.to_json() + dataset_hash).encode()).hexdigest()[:10]
-    return f"{cfg.preset}-{cfg.profile}-{cfg.dataset}-{key}"
+    """``<preset>-<profile>-<dataset>-<hash>``, the profile followed by what contradicts it:
+    ``paper-quick+epochs=20-embedded-<hash>`` for ``--profile quick --epochs 20``."""
+    budget = cfg.profile + "".join(f"+{k}={v:g}" for k, v in cfg.profile_overrides().items())
+    return f"{cfg.preset}-{budget}-{cfg.dataset}-{cfg.config_hash(dataset_hash)}"
 
 
 class RunError(SSDError, RuntimeError):
@@ -66,6 +68,8 @@ class Run:
 
     @property
     def status(self) -> dict[str, Any]:
+        """status.json, read at every access on purpose: it changes while the run trains, and
+        a cache keyed on the file's times and size can miss two quick writes of equal size."""
         p = self.path / "status.json"
         return _read_json(p) if p.is_file() else {}
 
@@ -73,8 +77,9 @@ class Run:
     def complete(self) -> bool:
         return self.status.get("state") == "complete"
 
-    @property
+    @functools.cached_property
     def config(self) -> TrainConfig:
+        """config.json, read once: a run folder's config never changes."""
         path = self.path / "config.json"
         try:
             return TrainConfig.from_dict(_read_json(path))
