@@ -54,7 +54,7 @@ from ssd_lib.training.sigma_tracker import SpectralTracker
 from ssd_lib.utils.atomic import atomic_write_csv, atomic_write_json
 from ssd_lib.utils.images import save_grid, uint8_to_float
 from ssd_lib.utils.progress import progress_bar
-from ssd_lib.utils.validate import check_int, check_seed
+from ssd_lib.utils.validate import check_int, check_real, check_seed
 
 log = logging.getLogger(__name__)
 
@@ -345,26 +345,20 @@ def continue_training(
     if steps is not None:
         steps = check_int("steps", steps, 0)
     if seconds is not None:
-        ok = isinstance(seconds, int | float) and not isinstance(seconds, bool)
-        if not ok or not math.isfinite(seconds) or seconds <= 0:
-            raise ValueError(f"seconds={seconds!r} is invalid; allowed: a number > 0 or None")
+        seconds = check_real("seconds", seconds, 0, math.inf, low_open=True)
     seed = check_seed("seed", seed)
     n_samples = check_int("n_samples", n_samples, 1)
-    if isinstance(snapshot, str):
-        from ssd_lib.experiments.published import load_key
+    from ssd_lib.data import dataset_for
+    from ssd_lib.experiments.published import load_key, trained_on_other_images
 
+    if isinstance(snapshot, str):
         snapshot = load_key(snapshot)
     key = _name(snapshot)
     dev = resolve_device(device)
     original = snapshot.config
-    from ssd_lib.data import dataset_for
-
     dataset = dataset_for(original.dataset, dataset, f"training on from {key}")
     split = dataset.train.subset(original.data_fraction, original.subset_mode, seed=original.seed)
-    entry = getattr(snapshot, "entry", {}) or {}
-    differs = split.differs_from(
-        entry.get("train_split_hash", ""), entry.get("train_split_fingerprint")
-    )
+    differs = trained_on_other_images(snapshot, dataset)
     if differs:
         log.warning(
             "%s was trained on another version of the %r images (%s); training on from it "
@@ -386,23 +380,11 @@ def continue_training(
         z = sample_z(n_samples, cfg.nz, sample_seed)
         t = clock()
         before = generate(trainer.G, z, cfg.real_range, device=dev)
-        reserve = clock() - t  # the "after" samples will take about as long
+        # the "after" samples will take about as long as the "before" ones
+        budget = _Budget(steps, seconds, start, reserve=clock() - t, clock=clock)
         setup_s = clock() - start
-        rows, stopped_by = _loop(
-            trainer,
-            split,
-            cfg,
-            seed,
-            steps,
-            seconds,
-            start,
-            reserve,
-            start_step,
-            key,
-            keep_sn,
-            show_progress,
-            clock,
-        )
+        label = f"{key} {'with' if keep_sn else 'without'} SN"
+        rows, stopped_by = _loop(trainer, split, budget, start_step, label, show_progress)
         after = generate(trainer.G, z, cfg.real_range, device=dev)
     result = TrainOnResult(
         snapshot=key,
@@ -461,22 +443,31 @@ def _trainer(
     return trainer
 
 
+@dataclass
+class _Budget:
+    """When ``continue_training`` stops: after ``steps`` steps or, counting from ``start`` on
+    ``clock``, before a step that would not end ``reserve`` seconds before ``seconds``."""
+
+    steps: int | None
+    seconds: float | None
+    start: float
+    reserve: float
+    clock: Callable[[], float]
+
+    def out_of_time(self, now: float, last_step_s: float) -> bool:
+        if self.seconds is None:
+            return False
+        return (now - self.start) + last_step_s + self.reserve > self.seconds
+
+
 def _loop(
-    trainer: Any,
-    split: Any,
-    cfg: TrainConfig,
-    seed: int,
-    steps: int | None,
-    seconds: float | None,
-    start: float,
-    reserve: float,
-    start_step: int,
-    key: str,
-    keep_sn: bool,
-    show_progress: bool,
-    clock: Callable[[], float],
+    trainer: Any, split: Any, budget: _Budget, start_step: int, label: str, show_progress: bool
 ) -> tuple[list[dict[str, float]], str]:
-    order = torch.Generator().manual_seed(seed)
+    """Train ``trainer`` on ``split`` in epochs shuffled by its config's seed until ``budget``
+    ends; returns one row per step and why it stopped ("steps", "time", "diverged",
+    "interrupted")."""
+    cfg, clock = trainer.cfg, budget.clock
+    order = torch.Generator().manual_seed(cfg.seed)
     n, bs = len(split), cfg.batch_size
     per_epoch = n // bs if cfg.drop_last else math.ceil(n / bs)
     if per_epoch < 1:
@@ -486,17 +477,13 @@ def _loop(
     stopped_by = "steps"
     perm, b = torch.randperm(n, generator=order), 0
     bar = progress_bar(
-        total=steps,
-        disable=not show_progress,
-        desc=f"{key} {'with' if keep_sn else 'without'} SN",
-        unit="step",
-        dynamic_ncols=True,
+        total=budget.steps, disable=not show_progress, desc=label, unit="step", dynamic_ncols=True
     )
     with bar:
         try:
-            while steps is None or len(rows) < steps:
+            while budget.steps is None or len(rows) < budget.steps:
                 now = clock()
-                if seconds is not None and (now - start) + last + reserve > seconds:
+                if budget.out_of_time(now, last):
                     stopped_by = "time"
                     break
                 if b == per_epoch:
@@ -511,7 +498,7 @@ def _loop(
                 row.update({k: float(v) for k, v in stats.items()})
                 last = clock() - now
                 row["step_s"] = last
-                row["seconds"] = clock() - start
+                row["seconds"] = clock() - budget.start
                 rows.append(row)
                 bar.update(1)
                 bar.set_postfix(
@@ -519,12 +506,12 @@ def _loop(
                 )
                 if not (math.isfinite(row["loss_g"]) and math.isfinite(row["loss_d"])):
                     stopped_by = "diverged"
-                    log.warning("%s: a loss is not finite at step %d; stopped", key, row["step"])
+                    log.warning("%s: a loss is not finite at step %d; stopped", label, row["step"])
                     break
         except KeyboardInterrupt:
             stopped_by = "interrupted"
             log.warning(
-                "%s: interrupted after %d steps; returning what was trained", key, len(rows)
+                "%s: interrupted after %d steps; returning what was trained", label, len(rows)
             )
     return rows, stopped_by
 
