@@ -188,12 +188,10 @@ def store_run_statistics(
     from ssd_lib.metrics.inception import extract_features, list_images
 
     status = resolve_weights(library, weights)  # fail at once, before generating anything
-    if n is None:
-        if dataset is None:
-            from ssd_lib.data import prepare_dataset
+    if n is None:  # as many samples as the run's training images
+        from ssd_lib.data import dataset_for
 
-            dataset = prepare_dataset(run.config.dataset)
-        n = len(dataset.train)
+        n = len(dataset_for(run.config.dataset, dataset, "store_run_statistics (n=None)").train)
     out_dir = Path(out_dir)
     identity = generated_identity(run, library, status, n, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
