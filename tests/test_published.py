@@ -262,3 +262,31 @@ def test_a_published_run_is_refused_for_other_images_and_says_what_differs():
         check_trained_on(run, ds)
     run.entry["train_split_fingerprint"] = None
     assert "training images' hash 000000000000" in trained_on_other_images(run, ds)
+
+
+def test_add_fingerprints_fills_what_is_missing_preparing_each_dataset_once(
+    published_root, tmp_path, monkeypatch
+):
+    import shutil
+
+    import ssd_lib.data
+    from ssd_lib.utils.atomic import atomic_write_json
+
+    ds = make_tiny_dataset(tmp_path)
+    manifest = pub.read_manifest(published_root)
+    entry = manifest["runs"]["ssd-seed42"]
+    expected = entry.pop("train_split_fingerprint")
+    shutil.copytree(published_root / "ssd-seed42", published_root / "ssd-seed43")
+    manifest["runs"]["ssd-seed43"] = json.loads(json.dumps(entry))  # a second entry, same data
+    atomic_write_json(published_root / pub.MANIFEST, manifest)
+    prepared = []
+    monkeypatch.setattr(ssd_lib.data, "prepare_dataset", lambda name: prepared.append(name) or ds)
+    assert pub.add_fingerprints(published_root) == ["ssd-seed42", "ssd-seed43"]
+    assert prepared == ["tiny"]
+    after = pub.read_manifest(published_root)["runs"]
+    assert after["ssd-seed42"]["train_split_fingerprint"] == expected
+    # on this machine the images are the very ones the run was trained on
+    assert (
+        after["ssd-seed43"]["fingerprint_added"]["content_hash_here"] == entry["train_split_hash"]
+    )
+    assert pub.add_fingerprints(published_root) == []  # nothing left to fill

@@ -710,11 +710,18 @@ def add_fingerprints(root: str | Path | None = None) -> list[str]:
 
     root = Path(root or default_root())
     filled = []
+    datasets: dict[str, Any] = {}  # each dataset prepared (or loaded) once
+
+    def dataset(name: str) -> Any:
+        if name not in datasets:
+            datasets[name] = prepare_dataset(name)
+        return datasets[name]
+
     with locked(root / MANIFEST):
         manifest = read_manifest(root)
         for key, entry in manifest["runs"].items():
             if entry.get("run") == FACTOR_NET_RUN and not entry.get("dataset_fingerprint"):
-                ds = prepare_dataset(entry["dataset"])
+                ds = dataset(entry["dataset"])
                 entry["dataset_fingerprint"] = ds.fingerprint()
                 entry["fingerprint_added"] = {
                     "date": dt.date.today().isoformat(),
@@ -726,7 +733,7 @@ def add_fingerprints(root: str | Path | None = None) -> list[str]:
             if "train_split_hash" not in entry or entry.get("train_split_fingerprint"):
                 continue
             cfg = PublishedRun(root / key, entry).config
-            split = prepare_dataset(cfg.dataset).train.subset(
+            split = dataset(cfg.dataset).train.subset(
                 cfg.data_fraction, cfg.subset_mode, seed=cfg.seed
             )
             entry["train_split_fingerprint"] = split.fingerprint()
