@@ -16,6 +16,15 @@ def _row(step, **extra):
     return {"step": step, "epoch": 0, "loss_g": torch.tensor(0.5 + step), **extra}
 
 
+def _log_and_write(log, path, *rows):
+    """Append ``rows`` to ``log``, sync and write ``path`` as a save does."""
+    for row in rows:
+        log.append(row)
+    log.sync()
+    log.write_csv(path)
+    return log
+
+
 def _rewritten(log, tmp_path):
     """history.csv as a single full write of the same rows would be."""
     ref = tmp_path / "reference.csv"
@@ -35,11 +44,7 @@ def test_sync_turns_tensors_into_floats_once():
 
 def test_csv_formats_only_new_rows_and_matches_a_full_rewrite(tmp_path, monkeypatch):
     path = tmp_path / "history.csv"
-    log = MetricLog()
-    for step in (1, 2):
-        log.append(_row(step))
-    log.sync()
-    log.write_csv(path)
+    log = _log_and_write(MetricLog(), path, _row(1), _row(2))
     formatted = []
     original = csv.DictWriter.writerows
     monkeypatch.setattr(
@@ -47,10 +52,7 @@ def test_csv_formats_only_new_rows_and_matches_a_full_rewrite(tmp_path, monkeypa
         "writerows",
         lambda self, rows: formatted.extend(rows) or original(self, rows),
     )
-    for step in (3, 4, 5):
-        log.append(_row(step))
-    log.sync()
-    log.write_csv(path)
+    _log_and_write(log, path, _row(3), _row(4), _row(5))
     assert [r["step"] for r in formatted] == [3, 4, 5]
     assert path.read_text() == _rewritten(log, tmp_path)
     assert path.read_text().count("\n") == 6  # header and five rows
@@ -58,13 +60,8 @@ def test_csv_formats_only_new_rows_and_matches_a_full_rewrite(tmp_path, monkeypa
 
 def test_csv_starts_again_when_a_column_appears_or_a_written_row_changes(tmp_path):
     path = tmp_path / "history.csv"
-    log = MetricLog()
-    log.append(_row(1))
-    log.sync()
-    log.write_csv(path)
-    log.append(_row(2, sigma=torch.tensor(3.0)))  # a new column
-    log.sync()
-    log.write_csv(path)
+    log = _log_and_write(MetricLog(), path, _row(1))
+    _log_and_write(log, path, _row(2, sigma=torch.tensor(3.0)))  # a new column
     assert path.read_text() == _rewritten(log, tmp_path)
     assert path.read_text().splitlines()[0] == "step,epoch,loss_g,sigma"
     log.add_to_last({"d_val_eval": 0.25})  # the written last row gains a value
@@ -75,14 +72,9 @@ def test_csv_starts_again_when_a_column_appears_or_a_written_row_changes(tmp_pat
 
 def test_csv_replaces_a_file_someone_else_changed(tmp_path):
     path = tmp_path / "history.csv"
-    log = MetricLog()
-    log.append(_row(1))
-    log.sync()
-    log.write_csv(path)
+    log = _log_and_write(MetricLog(), path, _row(1))
     path.write_text("garbage\n")
-    log.append(_row(2))
-    log.sync()
-    log.write_csv(path)
+    _log_and_write(log, path, _row(2))
     assert path.read_text() == _rewritten(log, tmp_path)
 
 
