@@ -110,7 +110,7 @@ def test_interrupted_run_resumes_bit_identically(preset, tiny_dataset, tmp_path,
     resumed = Trainer(cfg, tiny_dataset.train, run.path, "cpu", False)
     resumed.load(run.checkpoint)
     assert resumed.state_digest() == whole.state_digest()
-    np.testing.assert_array_equal(run.history()["loss_g"], [r["loss_g"] for r in whole.history])
+    np.testing.assert_array_equal(run.history()["loss_g"], [r["loss_g"] for r in whole.log.rows])
 
 
 def test_complete_run_is_reused_not_retrained(tiny_dataset, monkeypatch):
