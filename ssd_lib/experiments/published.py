@@ -380,7 +380,7 @@ def factor_net_stem(
 # --- writing ------------------------------------------------------------------------------
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
     try:
         head = subprocess.run(
             ["git", "-C", str(REPO), "rev-parse", "HEAD"],
@@ -490,7 +490,7 @@ def _commit(
     entry.update(
         files={rel: sha256_file(staging / rel) for rel in files},
         bytes=sum((staging / rel).stat().st_size for rel in files),
-        commit=_git_commit(),
+        commit=git_commit(),
         machine=machine_record(),
         published_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )

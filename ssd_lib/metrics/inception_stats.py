@@ -263,6 +263,73 @@ def store_reference_features(
     return feats, hit
 
 
+def store_published(
+    keys: list[str] | None = None,
+    protocols: tuple[str, ...] = ("matched", "paper"),
+    libraries: tuple[str, ...] = LIBRARIES,
+    dataset: Any = "embedded",
+    weights: str = "packaged",
+    n: int | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    store: Any = None,
+    command: str = "",
+    show_progress: bool = True,
+) -> list[str]:
+    """Compute the FID/KID numbers of published runs (``keys``, default all but the factor
+    net) under each protocol and store them with the runs (``stored.MeasurementStore``,
+    ``published/measurements/inception.json``), one run at a time, each stored as soon as it
+    is measured: an interrupted call loses at most the run it was on. Generated-side features
+    are kept in each run's local work folder (shared by the protocols); real-side features in
+    the dataset's cache. Returns the digests written."""
+    from ssd_lib.data import prepare_dataset
+    from ssd_lib.experiments import published
+    from ssd_lib.metrics.evaluate import INCEPTION, evaluate_run, get_protocol, stored_params
+    from ssd_lib.metrics.stored import MeasurementStore
+
+    ds = prepare_dataset(dataset) if isinstance(dataset, (str, Path)) else dataset
+    store = store or MeasurementStore(INCEPTION)
+    manifest = published.read_manifest()["runs"]
+    keys = keys or [k for k in manifest if not k.startswith(published.FACTOR_NET_RUN)]
+    statuses = {library: resolve_weights(library, weights) for library in libraries}
+    written = []
+    for key in keys:
+        run = published.load_key(key)
+        for protocol in protocols:
+            start = time.perf_counter()
+            results = evaluate_run(
+                run,
+                ds,
+                protocol,
+                libraries,
+                n,
+                seed,
+                device,
+                show_progress=show_progress,
+                weights=weights,
+                stats_dir=work_dir(run) / "inception",
+                stored=False,
+            )
+            seconds = round(time.perf_counter() - start, 1)
+            n_gen = results[0].n_fake
+            for library in libraries:
+                group = [r for r in results if r.details.get("library") == library]
+                params = stored_params(
+                    library, statuses[library], get_protocol(protocol), n_gen, seed
+                )
+                provenance = {
+                    "command": command or f"store_published(keys={[key]!r})",
+                    "commit": published.git_commit(),
+                    "machine": published.machine_record(),
+                    "device": str(device),
+                    "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                    "seconds_all_libraries": seconds,
+                }
+                written.append(store.put(run, params, group, provenance, ds))
+                log.info("%s %s: %s", key, protocol, "; ".join(str(r) for r in group))
+    return written
+
+
 class OfflineFID(NamedTuple):
     value: float
     label: str
@@ -363,13 +430,36 @@ def main(argv: list[str] | None = None) -> int:
     fid = sub.add_parser("clean-fid", help="clean-FID of a run against the embedded train set")
     fid.add_argument("run", type=Path, help="a run folder or a checkpoint (.json) in one")
     fid.add_argument("--stats-dir", type=Path, default=None)
-    for p in (store, fid):
+    pub = sub.add_parser(
+        "store-published",
+        help="compute FID/KID of published runs and store them in "
+        "published/measurements/inception.json",
+    )
+    pub.add_argument("--only", nargs="*", default=None, help="keys such as ssd-seed42")
+    pub.add_argument("--protocols", nargs="*", default=["matched", "paper"])
+    pub.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
+    for p in (store, fid, pub):
         p.add_argument("--weights", choices=("auto", "reference", "packaged"), default="auto")
         p.add_argument("--n", type=int, default=None)
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "store-published":
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        weights = "packaged" if args.weights == "auto" else args.weights
+        for digest in store_published(
+            args.only,
+            tuple(args.protocols),
+            weights=weights,
+            n=args.n,
+            seed=args.seed,
+            device=args.device,
+            command=" ".join([parser.prog, *(sys.argv[1:] if argv is None else argv)]),
+        ):
+            print(digest)
+        return 0
     if args.command == "store":
         run = _as_run(args.run)
         stored = store_run_statistics(
