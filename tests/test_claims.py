@@ -23,6 +23,7 @@ from ssd_lib.analysis.claims import (
     ledger_markdown,
     parameter_rows,
 )
+from ssd_lib.metrics.stored import MeasurementStore, local_folder
 from ssd_lib.training.health import VERDICTS
 
 
@@ -227,6 +228,7 @@ class _StubRun:
         self.config = SimpleNamespace(real_range="[-1, 1]", profile="paper", stylegan_width=1.0)
         self.status = {"step": 10}
         self.loads = 0
+        self.entry, self.key = {}, path.name  # a published run: its rows are remembered
 
     def load_generator(self):
         self.loads += 1
@@ -276,12 +278,13 @@ def test_measure_runs_measures_every_seed_once_and_reads_its_cache(tmp_path):
         ssd["probe R^2 w"].notna().all()
         and frame.loc[frame["run"] == "no_sn", "probe w"].isna().all()
     )
-    # A second call reads every row from <work_dir>/claims/ instead of generating again.
+    # A second call reads every row from the local measurement store instead of generating.
     again = C.measure_runs(runs, reference, _tiny_net(), n=60, seed=0, probe_runs=("ssd",))
     pd.testing.assert_frame_equal(frame, again)
     assert all(r.loads == 1 for s in runs.values() for r in s.values())
-    (cached,) = (tmp_path / "ssd42" / "claims").glob("*.json")
-    assert json.loads(cached.read_text())["key"]["n"] == 60
+    records = MeasurementStore(C.STORE_KIND, local_folder()).records().values()
+    assert sorted(r["run"] for r in records) == ["no_sn42", "no_sn43", "ssd42", "ssd43"]
+    assert {r["params"]["n"] for r in records} == {60}
     # Another n, or no cache, measures again.
     C.measure_runs({"ssd": {42: runs["ssd"][42]}}, reference, _tiny_net(), n=50, seed=0)
     C.measure_runs({"ssd": {42: runs["ssd"][42]}}, reference, None, n=60, seed=0, cache=False)

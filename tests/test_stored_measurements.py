@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import socket
 
 import pytest
@@ -14,7 +15,7 @@ import torch
 import ssd_lib.metrics.weights as weights
 from ssd_lib.config import make_config
 from ssd_lib.data.cache import ImageSplit, load_prepared, write_prepared
-from ssd_lib.metrics import inception
+from ssd_lib.metrics import inception, stored
 from ssd_lib.metrics.evaluate import evaluate_run
 from ssd_lib.metrics.features import MetricResult
 from ssd_lib.metrics.inception_stats import MissingStatsError, store_published
@@ -166,3 +167,41 @@ def test_stored_numbers_replace_inception_in_evaluate_run_and_the_tables(
         )  # fmt: skip
     t = table2({100: run}, ds, "matched", toy=False, store=store, seed=1, **kwargs)
     assert t.frame.iloc[0]["clean-FID (matched)"] == NEEDS_STATS
+
+
+def test_remember_measures_a_published_run_once_and_publishing_moves_it(
+    published_run, tmp_path, monkeypatch
+):
+    run, ds, _ = published_run
+    committed = tmp_path / "published-measurements"
+    monkeypatch.setattr(stored, "default_folder", lambda: committed)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"FD-toy": float(len(calls)), "nan": float("nan"), "pair": (1, 2)}
+
+    params = {"n": 5, "seed": 0}
+    first = stored.remember("toy", run, params, compute, ds)
+    assert first["FD-toy"] == 1.0 and first["pair"] == [1, 2] and math.isnan(first["nan"])
+    assert stored.remember("toy", run, params, compute, ds)["FD-toy"] == 1.0  # read back
+    assert len(calls) == 1 and not committed.exists()  # kept locally, not in published/
+    (record,) = MeasurementStore("toy", stored.local_folder()).records().values()
+    assert record["provenance"]["seconds"] >= 0 and record["provenance"]["machine"]
+    assert stored.remember("toy", run, {**params, "n": 6}, compute, ds)["FD-toy"] == 2.0
+
+    # SSD_RECOMPUTE measures again, whatever is stored.
+    monkeypatch.setenv(stored.RECOMPUTE_ENV, "1")
+    assert stored.remember("toy", run, params, compute, ds)["FD-toy"] == 3.0
+    monkeypatch.delenv(stored.RECOMPUTE_ENV)
+
+    # Publishing copies the local records into the committed file, which is read first.
+    assert stored.main(["publish"]) == 0
+    assert len(MeasurementStore("toy", committed).records()) == 2
+    stored.local_folder().joinpath("toy.json").unlink()
+    assert stored.remember("toy", run, params, compute, ds)["FD-toy"] == 3.0
+    assert len(calls) == 3
+
+    # A local run is measured every time.
+    assert stored.remember("toy", Run(run.path), params, compute, ds)["FD-toy"] == 4.0
+    assert stored.remember("toy", Run(run.path), params, compute, ds)["FD-toy"] == 5.0

@@ -13,6 +13,7 @@ The notebook that fills the ledger (06_claims) writes it to ``figures/claims.md`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -257,29 +258,11 @@ MEASURES = {
 }
 TOY_KEYS = ("FD-toy", "KID-toy", "realness-toy", "combo-coverage-toy")
 CACHE_VERSION = 1
-CACHE_FOLDER = "claims"
+STORE_KIND = "claims"  # published/measurements/claims.json (metrics.stored)
 
 
 def _net_identity(net: Any) -> dict[str, Any] | None:
-    if net is None:
-        return None
-    from ssd_lib.metrics.toy import NET_VERSION
-
-    return {
-        "version": NET_VERSION,
-        "dataset_hash": net.dataset_hash,
-        "seed": net.seed,
-        "recipe": net.train_config,
-    }
-
-
-def _cache_file(run: Any, key: dict[str, Any]) -> Path | None:
-    weights = run.weights_id() if hasattr(run, "weights_id") else None
-    if not weights:
-        return None
-    blob = json.dumps({**key, "weights": weights}, sort_keys=True, default=str)
-    digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
-    return Path(run.work_dir) / CACHE_FOLDER / f"{digest}.json"
+    return None if net is None else net.identity()
 
 
 def late_mean(run: Any, key: str = "d_acc", fraction: float = 0.5) -> float:
@@ -361,13 +344,34 @@ def measure_runs(
     probe_runs: Sequence[str] = PROBE_RUNS,
     cache: bool = True,
     log: Any = None,
+    reference_id: Any = None,
+    dataset: Any = None,
 ) -> pd.DataFrame:
     """``measure_run`` for every run and seed: one row each (columns ``run``, ``seed``, then
-    the measurements). The real side is embedded once. With ``cache``, each run's row is kept
-    in ``<run.work_dir>/claims/`` under a key of everything that changes it (the weights' hash,
-    n, seed, the reference images, the toy net and its recipe), so a second call reads it."""
+    the measurements). The real side is embedded once.
+
+    With ``cache``, a published run's row is measured once (``metrics.stored.remember``): read
+    from ``published/measurements/claims.json`` or the local store when everything that
+    changes it matches (the weights, n, seed, the reference images, the toy net and its
+    recipe). The reference images are keyed by ``reference_id`` when given (how they were
+    drawn, e.g. ``("draw_train", n, seed)``, the same on every CPU, with ``dataset`` checked
+    by its fingerprint), else by their hash."""
     real_embedded = None
-    ref_hash = hashlib.sha256(reference.numpy().tobytes()).hexdigest()[:16]
+    if reference_id is None:
+        reference_id = hashlib.sha256(reference.numpy().tobytes()).hexdigest()[:16]
+
+    def measure(run: Any, probes: bool, label: str) -> dict[str, Any]:
+        nonlocal real_embedded
+        t = time.perf_counter()
+        if net is not None and real_embedded is None:
+            from ssd_lib.metrics.toy import embed_all
+
+            real_embedded = embed_all(net.net, reference)
+        row = measure_run(run, reference, net, n, seed, probes, real_embedded)
+        if log is not None:
+            log(f"{label}: measured in {time.perf_counter() - t:.0f} s")
+        return row
+
     rows = []
     for name, seeds in runs.items():
         for train_seed, run in seeds.items():
@@ -376,31 +380,18 @@ def measure_runs(
                 "cache_version": CACHE_VERSION,
                 "n": n,
                 "seed": seed,
-                "reference": ref_hash,
+                "reference": reference_id,
                 "net": _net_identity(net),
                 "probes": probes,
             }
-            path = _cache_file(run, key) if cache else None
-            row = None
-            if path is not None and path.is_file():
-                try:
-                    row = json.loads(path.read_text())["row"]
-                except (OSError, ValueError, KeyError):
-                    row = None
-            if row is None:
-                t = time.perf_counter()
-                if net is not None and real_embedded is None:
-                    from ssd_lib.metrics.toy import embed_all
 
-                    real_embedded = embed_all(net.net, reference)
-                row = measure_run(run, reference, net, n, seed, probes, real_embedded)
-                if log is not None:
-                    log(f"{run_key(name, train_seed)}: measured in {time.perf_counter() - t:.0f} s")
-                if path is not None:
-                    from ssd_lib.utils.atomic import atomic_write_json
+            compute = functools.partial(measure, run, probes, run_key(name, train_seed))
+            if cache:
+                from ssd_lib.metrics.stored import remember
 
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    atomic_write_json(path, {"key": key, "row": row})
+                row = remember(STORE_KIND, run, key, compute, dataset)
+            else:
+                row = compute()
             rows.append({"run": name, "seed": int(train_seed), **row})
     frame = pd.DataFrame(rows)
     # A cached row comes back with its keys sorted: put the columns in measure_run's order.

@@ -6,6 +6,8 @@ several runs the same way, so that the notebook compares like with like.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import torch
@@ -20,6 +22,7 @@ from ssd_lib.analysis.latent import (
 from ssd_lib.analysis.ppl import path_length, toy_feature_fn
 from ssd_lib.analysis.probes import direction_accuracy, factor_direction, probe_spaces
 from ssd_lib.generation.sampling import sample_z
+from ssd_lib.metrics.stored import remember_frame
 from ssd_lib.metrics.toy import FactorNetResult, embed
 from ssd_lib.reporting.plots import strips_figure
 from ssd_lib.training.runs import Run
@@ -32,11 +35,17 @@ def probe_runs(runs: dict[str, Run], net: FactorNetResult, n: int, seed: int = 0
 
     Labels are the toy factor CNN's predictions on the run's own ``n`` samples: a generator has
     no ground truth, so "the factor" means what a classifier trained on real images sees."""
-    tables = []
-    for title, run in runs.items():
+
+    def probe(title: str, run: Run) -> pd.DataFrame:
         g = run.load_generator()
         z, w, predictions, _ = label_samples(g, run.config.real_range, net, n, seed)
-        tables.append(probe_spaces(title, {"z": z, "w": w}, predictions, seed=seed))
+        return probe_spaces(title, {"z": z, "w": w}, predictions, seed=seed)
+
+    params = {"kind": "probes", "n": n, "seed": seed, "net": net.identity()}
+    tables = [
+        remember_frame("probes", run, {**params, "title": title}, partial(probe, title, run))
+        for title, run in runs.items()
+    ]
     return pd.concat(tables, ignore_index=True)
 
 
@@ -64,9 +73,10 @@ def ppl_runs(
 ) -> pd.DataFrame:
     """PPL-toy in Z and in W (where there is one) for each run, on ``n`` pairs."""
     fn = toy_feature_fn(net)
-    rows = []
-    for title, run in runs.items():
+
+    def measure(title: str, run: Run) -> pd.DataFrame:
         g = run.load_generator()
+        rows = []
         for space in ("z", "w") if has_w_space(g) else ("z",):
             r = path_length(
                 g, run.config.real_range, fn, n, space, seed=seed, show_progress=show_progress
@@ -81,7 +91,14 @@ def ppl_runs(
                     "feature network": r.feature_network,
                 }
             )
-    return pd.DataFrame(rows)
+        return pd.DataFrame(rows)
+
+    params = {"kind": "ppl", "n": n, "seed": seed, "net": net.identity()}
+    tables = [
+        remember_frame("ppl", run, {**params, "title": title}, partial(measure, title, run))
+        for title, run in runs.items()
+    ]
+    return pd.concat(tables, ignore_index=True)
 
 
 def _ear_up(net: FactorNetResult, images: torch.Tensor) -> np.ndarray:

@@ -9,7 +9,8 @@ to commit (a few hundred bytes per number, never features or covariances):
         "run": "ssd-seed42", "weights": "ssd-seed42/generator.safetensors@<sha256[:16]>",
         "params": {...everything else that changes the numbers...},
         "dataset": {"name": "embedded", "hash": ..., "fingerprint": {...}},
-        "results": [MetricResult.to_dict(), ...],
+        "results": [MetricResult.to_dict(), ...]   (FID/KID: evaluate_run)
+        or "values": ...                           (anything JSON-able: ``remember``),
         "provenance": {"command": ..., "machine": ..., "created": ..., "seconds": ...}}}}
 
 A record is found by the digest of (run, weights, params): other generator weights, another
@@ -17,15 +18,30 @@ Inception file, sample count, seed or protocol give another digest, so a stale n
 read. The real images are checked when read: the record keeps the dataset's content hash and
 fingerprint, and a dataset whose images differ (beyond the embedded renderer's rounding on
 another CPU, ``PreparedDataset.differs_from``) does not use it.
+
+Kinds: ``inception`` (FID, clean-FID, clean-KID; ``inception_stats store-published``),
+``toy`` (the tables' toy columns), ``probes`` and ``ppl`` (notebook 03), ``claims`` (the
+ledger's rows, notebook 06). The last four are filled by ``remember``: a notebook run on the
+published runs measures what is not stored and keeps it under the runs folder
+(``runs/published/measurements``); ``python -m ssd_lib.metrics.stored publish`` moves those
+records into ``published/measurements`` to be committed. ``SSD_RECOMPUTE=1`` measures
+everything again.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
+import os
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from ssd_lib.metrics.features import MetricResult
 from ssd_lib.utils.atomic import atomic_write_json
@@ -35,6 +51,7 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 FOLDER = "measurements"
+RECOMPUTE_ENV = "SSD_RECOMPUTE"  # set to 1: measure again, whatever is stored
 
 
 def default_folder() -> Path:
@@ -78,37 +95,41 @@ class MeasurementStore:
             return {}
         return data.get("records", {})
 
-    def get(
+    def get_record(
         self, run: Any, params: dict[str, Any], dataset: Any = None
-    ) -> list[MetricResult] | None:
-        """The stored results of ``run`` (a published run: it has ``key`` and ``weights_id``)
-        for ``params``, or None. ``dataset``: the ``PreparedDataset`` the numbers were
-        measured on; a record made on other images is ignored, with a warning."""
+    ) -> dict[str, Any] | None:
+        """The record of ``run`` (a published run: it has ``key`` and ``weights_id``) for
+        ``params``, or None. ``dataset``: the ``PreparedDataset`` the numbers were measured
+        on; a record made on other images is ignored, with a warning."""
         weights = _weights(run)
         if weights is None:
             return None
         record = self.records().get(record_digest(run.key, weights, _plain(params)))
-        if record is None:
+        if record is None or dataset is None:
+            return record
+        differs = _dataset_differs(dataset, record.get("dataset", {}))
+        if differs:
+            log.warning(
+                "stored %s numbers of %s were measured on other real images (%s); not using them",
+                self.kind,
+                run.key,
+                differs,
+            )
             return None
-        if dataset is not None:
-            differs = _dataset_differs(dataset, record.get("dataset", {}))
-            if differs:
-                log.warning(
-                    "stored %s numbers of %s were measured on other real images (%s); "
-                    "not using them",
-                    self.kind,
-                    run.key,
-                    differs,
-                )
-                return None
+        return record
+
+    def get(
+        self, run: Any, params: dict[str, Any], dataset: Any = None
+    ) -> list[MetricResult] | None:
+        """The stored ``MetricResult``s of ``run`` for ``params`` (``get_record``), or None."""
+        record = self.get_record(run, params, dataset)
+        if record is None or "results" not in record:
+            return None
+        plain = ("name", "value", "n_real", "n_fake")
         return [
             MetricResult(
-                d["name"],
-                d["value"],
-                d["n_real"],
-                d["n_fake"],
-                {k: v for k, v in d.items() if k not in ("name", "value", "n_real", "n_fake")}
-                | {"stored_in": str(self.path)},
+                *(d[k] for k in plain),
+                {k: v for k, v in d.items() if k not in plain} | {"stored_in": str(self.path)},
             )
             for d in record["results"]
         ]
@@ -121,8 +142,21 @@ class MeasurementStore:
         provenance: dict[str, Any],
         dataset: Any = None,
     ) -> str:
-        """Store ``results`` for ``run`` and ``params`` (replacing a record with the same
-        digest), atomically and under the file's lock; returns the digest."""
+        """Store ``MetricResult``s (``put_record``)."""
+        payload = {"results": [r.to_dict() for r in results]}
+        return self.put_record(run, params, payload, provenance, dataset)
+
+    def put_record(
+        self,
+        run: Any,
+        params: dict[str, Any],
+        payload: dict[str, Any],
+        provenance: dict[str, Any],
+        dataset: Any = None,
+    ) -> str:
+        """Store ``payload`` (``{"results": [...]}`` or ``{"values": ...}``) for ``run`` and
+        ``params``, replacing a record with the same digest, atomically and under the file's
+        lock; returns the digest."""
         weights = _weights(run)
         if weights is None:
             raise ValueError(f"{run!r} is not a published run: only those are stored")
@@ -132,7 +166,7 @@ class MeasurementStore:
             "run": run.key,
             "weights": weights,
             "params": params,
-            "results": [_plain(r.to_dict()) for r in results],
+            **_plain(payload),
             "provenance": _plain(provenance),
         }
         if dataset is not None:
@@ -141,15 +175,108 @@ class MeasurementStore:
                 "hash": dataset.content_hash,
                 "fingerprint": _plain(dataset.fingerprint()),
             }
+        self.merge({digest: record})
+        return digest
+
+    def merge(self, records: dict[str, dict[str, Any]]) -> int:
+        """Add ``records`` (digest -> record), replacing those with the same digest; returns
+        how many were new or changed."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with locked(self.path):
-            records = self.records()
-            records[digest] = record
+            mine = self.records()
+            changed = sum(1 for k, v in records.items() if mine.get(k) != v)
+            mine.update(records)
             atomic_write_json(
                 self.path,
-                {"format": FORMAT, "kind": self.kind, "records": dict(sorted(records.items()))},
+                {"format": FORMAT, "kind": self.kind, "records": dict(sorted(mine.items()))},
             )
-        return digest
+        return changed
+
+
+def local_folder() -> Path:
+    """Where measurements of published runs made here are kept until published: the runs
+    folder (``$SSD_RUNS_DIR`` or ``runs/``), never the committed ``published/``."""
+    from ssd_lib.training.runs import default_runs_root
+
+    return default_runs_root() / "published" / FOLDER
+
+
+def remember(
+    kind: str, run: Any, params: dict[str, Any], compute: Callable[[], Any], dataset: Any = None
+) -> Any:
+    """``compute()`` (JSON-able values) for a published ``run``, measured once: from the
+    committed store (``published/measurements/<kind>.json``), else from the local one
+    (``local_folder``), else computed and kept in the local one with its provenance.
+    ``publish_local`` moves local records into the committed files. A local run is computed
+    every time (its checkpoint changes as it trains), and so is everything when the
+    environment sets ``SSD_RECOMPUTE=1`` (the result still replaces the local record). The
+    values come back as JSON gives them (tuples as lists, NaN kept)."""
+    if _weights(run) is None:
+        return compute()
+    committed, local = MeasurementStore(kind), MeasurementStore(kind, local_folder())
+    if os.environ.get(RECOMPUTE_ENV, "") not in ("", "0"):
+        return _compute_and_keep(local, run, params, compute, dataset)
+    for store in (committed, local):
+        record = store.get_record(run, params, dataset)
+        if record is not None and "values" in record:
+            return record["values"]
+    return _compute_and_keep(local, run, params, compute, dataset)
+
+
+def _compute_and_keep(
+    local: MeasurementStore,
+    run: Any,
+    params: dict[str, Any],
+    compute: Callable[[], Any],
+    dataset: Any,
+) -> Any:
+    start = time.perf_counter()
+    values = _plain(compute())
+    provenance = {
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - start, 1),
+        "machine": _machine(),
+        "argv": sys.argv,
+    }
+    local.put_record(run, params, {"values": values}, provenance, dataset)
+    return values
+
+
+def remember_frame(
+    kind: str,
+    run: Any,
+    params: dict[str, Any],
+    compute: Callable[[], pd.DataFrame],
+    dataset: Any = None,
+) -> pd.DataFrame:
+    """``remember`` for a table: its rows and its column order survive the round trip."""
+
+    def as_json() -> dict[str, Any]:
+        frame = compute()
+        return {"columns": list(frame.columns), "rows": frame.to_dict("records")}
+
+    values = remember(kind, run, params, as_json, dataset)
+    return pd.DataFrame(values["rows"], columns=values["columns"])
+
+
+def publish_local(kinds: list[str] | None = None) -> dict[str, int]:
+    """Merge the local records (``local_folder``) into the committed files; returns the
+    number of new or changed records per kind. Run it after regenerating the figures from
+    retrained published runs, and commit ``published/measurements``."""
+    out = {}
+    for path in sorted(local_folder().glob("*.json")):
+        if kinds and path.stem not in kinds:
+            continue
+        out[path.stem] = MeasurementStore(path.stem).merge(
+            MeasurementStore(path.stem, local_folder()).records()
+        )
+    return out
+
+
+def _machine() -> dict[str, Any]:
+    from ssd_lib.experiments.published import machine_record
+
+    return machine_record()
 
 
 _DIFFERS: dict[tuple[str, str], str] = {}
@@ -175,4 +302,39 @@ def _weights(run: Any) -> str | None:
 def _plain(value: Any) -> Any:
     """JSON's view of ``value`` (tuples become lists, paths strings), so that a record
     compares equal to itself after a round trip."""
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
+    return json.loads(json.dumps(value, sort_keys=True, default=_default))
+
+
+def _default(value: Any) -> Any:
+    """NumPy scalars and arrays as numbers and lists; anything else as its text."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m ssd_lib.metrics.stored",
+        description="Measurements of published runs: list them, or publish the local ones.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    pub = sub.add_parser("publish", help="merge runs/published/measurements into published/")
+    pub.add_argument("--kinds", nargs="*", default=None)
+    sub.add_parser("list", help="how many records of each kind, committed and local")
+    args = parser.parse_args(argv)
+    if args.command == "publish":
+        for kind, changed in publish_local(args.kinds).items():
+            print(f"{kind}: {changed} new or changed record(s) -> {MeasurementStore(kind).path}")
+        return 0
+    kinds = sorted({p.stem for f in (default_folder(), local_folder()) for p in f.glob("*.json")})
+    for kind in kinds:
+        committed = len(MeasurementStore(kind).records())
+        local = len(MeasurementStore(kind, local_folder()).records())
+        print(f"{kind:12s} committed {committed:4d}   local {local:4d}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -27,6 +27,7 @@ perfect generator would reach, not 0. The trained net is cached next to the data
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -266,6 +267,22 @@ class FactorNetResult:
     @property
     def feature_network(self) -> str:
         return f"toy factor CNN, seed {self.seed}, dataset hash {self.dataset_hash[:12]}"
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies this net's numbers on every machine: the version, seed and recipe,
+        and the SHA-256 of its weights (the dataset hash is left out: the embedded renderer
+        rounds differently on different CPUs, while the published net's weights are the
+        same file everywhere)."""
+        h = hashlib.sha256()
+        for name, tensor in sorted(self.net.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return {
+            "version": NET_VERSION,
+            "seed": self.seed,
+            "recipe": self.train_config,
+            "weights_sha256": h.hexdigest()[:32],
+        }
 
 
 @torch.no_grad()
