@@ -10,15 +10,13 @@ every file of a run; formatting only the rows logged since the last save).
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ssd_lib.utils.atomic import atomic_write_text
+from ssd_lib.utils.atomic import atomic_write_text, csv_text
 
 # Columns that hold counts; every other column is a float.
 INTEGER_COLUMNS = ("step", "epoch")
@@ -35,6 +33,9 @@ class MetricLog:
         self.collapse_checked = n  # ... and for discriminator collapse
         # history.csv as last written: its columns, number of rows and text
         self._csv: tuple[list[str], int, str] | None = None
+        # every column seen in rows[: self._scanned], in order of first appearance
+        self._columns: dict[str, None] = {}
+        self._scanned = 0
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -50,6 +51,8 @@ class MetricLog:
     def add_to_last(self, values: dict[str, Any]) -> None:
         """Values measured after the step's row was logged (an evaluation point)."""
         self.rows[-1].update(values)
+        if self._scanned == len(self.rows):  # that row was scanned for columns already
+            self._columns.update(dict.fromkeys(values))
         if self._csv is not None and self._csv[1] >= len(self.rows):
             self._csv = None  # that row is in history.csv already: rewrite the file
 
@@ -68,11 +71,12 @@ class MetricLog:
         self.synced = len(self.rows)
 
     def columns(self) -> list[str]:
-        """Every column, in order of first appearance."""
-        cols: dict[str, None] = {}
-        for row in self.rows:
-            cols.update(dict.fromkeys(row))
-        return list(cols)
+        """Every column, in order of first appearance (only rows new since the last call
+        are read: a save asks three times)."""
+        for row in self.rows[self._scanned :]:
+            self._columns.update(dict.fromkeys(row))
+        self._scanned = len(self.rows)
+        return list(self._columns)
 
     # ---- the checkpoint ------------------------------------------------------------------
     def to_tensors(self) -> dict[str, torch.Tensor]:
@@ -118,14 +122,10 @@ class MetricLog:
         written row changed."""
         columns = self.columns()
         rows = self.rows[: self.synced]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
         if self._csv is None or self._csv[0] != columns or self._csv[1] > len(rows):
-            writer.writeheader()
             done, text = 0, ""
         else:
             _, done, text = self._csv
-        writer.writerows(rows[done:])
-        text += buf.getvalue()
+        text += csv_text(rows[done:], columns, header=not text)
         atomic_write_text(path, text)
         self._csv = (columns, len(rows), text)

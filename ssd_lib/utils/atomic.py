@@ -84,16 +84,23 @@ def atomic_write_csv(
 ) -> Path:
     """Write ``rows`` (dicts) as CSV atomically: ``columns`` (default: every key, in order of
     first appearance) as the header, an empty cell where a row lacks a column."""
+    if columns is None:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+    return atomic_write_text(path, csv_text(rows, columns))
+
+
+def csv_text(rows: list[dict[str, Any]], columns: list[str], header: bool = True) -> str:
+    """``rows`` as CSV text under ``columns`` (the header line first unless ``header=False``,
+    to append to text written before), an empty cell where a row lacks a column."""
     import csv
     import io
 
-    if columns is None:
-        columns = list(dict.fromkeys(k for row in rows for k in row))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
+    if header:
+        writer.writeheader()
     writer.writerows(rows)
-    return atomic_write_text(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def read_json(path: str | os.PathLike, error: type[Exception], advice: str) -> Any:
