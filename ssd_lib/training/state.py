@@ -4,7 +4,7 @@
 what a run leaves behind (``save``/``load``, ``status.json``, ``history.csv``,
 ``warnings.json``) and watches the logged values for NaN, infinity and collapse
 (``ssd_lib.training.health``) before they can reach a checkpoint. It only works as a base
-class of ``Trainer``, whose attributes it uses.
+class of ``Trainer``: the attributes it uses are declared at the top of the class.
 """
 
 from __future__ import annotations
@@ -43,7 +43,47 @@ log = logging.getLogger("ssd_lib.training.trainer")  # messages read as the trai
 
 
 class TrainerState:
-    """Persistence and health checks of ``Trainer`` (see the module docstring)."""
+    """Persistence and health checks of ``Trainer`` (see the module docstring).
+
+    What it reads and writes of the trainer, declared here (``Trainer.__init__`` sets each);
+    ``save`` writes exactly these, ``load`` restores them."""
+
+    # what the run is: its config, images, folder, device and numeric precision
+    cfg: TrainConfig
+    data: Any  # ImageSplit
+    run_dir: Path
+    device: torch.device
+    precision: str
+    world: int  # processes under torchrun (1 alone)
+    main: bool  # this process writes the files
+    # the networks and their optimisers, loss scalers and augmentation
+    G: torch.nn.Module
+    D: torch.nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    scalers: dict[str, torch.amp.GradScaler]
+    loss: Any  # losses.GANLoss
+    ada: Any  # augment.AdaptiveAugment or None
+    augment: Any  # images -> images, or None
+    augment_gen: torch.Generator
+    tracker: Any  # spectral.SpectralTracker or None
+    faults: Any  # faults.FaultPolicy
+    # where training stands
+    step: int
+    epoch: int
+    batch_in_epoch: int
+    steps_per_epoch: int
+    total_steps: int
+    elapsed: float
+    epoch_start_state: torch.Tensor  # the epoch's shuffle generator state
+    noise_gen: torch.Generator
+    log: MetricLog
+    warnings: list[dict[str, Any]]
+    rollbacks: list[dict[str, Any]]
+    _saved_step: int | None
+    _finite_at: int | None
+    data_hash: str  # Trainer: a cached property
+    data_fingerprint: dict[str, Any]  # Trainer: a cached property
 
     # ---- health (ssd_lib.training.health) --------------------------------------------------------
     @property
