@@ -17,6 +17,7 @@ from torch import nn
 
 from ssd_lib.data.embedded import prepare_embedded
 from ssd_lib.metrics import degrade, toy
+from ssd_lib.metrics import generator_ladder as GL
 from ssd_lib.metrics.ladder import (
     EXPECTATIONS,
     RUNG_NAMES,
@@ -335,3 +336,50 @@ def test_a_published_factor_net_is_loaded_instead_of_trained_and_hash_checked(
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
     with pytest.raises(pub.PublishedRunError, match=weights.name):
         load_or_train_factor_net(dogs, root=tmp_path / "empty3", **kw)
+
+
+# ---- the generator ladder: probes and PPL-toy (ssd_lib.metrics.generator_ladder) ----------
+def test_image_bank_generators_choose_images_as_they_say(dogs):
+    z = torch.randn(64, GL.Z_DIM, generator=torch.Generator().manual_seed(0))
+    coded = GL.ImageBankGenerator(dogs, "coded")
+    idx = coded._coded_index(z)
+    col = {name: i for i, name in enumerate(dogs.train.factor_names)}
+    left = dogs.train.factors[idx, col["left_ear_up"]].round()
+    assert torch.equal(left, (z[:, 0] > 0).float())  # the ear is written in z[0]
+    assert torch.equal(coded(z), coded(z + 1e-7))  # piecewise constant
+    hashed = GL.ImageBankGenerator(dogs, "hashed")
+    assert (hashed._hashed_index(z) != hashed._hashed_index(z + 1e-5)).float().mean() > 0.9
+    blend = GL.ImageBankGenerator(dogs, "blend")
+    step = (blend(z + 1e-3) - blend(z)).abs().max()
+    assert 0 < step < 0.05  # moves, and smoothly
+    one = GL.ImageBankGenerator(dogs, "one_image")(z)
+    assert torch.equal(one, one[:1].expand_as(one))
+    for g in (coded(z), blend(z)):
+        assert g.shape == (64, 3, 64, 64) and g.min() >= -1 and g.max() <= 1
+
+
+def test_probes_and_ppl_pass_the_generator_ladder(dogs, net_v2):
+    table = GL.measure(dogs, net_v2, n=1000, ppl_n=60)
+    assert GL.check(table) == []
+    by = table.set_index("generator")
+    assert by.loc["coded", "probe accuracy over chance (z)"] > 0.2
+    assert by.loc["blend", "PPL-toy (z)"] < by.loc["hashed", "PPL-toy (z)"]
+    # The blind spots the docs state: a code-blind or piecewise-constant generator is
+    # "perfectly smooth" to PPL.
+    assert by.loc["one_image", "PPL-toy (z)"] == by.loc["coded", "PPL-toy (z)"] == 0
+
+
+def test_the_generator_ladder_check_reports_a_broken_order():
+    good = pd.DataFrame(
+        {
+            "generator": list(GL.GENERATORS),
+            "probe accuracy over chance (z)": [0.5, 0.0, 0.2, np.nan],
+            "factors probed": [3, 3, 3, 0],
+            "PPL-toy (z)": [0.0, 1e9, 1e3, 0.0],
+        }
+    )
+    assert GL.check(good) == []
+    bad = good.assign(**{"PPL-toy (z)": [0.0, 1e3, 1e9, 0.0]})
+    bad.loc[1, "probe accuracy over chance (z)"] = 0.3
+    broken = GL.check(bad)
+    assert len(broken) == 3 and any(b.startswith("PPL-toy (z): blend") for b in broken)

@@ -27,7 +27,8 @@ the toy net of version 1 it listed twelve (``docs/metrics.md``, "Validity ladder
 version 2 one is left: ``sample-diversity``, the per-pixel spread the trainer logs, which
 counts pixel noise as variety (``structural-diversity`` replaces it in the collapse verdict).
 PPL-toy is not a function of a sample set (it needs a generator's latent paths), so it has no
-rung here: see ``NOT_ON_THE_LADDER``.
+rung here: see ``NOT_ON_THE_LADDER``; it and the linear probes have a ladder of generators
+instead (``ssd_lib.metrics.generator_ladder``).
 
 The ladder runs on any features: ``feature_metrics(extract, tag)`` wraps a function
 images -> features (Inception's pool features, for example) into FD, KID and
