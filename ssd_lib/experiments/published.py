@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST = "MANIFEST.json"
+MEASUREMENTS = "measurements"  # metrics.stored.FOLDER
 FORMAT = 1
 # The profile every published run was trained under, and the width of the StyleGAN baseline
 # on a CPU: the widest whose run costs at most twice an SSD run (measured in
@@ -350,7 +351,8 @@ def check_all(root: str | Path | None = None) -> list[str]:
             verify(root / key, entry)
         except PublishedRunError as err:
             problems.append(str(err))
-    listed = set(manifest["runs"])
+    # measurements/: numbers measured on the runs (ssd_lib.metrics.stored), not a run
+    listed = set(manifest["runs"]) | {MEASUREMENTS}
     for p in sorted(root.iterdir()) if root.is_dir() else []:
         if p.is_dir() and not p.name.startswith(".") and p.name not in listed:
             problems.append(f"{p} is not in {root / MANIFEST}; remove it or publish it again")

@@ -50,7 +50,7 @@ from ssd_lib.utils.locks import locked
 log = logging.getLogger(__name__)
 
 FORMAT = 1
-FOLDER = "measurements"
+FOLDER = "measurements"  # published.MEASUREMENTS: check_all skips it
 RECOMPUTE_ENV = "SSD_RECOMPUTE"  # set to 1: measure again, whatever is stored
 
 
