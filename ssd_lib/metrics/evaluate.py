@@ -267,12 +267,23 @@ def evaluate_run(
         stored[library] = load_stats(lookup, gen_id)
         if library in read_only and stored[library] is None:
             where = f"{lookup / stats_stem(gen_id)}.safetensors"
+            if hasattr(run, "entry"):  # a published run: its numbers are stored with it
+                how = (
+                    f" python -m ssd_lib.metrics.inception_stats store-published --only "
+                    f"{run.key} (both libraries and protocols into "
+                    "published/measurements/inception.json; about 25 min per run at 6-9 "
+                    "images/s on two CPU cores)"
+                )
+            else:
+                how = (
+                    f" ssd_lib.metrics.inception_stats.store_run_statistics(run, '{lookup}', "
+                    f"library='{library}', n={n_gen}, seed={seed}) (about "
+                    f"{math.ceil(n_gen / 6 / 60)} min at 6 images/s)"
+                )
             raise MissingStatsError(
                 _missing_stats(library, statuses[library], "generated", where, run, proto)
-                + f" ssd_lib.metrics.inception_stats.store_run_statistics(run, '{lookup}', "
-                f"library='{library}', n={n_gen}, seed={seed}) (about "
-                f"{math.ceil(n_gen / 4 / 60)} min at 4 images/s), or pass "
-                "packaged='compute' to the table"
+                + how
+                + ", or pass packaged='compute' to the table"
             )
     for library in libraries:
         refs[library] = reference_set(dataset, proto, library, n_gen)
@@ -282,7 +293,7 @@ def evaluate_run(
                 _missing_stats(library, statuses[library], "real", cache.folder / key, run, proto)
                 + f" ssd_lib.metrics.inception_stats.store_reference_features(dataset, "
                 f"'{proto.name}', library='{library}', n={n_gen}) (about "
-                f"{math.ceil(len(refs[library][0]) / 4 / 60)} min at 4 images/s), or pass "
+                f"{math.ceil(len(refs[library][0]) / 6 / 60)} min at 6 images/s), or pass "
                 "packaged='compute' to the table"
             )
     gen_files = None
