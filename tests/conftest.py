@@ -62,6 +62,20 @@ def make_tiny_dataset(tmp_path):
     return load_prepared("tiny", root=tmp_path / "data")
 
 
+def train_smoke_run(root, name: str = "tiny", n: int = 12, seed: int = 0):
+    """A 3-step SSD run (``smoke`` profile) on ``n`` random images prepared as ``name``, with
+    its own data and runs folders under ``root``: (run, dataset)."""
+    from ssd_lib.config import make_config
+    from ssd_lib.training.trainer import train
+
+    g = torch.Generator().manual_seed(seed)
+    imgs = torch.randint(0, 256, (n, 3, 64, 64), dtype=torch.uint8, generator=g)
+    write_prepared(name, {"train": ImageSplit(imgs)}, {"kind": "test"}, root=root / "data")
+    ds = load_prepared(name, root / "data")
+    cfg = make_config("paper", "smoke", dataset=name)
+    return train(cfg, ds, runs_root=root / "runs", device="cpu", show_progress=False), ds
+
+
 @pytest.fixture
 def photo_folder(tmp_path):
     """A factory: ``photo_folder(n)`` writes n random 70x70 PNGs to a fresh folder."""

@@ -12,10 +12,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import train_smoke_run
 
 import ssd_lib.metrics.weights as weights
-from ssd_lib.config import make_config
-from ssd_lib.data.cache import ImageSplit, load_prepared, write_prepared
 from ssd_lib.data.embedded import generate_split
 from ssd_lib.metrics import inception, packaged
 from ssd_lib.metrics.evaluate import evaluate_run
@@ -41,7 +40,6 @@ from ssd_lib.metrics.weights import (
     resolve_weights,
     weights_status,
 )
-from ssd_lib.training.trainer import train
 
 # Trains, loads every published run or starts processes: `make test-fast` leaves it out.
 pytestmark = pytest.mark.slow
@@ -88,17 +86,7 @@ def faces299():
 def trained(tmp_path_factory):
     """A 3-step SSD run on a 12-image dataset (its own data and runs folders)."""
     root = tmp_path_factory.mktemp("pk")
-    g = torch.Generator().manual_seed(0)
-    imgs = torch.randint(0, 256, (12, 3, 64, 64), dtype=torch.uint8, generator=g)
-    write_prepared("pk", {"train": ImageSplit(imgs)}, {"kind": "test"}, root=root / "data")
-    ds = load_prepared("pk", root / "data")
-    run = train(
-        make_config("paper", "smoke", dataset="pk"),
-        ds,
-        runs_root=root / "runs",
-        device="cpu",
-        show_progress=False,
-    )
+    run, ds = train_smoke_run(root, "pk")
     return run, ds, root
 
 

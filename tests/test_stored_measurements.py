@@ -11,9 +11,9 @@ import socket
 
 import pytest
 import torch
+from conftest import train_smoke_run
 
 import ssd_lib.metrics.weights as weights
-from ssd_lib.config import make_config
 from ssd_lib.data.cache import ImageSplit, load_prepared, write_prepared
 from ssd_lib.metrics import inception, stored
 from ssd_lib.metrics.evaluate import evaluate_run
@@ -23,7 +23,6 @@ from ssd_lib.metrics.stored import MeasurementStore
 from ssd_lib.metrics.tables import NEEDS_STATS, table2
 from ssd_lib.metrics.weights import CLEAN_FID, PACKAGED_LABEL
 from ssd_lib.training.runs import Run
-from ssd_lib.training.trainer import train
 
 PARAMS = {"library": "clean-fid", "protocol": "matched", "n": 3, "seed": 0}
 
@@ -49,14 +48,7 @@ def _dataset(root, name="tiny", seed=0):
 def published_run(tmp_path_factory):
     """A 3-step SSD run on a 12-image dataset, as a published run."""
     root = tmp_path_factory.mktemp("stored")
-    ds = _dataset(root / "data")
-    run = train(
-        make_config("paper", "smoke", dataset="tiny"),
-        ds,
-        runs_root=root / "runs",
-        device="cpu",
-        show_progress=False,
-    )
+    run, ds = train_smoke_run(root, "tiny")
     return FakePublished(run.path), ds, root
 
 
