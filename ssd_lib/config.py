@@ -56,6 +56,9 @@ LATER_FIELDS = (
     "ada_target",
     "ada_interval",
     "ada_speed_images",
+    "r1_gamma",
+    "r1_every",
+    "ema_half_life_images",
 )
 
 
@@ -108,6 +111,13 @@ class TrainConfig:
     ada_target: float = 0.6  # "ada": the r_t = E[sign(D(real) - 1/2)] it holds
     ada_interval: int = 4  # "ada": steps between updates of p
     ada_speed_images: int = 500_000  # "ada": real images over which p can go from 0 to 1
+    # Beyond the paper (StyleGAN2; LATER_FIELDS): the R1 penalty (gamma / 2) E||grad D(x)||^2
+    # on real images, every ``r1_every`` steps (lazy, scaled by r1_every), 0: off; and an
+    # exponential moving average of G's weights with this half-life in training images, which
+    # samples and metrics then use, 0: off.
+    r1_gamma: float = 0.0
+    r1_every: int = 1
+    ema_half_life_images: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.betas, (list, tuple)):
@@ -225,12 +235,13 @@ def _validate(c: TrainConfig) -> None:
         "sample_count",
         "ada_interval",
         "ada_speed_images",
+        "r1_every",
     )
     # Each number is stored back as the check returns it, an int or a float: equal configs
     # hash alike (lr_g=1 and lr_g=1.0; a NumPy integer and the same Python int).
     for name in positive_ints:
         _set(c, name, check_int(f"TrainConfig.{name}", getattr(c, name), 1, error=ConfigError))
-    for name in ("max_steps", "checkpoint_every"):
+    for name in ("max_steps", "checkpoint_every", "ema_half_life_images"):
         _set(c, name, check_int(f"TrainConfig.{name}", getattr(c, name), 0, error=ConfigError))
     _set(c, "seed", check_seed("TrainConfig.seed", c.seed, error=ConfigError))
     for name in ("lr_g", "lr_d", "gp_weight", "d_loss_scale", "stylegan_width"):
@@ -242,6 +253,7 @@ def _validate(c: TrainConfig) -> None:
         "TrainConfig.data_fraction", c.data_fraction, 0, 1, low_open=True, error=ConfigError
     )
     _set(c, "data_fraction", frac)
+    _set(c, "r1_gamma", check_real("TrainConfig.r1_gamma", c.r1_gamma, 0, 1e4, error=ConfigError))
     if len(c.betas) != 2 or not all(
         isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in c.betas
     ):
@@ -391,6 +403,21 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
             # The paper's 500k images for p to go 0 -> 1 suit runs of millions of images; 20
             # epochs here see about 95k, so p may cross its range in about 4 epochs.
             "ada_speed_images": 20_000,
+        },
+    ),
+    "r1_ema": (
+        "Beyond the paper: the corrected SSD recipe with StyleGAN2's lazy R1 penalty on real "
+        "images and a moving average of G for sampling.",
+        {
+            "real_range": "[-1, 1]",
+            "step_order": "d_then_g",
+            "d_loss_scale": 1.0,
+            # StyleGAN2-ADA's heuristic gamma = 0.0002 * resolution^2 / batch for 64 px and
+            # batch 64, every 16 steps as there; the average's half-life is about two epochs
+            # of the embedded data (a 20-epoch run sees about 95k images).
+            "r1_gamma": 0.0128,
+            "r1_every": 16,
+            "ema_half_life_images": 10_000,
         },
     ),
 }

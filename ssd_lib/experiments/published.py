@@ -457,8 +457,10 @@ def _write_networks(
     staging: Path, cfg: Any, tensors: dict[str, torch.Tensor], weights: str, with_d: bool
 ) -> dict[str, Any]:
     """Write G (in ``weights``) and, if asked, D (fp16) into ``staging``; return what the
-    stored precision changes in G's samples (``measure_weight_change``)."""
-    g_state = split_prefix(tensors, "G")
+    stored precision changes in G's samples (``measure_weight_change``). A run that kept a
+    moving average of G publishes the average, which is what its samples and metrics use."""
+    ema = any(k.startswith("G_ema.") for k in tensors)
+    g_state = split_prefix(tensors, "G_ema" if ema else "G")
     save_file(pack_state(g_state, weights), str(staging / "generator.safetensors"))
     if with_d:
         d_state = split_prefix(tensors, "D")

@@ -107,3 +107,13 @@ def make_loss(cfg: TrainConfig) -> GANLoss:
     if cfg.loss == "bce":
         return BCELoss(cfg.d_loss_scale)
     return WGANGPLoss(cfg.d_loss_scale, cfg.gp_weight)
+
+
+def r1_penalty(d_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018, used by StyleGAN2): the mean over the batch of the squared
+    norm of D's gradient at the real images, ``E ||d D(x) / d x||^2``. ``real`` must require
+    gradients and ``d_real`` be D's output on it (the tensor the loss sees: probabilities for
+    the DCGAN discriminators, scores for StyleGAN's). The graph is kept, so the penalty trains
+    D; the trainer adds ``gamma / 2`` times it to D's loss."""
+    (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+    return grad.square().flatten(1).sum(1).mean()

@@ -132,12 +132,14 @@ class Run:
         except (CheckpointError, OSError, KeyError):
             return None
 
-    def load_generator(self, device: str | torch.device = "cpu") -> nn.Module:
-        """The generator of the latest checkpoint, in eval mode."""
+    def load_generator(self, device: str | torch.device = "cpu", ema: bool = True) -> nn.Module:
+        """The generator of the latest checkpoint, in eval mode: its moving average when the
+        run kept one (``TrainConfig.ema_half_life_images``) and ``ema``, else G itself."""
         tensors, meta = load_checkpoint(self.checkpoint)
         cfg = TrainConfig.from_dict(meta["config"])
         g = build_generator(cfg)
-        load_state_strict(g, split_prefix(tensors, "G"), f"{self.checkpoint}.safetensors [G]")
+        prefix = "G_ema" if ema and any(k.startswith("G_ema.") for k in tensors) else "G"
+        load_state_strict(g, split_prefix(tensors, prefix), f"{self.checkpoint} [{prefix}]")
         return g.to(device).eval()
 
     def load_discriminator(self, device: str | torch.device = "cpu") -> nn.Module:

@@ -59,6 +59,7 @@ class TrainerState:
     # the networks and their optimisers, loss scalers and augmentation
     G: torch.nn.Module
     D: torch.nn.Module
+    G_ema: torch.nn.Module | None  # the moving average of G (training.ema), when configured
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     scalers: dict[str, torch.amp.GradScaler]
@@ -207,6 +208,8 @@ class TrainerState:
     def state_tensors(self) -> dict[str, torch.Tensor]:
         t = {f"G.{k}": v for k, v in self.G.state_dict().items()}
         t.update({f"D.{k}": v for k, v in self.D.state_dict().items()})
+        if self.G_ema is not None:
+            t.update({f"G_ema.{k}": v for k, v in self.G_ema.state_dict().items()})
         t.update(optimizer_to_tensors(self.opt_g, "opt_g")[0])
         t.update(optimizer_to_tensors(self.opt_d, "opt_d")[0])
         t["rng.epoch_start"] = self.epoch_start_state
@@ -308,6 +311,8 @@ class TrainerState:
             )
         load_state_strict(self.G, split_prefix(tensors, "G"), f"{stem} [G]")
         load_state_strict(self.D, split_prefix(tensors, "D"), f"{stem} [D]")
+        if self.G_ema is not None:
+            load_state_strict(self.G_ema, split_prefix(tensors, "G_ema"), f"{stem} [G_ema]")
         optimizer_from_tensors(self.opt_g, tensors, meta["opt_g"], "opt_g")
         optimizer_from_tensors(self.opt_d, tensors, meta["opt_d"], "opt_d")
         self.epoch_start_state = tensors["rng.epoch_start"]

@@ -39,13 +39,14 @@ from ssd_lib.training.devices import (
     resolve_precision,
     stop_on_signals,
 )
+from ssd_lib.training.ema import ema_beta, make_ema, update_ema
 from ssd_lib.training.health import (
     FaultPolicy,
     TrainingDiverged,
     g_collapse_warning,
     sample_diversity,
 )
-from ssd_lib.training.losses import GANLoss, make_loss
+from ssd_lib.training.losses import GANLoss, make_loss, r1_penalty
 from ssd_lib.training.metric_log import MetricLog
 from ssd_lib.training.runs import Run, default_runs_root, run_name
 from ssd_lib.training.sigma_tracker import SpectralTracker
@@ -105,6 +106,8 @@ class Trainer(TrainerState):
         torch.manual_seed(cfg.seed)  # initial weights (and StyleGAN's noise afterwards)
         self.G = build_generator(cfg).to(self.device, memory_format=self.memory_format).train()
         self.D = build_discriminator(cfg).to(self.device, memory_format=self.memory_format).train()
+        # StyleGAN2's moving average of G (ssd_lib.training.ema), when asked for.
+        self.G_ema = make_ema(self.G) if cfg.ema_half_life_images else None
         self.rank, self.world = rank_and_world()
         self.main = self.rank == 0  # only the main process writes files
         if self.world > 1:
@@ -245,12 +248,22 @@ class Trainer(TrainerState):
         return {"loss_g": loss.detach(), "grad_norm_g": norm}
 
     def _d_step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        r1_now = cfg.r1_gamma > 0 and self.step % cfg.r1_every == 0
+        if r1_now:  # the gradient at the images as loaded, through any augmentation
+            real = real.detach().requires_grad_(True)
+        real_seen = real
         if self.augment is not None:  # reals and fakes alike (and WGAN-GP mixes those)
-            real, fake = self.augment(real), self.augment(fake)
-        d_real, d_fake = self._D(real), self._D(fake)
+            real_seen, fake = self.augment(real), self.augment(fake)
+        d_real, d_fake = self._D(real_seen), self._D(fake)
         if self.ada is not None:
             self.ada.observe(d_real)
-        loss = self.loss.discriminator(d_real, d_fake, real, fake, critic=self._D)
+        loss = self.loss.discriminator(d_real, d_fake, real_seen, fake, critic=self._D)
+        extra = {}
+        if r1_now:  # lazy R1: every r1_every steps, weighted by r1_every (StyleGAN2)
+            r1 = r1_penalty(d_real, real)
+            loss = loss + (cfg.r1_gamma / 2) * cfg.r1_every * r1
+            extra["r1"] = r1.detach()
         norm = self._update(self.opt_d, loss, self.D, "D")
         threshold = self.loss.threshold
         d_real, d_fake = d_real.detach(), d_fake.detach()
@@ -261,6 +274,7 @@ class Trainer(TrainerState):
             "d_real": d_real.mean(),
             "d_fake": d_fake.mean(),
             "d_acc": acc,
+            **extra,
         }
 
     def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -289,6 +303,10 @@ class Trainer(TrainerState):
             fake = self._G(z)
             stats = self._d_step(real, fake.detach())
             stats.update(self._g_step(fake))
+        if self.G_ema is not None:
+            update_ema(
+                self.G_ema, self.G, ema_beta(self.cfg.batch_size, self.cfg.ema_half_life_images)
+            )
         if self.ada is not None:  # every process adapts p from its own share of the batch
             stats["augment_p"] = torch.tensor(self.ada.step(), dtype=torch.float64)
         if self.world > 1:  # log the mean over processes, as one process would see it
