@@ -160,8 +160,15 @@ def reference_set(
 
 def split_identity(dataset: PreparedDataset, split: str, folder: Path, n: int) -> dict:
     """The feature-cache key of the first ``n`` images of ``split`` in ``folder``: the
-    features depend on the files only (not on the protocol that asked for them)."""
-    return {"dataset_hash": dataset.content_hash, "split": split, "folder": str(folder), "n": n}
+    features depend on the files only (not on the protocol that asked for them, nor on where
+    the repository lies: the folder's name, which carries the split's content hash, not its
+    path)."""
+    return {
+        "dataset_hash": dataset.content_hash,
+        "split": split,
+        "folder": Path(folder).name,
+        "n": n,
+    }
 
 
 def _missing_stats(
