@@ -134,6 +134,7 @@ def test_stored_numbers_replace_inception_in_evaluate_run_and_the_tables(
     def no_inception(*args, **kwargs):
         raise AssertionError("Inception ran although the numbers are stored")
 
+    real_extract = inception.extract_features
     monkeypatch.setattr(inception, "extract_features", no_inception)
     read = evaluate_run(run, ds, "matched", weights="auto", store=store, **kwargs)
     assert [r.name for r in read] == [
@@ -143,6 +144,16 @@ def test_stored_numbers_replace_inception_in_evaluate_run_and_the_tables(
     ]
     assert {r.name: r.value for r in read[1:]} == computed
     assert all(r.details["stored_in"] == str(store.path) for r in read)
+
+    # Only clean-fid stored: pytorch-fid is computed, clean-fid read, in the libraries' order.
+    monkeypatch.setattr(inception, "extract_features", real_extract)
+    half = MeasurementStore("inception", tmp_path / "half")
+    half.merge({digest_clean: json.loads(store.path.read_text())["records"][digest_clean]})
+    mixed = evaluate_run(run, ds, "matched", weights="packaged", store=half, **kwargs)
+    assert [r.name for r in mixed] == [r.name for r in read]
+    assert "stored_in" not in mixed[0].details and mixed[0].value == pytest.approx(read[0].value)
+    assert all(r.details["stored_in"] == str(half.path) for r in mixed[1:])
+    monkeypatch.setattr(inception, "extract_features", no_inception)
 
     # The table reads them with no statistics anywhere, labelled with the network.
     t = table2({100: run}, ds, "matched", toy=False, store=store, **kwargs)

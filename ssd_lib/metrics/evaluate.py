@@ -235,31 +235,16 @@ def evaluate_run(
         }
         left = tuple(library for library in libraries if found[library] is None)
         if len(left) < len(libraries):
-            computed = iter(
-                evaluate_run(
-                    run,
-                    dataset,
-                    protocol,
-                    left,
-                    n,
-                    seed,
-                    device,
-                    batch_size,
-                    min_samples,
-                    show_progress,
-                    weights,
-                    stats_dir,
-                    packaged_compute,
-                    stored=False,
-                )
-                if left
-                else []
-            )
-            out: list[MetricResult] = []
-            for library in libraries:
-                count = 1 if library == PYTORCH_FID else 2
-                out += found[library] or [next(computed) for _ in range(count)]
-            return out
+            computed = []
+            if left:
+                computed = evaluate_run(
+                    run, dataset, protocol, left, n=n, seed=seed, device=device,
+                    batch_size=batch_size, min_samples=min_samples,
+                    show_progress=show_progress, weights=weights, stats_dir=stats_dir,
+                    packaged_compute=packaged_compute, stored=False,
+                )  # fmt: skip
+            by_library = {lib: [r for r in computed if r.details["library"] == lib] for lib in left}
+            return [r for library in libraries for r in (found[library] or by_library[library])]
     work = work_dir(run)
     lookup = Path(stats_dir) if stats_dir is not None else work / "inception"
     cache = FeatureCache(dataset.path / "stats")
