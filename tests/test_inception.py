@@ -252,6 +252,11 @@ def test_a_prepared_datasets_audit_reads_cached_real_features_and_is_stored_once
         "extract_features",
         lambda files, *a, **k: calls.append(len(files)) or original(files, *a, **k),
     )
+    # The floor (held-out against train) reads the same cached features: no Inception.
+    from ssd_lib.metrics.inception_stats import real_floor
+
+    floor = real_floor(ds, show_progress=False, min_samples=10)
+    assert calls == [] and (floor.n_real, floor.n_fake) == (20, 100) and floor.value > 0
 
     class Published:  # a published run as metrics.stored sees one
         key, entry, path, work_dir = "audit-seed0", {}, tmp_path / "run", tmp_path / "work"
