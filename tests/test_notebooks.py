@@ -1,11 +1,12 @@
-"""Every numbered notebook runs under the smoke profile, publishes what it says, and keeps
-the outputs nbval checks (cells marked NBVAL_CHECK_OUTPUT)."""
+"""Every numbered notebook runs under the smoke profile on runs it trains itself and publishes
+what it says. That the committed outputs come back (nbval, cells marked NBVAL_CHECK_OUTPUT) is
+checked once per notebook, from the published runs, in tests/test_notebooks_published.py: a
+second nbval execution here would double the cost of this module and check only that a smoke
+run repeats itself."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -42,7 +43,7 @@ def test_the_numbered_notebooks_exist():
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_under_smoke_publishes_and_passes_nbval(
+def test_notebook_runs_under_smoke_on_runs_it_trains_and_publishes(
     name, tmp_path, shared_dirs, monkeypatch
 ):
     monkeypatch.setenv("SSD_DATA_DIR", str(shared_dirs[0]))
@@ -64,23 +65,6 @@ def test_notebook_runs_under_smoke_publishes_and_passes_nbval(
             for key, file in entry["checkpoint_files"].items():
                 run = entry["checkpoints"][key].split("@")[0]
                 assert (shared_dirs[1] / run / "checkpoints" / file).is_file(), file
-    # nbval re-executes the notebook and compares the outputs that must not change.
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--nbval-lax",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            str(executed),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path / "nb",
-    )
-    assert result.returncode == 0, result.stdout[-3000:]
 
 
 def test_a_bad_papermill_parameter_fails_in_the_parameters_cell(tmp_path):
