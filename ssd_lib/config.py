@@ -25,8 +25,9 @@ from ssd_lib.utils.validate import VALUE_RANGES, check_int, check_real, check_se
 
 # The string options, as types (for readers and type checkers) and as the tuples the
 # validation checks against, written once.
-Generator = Literal["ssd", "dcgan", "mapping_dcgan", "stylegan", "ssd_demod"]
-Discriminator = Literal["sn", "plain", "stylegan"]
+Generator = Literal["ssd", "dcgan", "mapping_dcgan", "stylegan", "ssd_demod", "lapgan"]
+# "lapgan": one discriminator per pyramid level (ssd_lib.models.lapgan), with SN.
+Discriminator = Literal["sn", "plain", "stylegan", "lapgan"]
 Loss = Literal["bce", "wgan_gp"]  # ssd_lib.training.losses
 StepOrder = Literal["g_then_d", "d_then_g"]
 SubsetMode = Literal["first", "random"]
@@ -295,6 +296,37 @@ def _validate(c: TrainConfig) -> None:
             "'stylegan' exactly when generator='stylegan' (the two are built as a pair)",
             error=ConfigError,
         )
+    if (c.generator == "lapgan") != (c.discriminator == "lapgan"):
+        fail(
+            "TrainConfig.discriminator",
+            c.discriminator,
+            "'lapgan' exactly when generator='lapgan' (one discriminator per pyramid level)",
+            error=ConfigError,
+        )
+    if c.generator == "lapgan":
+        # The pyramid's levels train as three independent GANs in one loop
+        # (ssd_lib.training.lapgan_step), written for the corrected recipe only.
+        for name, allowed in (
+            ("real_range", "[-1, 1]"),
+            ("step_order", "d_then_g"),
+            ("loss", "bce"),
+            ("augment", "none"),
+        ):
+            if getattr(c, name) != allowed:
+                fail(
+                    f"TrainConfig.{name}",
+                    getattr(c, name),
+                    f"{allowed!r} with generator='lapgan' (its levels train on [-1, 1] "
+                    "pyramids, D step first, BCE, no augmentation; use the lapgan preset)",
+                    error=ConfigError,
+                )
+        if c.r1_gamma:
+            fail(
+                "TrainConfig.r1_gamma",
+                c.r1_gamma,
+                "0 with generator='lapgan' (R1 is not written for its three discriminators)",
+                error=ConfigError,
+            )
     if c.loss == "wgan_gp" and c.discriminator != "stylegan":
         fail(
             "TrainConfig.loss",
@@ -418,6 +450,17 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
             "r1_gamma": 0.0128,
             "r1_every": 16,
             "ema_half_life_images": 10_000,
+        },
+    ),
+    "lapgan": (
+        "Beyond the paper: a 3-level Laplacian pyramid GAN (16 -> 32 -> 64, Denton et al. "
+        "2015), each level its own GAN on the real pyramid, the corrected recipe.",
+        {
+            "generator": "lapgan",
+            "discriminator": "lapgan",
+            "real_range": "[-1, 1]",
+            "step_order": "d_then_g",
+            "d_loss_scale": 1.0,
         },
     ),
 }

@@ -106,3 +106,83 @@ def test_gradients_reach_every_level_generator_through_its_own_loss():
     loss.backward()
     for name, p in g.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+# ---- training: three independent GANs in one loop (ssd_lib.training.lapgan_step) ----------
+
+
+def _lapgan_trainer(tmp_path, name: str, **overrides):
+    from ssd_lib.config import make_config
+    from ssd_lib.data.cache import ImageSplit
+    from ssd_lib.training.trainer import Trainer
+
+    cfg = make_config("lapgan", "smoke", ngf=8, ndf=8, **overrides)
+    images = torch.zeros(8, 3, 64, 64, dtype=torch.uint8)
+    return Trainer(cfg, ImageSplit(images), tmp_path / name, "cpu", False)
+
+
+def _fine_detail(n: int) -> torch.Tensor:
+    """A pattern whose every 2x2 block averages to 0: it changes the finest residual h64 of
+    an image and leaves its I32 and I16 exactly as they were."""
+    sign = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(32, 32)
+    return 0.25 * sign.expand(n, 3, 64, 64)
+
+
+def test_a_lapgan_step_trains_each_level_only_on_its_own_level(tmp_path):
+    # Multiples of 1/128 in [-0.5, 0.5]: room for the +-0.25 detail, and every sum the
+    # pyramid takes is exact in float32.
+    g = torch.Generator().manual_seed(0)
+    real = torch.randint(-64, 65, (8, 3, 64, 64), generator=g).float() / 128
+    detailed = real + _fine_detail(8)
+    assert torch.equal(downsample(detailed), downsample(real))
+    a, b = _lapgan_trainer(tmp_path, "a"), _lapgan_trainer(tmp_path, "b")
+    stats = a.train_step(real)
+    b.train_step(detailed)
+    for key in ("loss_d", "loss_g", "d_acc", "loss_d_16", "loss_g_64", "d_acc_32"):
+        assert torch.isfinite(stats[key]), key
+    for i in range(3):  # the logged means are over the levels
+        assert 0 <= float(stats[f"d_acc_{(16, 32, 64)[i]}"]) <= 1
+    assert torch.isclose(
+        stats["loss_d"], (stats["loss_d_16"] + stats["loss_d_32"] + stats["loss_d_64"]) / 3
+    )
+
+    def same(m1: torch.nn.Module, m2: torch.nn.Module) -> bool:
+        s1, s2 = m1.state_dict(), m2.state_dict()
+        return all(torch.equal(s1[k], s2[k]) for k in s1)
+
+    # Levels 16 and 32 saw identical data: their updated weights are bit-identical.
+    assert same(a.G.coarse, b.G.coarse) and same(a.G.refiners[0], b.G.refiners[0])
+    assert same(a.D.levels[0], b.D.levels[0]) and same(a.D.levels[1], b.D.levels[1])
+    # Level 64 saw other reals, and learnt from them.
+    assert not same(a.D.levels[2], b.D.levels[2])
+    assert not same(a.G.refiners[1], b.G.refiners[1])
+
+
+def test_lapgan_config_rejects_what_its_step_does_not_support(tmp_path, monkeypatch):
+    from ssd_lib.config import ConfigError, make_config
+
+    with pytest.raises(ConfigError, match=r"discriminator.*'lapgan' exactly when"):
+        make_config("lapgan", "smoke", discriminator="sn")
+    with pytest.raises(ConfigError, match=r"step_order.*'d_then_g' with generator='lapgan'"):
+        make_config("lapgan", "smoke", step_order="g_then_d")
+    with pytest.raises(ConfigError, match=r"augment.*'none' with generator='lapgan'"):
+        make_config("lapgan", "smoke", augment="diffaugment")
+    with pytest.raises(ConfigError, match=r"r1_gamma"):
+        make_config("lapgan", "smoke", r1_gamma=1.0)
+    monkeypatch.setattr("ssd_lib.training.trainer.rank_and_world", lambda: (0, 2))
+    with pytest.raises(ConfigError, match="one process only"):
+        _lapgan_trainer(tmp_path, "ddp")
+
+
+def test_the_lapgan_discriminator_scores_an_image_by_its_own_pyramid():
+    from ssd_lib.models.lapgan import LAPGANDiscriminator
+
+    torch.manual_seed(0)
+    d = LAPGANDiscriminator(ndf=8)
+    x = _images(3)
+    for _ in range(20):  # SN's power iteration runs in train mode only: let it converge
+        d(x)
+    d.eval()
+    per_level = [d.score(i, c, t) for i, (c, t) in enumerate(level_pairs(x))]
+    assert all(s.shape == (3,) and ((s > 0) & (s < 1)).all() for s in per_level)
+    torch.testing.assert_close(d(x), torch.stack(per_level).mean(0))

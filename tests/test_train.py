@@ -32,7 +32,7 @@ def test_every_preset_trains_a_few_steps_and_records_history(preset, tiny_datase
     for key in ("loss_g", "loss_d", "d_real", "d_fake", "d_acc", "grad_norm_g", "grad_norm_d"):
         assert np.isfinite(hist[key]).all(), key
     assert ((hist["d_acc"] >= 0) & (hist["d_acc"] <= 1)).all()
-    if cfg.discriminator != "stylegan":
+    if cfg.discriminator not in ("stylegan", "lapgan"):  # SN tracked on the DCGAN-style D
         for i in range(3):
             assert np.isfinite(hist[f"sigma_raw/middle.{i}"]).all()
     g = run.load_generator()
@@ -81,7 +81,9 @@ def test_same_seed_same_weights_different_seed_different(tiny_dataset, tmp_path)
     assert a.state_digest() == b.state_digest() != c.state_digest()
 
 
-@pytest.mark.parametrize("preset", ["paper", "corrected", "stylegan", "ada", "diffaugment"])
+@pytest.mark.parametrize(
+    "preset", ["paper", "corrected", "stylegan", "ada", "diffaugment", "lapgan"]
+)
 def test_interrupted_run_resumes_bit_identically(preset, tiny_dataset, tmp_path, monkeypatch):
     # 40 images, batch 8: 5 steps per epoch; 2 epochs = 10 steps. Interrupt mid-epoch 2.
     # Evaluation points every 3 steps (D's gap, a sample grid) are part of the run.

@@ -9,12 +9,15 @@ from ssd_lib.models.counting import count_parameters, format_millions, summary_t
 from ssd_lib.models.dcgan import DCGANGenerator, MappingDCGANGenerator
 from ssd_lib.models.demod import SSDDemodGenerator
 from ssd_lib.models.discriminator import Discriminator
+from ssd_lib.models.lapgan import LAPGANDiscriminator, LAPGANGenerator
 from ssd_lib.models.ssd import SSDGenerator
 from ssd_lib.models.stylegan import StyleGANDiscriminator, StyleGANGenerator
 
 __all__ = [
     "DCGANGenerator",
     "Discriminator",
+    "LAPGANDiscriminator",
+    "LAPGANGenerator",
     "MappingDCGANGenerator",
     "SSDDemodGenerator",
     "SSDGenerator",
@@ -40,6 +43,8 @@ def build_generator(cfg: TrainConfig) -> nn.Module:
         )
     if cfg.generator == "dcgan":
         return DCGANGenerator(cfg.nz, cfg.ngf)
+    if cfg.generator == "lapgan":
+        return LAPGANGenerator(cfg.nz, cfg.ngf)
     if cfg.generator == "mapping_dcgan":
         return MappingDCGANGenerator(
             cfg.nz, cfg.ngf, tied_mapping=cfg.tied_mapping, mapping_layers=cfg.mapping_layers
@@ -51,4 +56,6 @@ def build_discriminator(cfg: TrainConfig) -> nn.Module:
     """The discriminator named by ``cfg.discriminator``."""
     if cfg.discriminator == "stylegan":
         return StyleGANDiscriminator(width=cfg.stylegan_width)
+    if cfg.discriminator == "lapgan":
+        return LAPGANDiscriminator(cfg.ndf)
     return Discriminator(cfg.ndf, spectral_norm=cfg.discriminator == "sn")

@@ -31,7 +31,10 @@ parallel, and a level never has to follow the drifting output of the level below
 price is a train/test mismatch: at sampling time the finer generators are conditioned on
 *generated* coarse images. Joint training would remove that mismatch but needs gradients
 through the whole chain and three discriminator losses kept in balance; the paper did not do
-it, and neither do we.
+it, and neither do we. The three independent GANs do step together, in one loop over the same
+batches (``ssd_lib.training.lapgan_step``): one Adam over all of G's levels is the same as
+three, since each level's weights get gradients from their own level's loss only and Adam
+works weight by weight.
 
 Parameter counts at the defaults (nz = 100, ngf = ndf = 64): CoarseGenerator 940,800, each
 ResidualGenerator 41,155, LAPGANGenerator 1,023,110 (``parameter_counts``); discriminators
@@ -222,6 +225,19 @@ class LAPGANGenerator(nn.Module):
     def forward(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return self.levels(z, generator)[-1]
 
+    def training_outputs(
+        self, z: torch.Tensor, conditions: list[torch.Tensor], noise: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
+        """What each level's generator makes during training, where a finer level is
+        conditioned on the *real* coarser image (``level_pairs``' conditions):
+        [I16 from z, h32 from (conditions[0], noise[0]), h64 from (conditions[1], noise[1])],
+        each to be judged against the matching real target."""
+        refined = [
+            refiner(c, n.to(c.device, c.dtype))
+            for refiner, c, n in zip(self.refiners, conditions, noise, strict=True)
+        ]
+        return [self.coarse(z), *refined]
+
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per level ("16", "32", "64") and in all ("total")."""
         parts = [self.coarse, *self.refiners]
@@ -241,3 +257,31 @@ def build_lapgan_discriminators(
         [CoarseDiscriminator(ndf, channels, spectral_norm)]
         + [ResidualDiscriminator(r, ndf, channels, spectral_norm) for r in RESOLUTIONS[1:]]
     )
+
+
+class LAPGANDiscriminator(nn.Module):
+    """The three level discriminators as one module (what the trainer and checkpoints hold),
+    each ending in a sigmoid like the paper's discriminator, so the BCE loss applies.
+
+    ``score(level, condition, target)`` is level ``level``'s probability that ``target`` (an
+    I16, or a residual that refines ``condition``) is real, (N,). Called on 64x64 images,
+    the module returns the mean of the three levels' probabilities on each image's own
+    pyramid (``level_pairs``), (N,): what D's train/val gap measures.
+    """
+
+    def __init__(self, ndf: int = 64, channels: int = 3, spectral_norm: bool = True) -> None:
+        super().__init__()
+        self.channels = channels
+        self.levels = build_lapgan_discriminators(ndf, channels, spectral_norm)
+
+    def score(
+        self, level: int, condition: torch.Tensor | None, target: torch.Tensor
+    ) -> torch.Tensor:
+        d = self.levels[level]
+        logit = d(target) if condition is None else d(condition, target)
+        return torch.sigmoid(logit.float())  # in fp32, as the paper's discriminator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_images(x, self.channels, RESOLUTIONS[-1], type(self).__name__)
+        scores = [self.score(i, c, t) for i, (c, t) in enumerate(level_pairs(x))]
+        return torch.stack(scores).mean(0)

@@ -46,6 +46,7 @@ from ssd_lib.training.health import (
     g_collapse_warning,
     sample_diversity,
 )
+from ssd_lib.training.lapgan_step import lapgan_step
 from ssd_lib.training.losses import GANLoss, make_loss, r1_penalty
 from ssd_lib.training.metric_log import MetricLog
 from ssd_lib.training.runs import Run, default_runs_root, run_name
@@ -193,6 +194,11 @@ class Trainer(TrainerState):
         """DistributedDataParallel over ``self.world`` processes (torchrun); see ssd_lib.cli."""
         from torch.nn.parallel import DistributedDataParallel as DDP
 
+        if cfg.generator == "lapgan":
+            raise ConfigError(
+                "generator='lapgan' trains in one process only (its three discriminators are "
+                "called level by level, outside DistributedDataParallel); run it without torchrun"
+            )
         if not self.loss.supports_ddp:
             raise ConfigError(
                 f"loss={cfg.loss!r} cannot train in several processes: its gradient penalty "
@@ -284,7 +290,9 @@ class Trainer(TrainerState):
         real = real.contiguous(memory_format=self.memory_format)
         n = real.shape[0] * self.world  # draw the global batch's codes, keep this rank's
         z = self._shard(torch.randn(n, self.cfg.nz, generator=self.noise_gen)).to(self.device)
-        if self.cfg.step_order == "g_then_d":
+        if self.cfg.generator == "lapgan":  # three GANs, one per pyramid level
+            stats = lapgan_step(self, real, z)
+        elif self.cfg.step_order == "g_then_d":
             stats = self._g_step(self._G(z))
             # The release regenerates the fakes with the updated G, in train mode: G's
             # BatchNorm statistics advance a second time in this step, as in the release (kept
