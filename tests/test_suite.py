@@ -61,6 +61,20 @@ def test_the_same_steps_control_trains_a_quarter_of_the_data_for_the_full_runs_s
     assert suite_config("ssd_25_steps", "embedded", "quick").epochs == 4
 
 
+def test_the_runs_beyond_the_paper_are_each_option_at_three_budgets():
+    from ssd_lib.experiments.suite import BEYOND, BEYOND_OPTIONS
+
+    assert not set(BEYOND) & set(SUITE)  # the paper's suite (notebooks 01-06) is unchanged
+    for preset in BEYOND_OPTIONS:
+        full, quarter, steps = (
+            suite_config(n, "embedded", "paper")
+            for n in (preset, f"{preset}_25", f"{preset}_25_steps")
+        )
+        assert full == make_config(preset, "paper", dataset="embedded")
+        assert quarter == full.replace(data_fraction=0.25)
+        assert steps == quarter.replace(epochs=4 * full.epochs)
+
+
 def test_train_suite_trains_once_then_reuses(tiny_dataset, tmp_path, monkeypatch):
     # 40 train images, smoke batch 8, at most 3 steps: the 25 % subset (10 images) has 2.
     runs = train_suite(tiny_dataset, "smoke", "cpu", ["ssd", "ssd_25"], tmp_path, False)

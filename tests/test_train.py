@@ -360,4 +360,8 @@ def test_ada_logs_p_and_keeps_its_state_in_the_checkpoint(tiny_dataset, tmp_path
     _, meta = load_checkpoint(run.checkpoint)
     assert meta["ada"]["p"] == p[-1] and len(meta["ada"]["log"]) == steps // 2
     assert all(-1 <= r <= 1 for _, _, r in meta["ada"]["log"])
+    # r_t is logged on the steps that update p, and blank on the others.
+    rt = run.history()["augment_rt"]
+    np.testing.assert_array_equal(rt[1::2], [r for _, _, r in meta["ada"]["log"]])
+    assert np.isnan(rt[0::2]).all()
     assert p[-1] > 0, meta["ada"]["log"]

@@ -197,9 +197,9 @@ def flat_runs(runs: Mapping[str, Mapping[int, Any]]) -> dict[str, Any]:
 
 
 def title(name: str) -> str:
-    from ssd_lib.experiments.suite import SUITE
+    from ssd_lib.experiments.suite import ALL_RUNS
 
-    return SUITE[name].title if name in SUITE else name
+    return ALL_RUNS[name].title if name in ALL_RUNS else name
 
 
 def runs_table(runs: Mapping[str, Mapping[int, Any]]) -> pd.DataFrame:

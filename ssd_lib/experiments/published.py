@@ -637,9 +637,9 @@ def publish_factor_net(result: Any, root: str | Path | None = None, command: str
 
 
 def _title(name: str) -> str:
-    from ssd_lib.experiments.suite import SUITE
+    from ssd_lib.experiments.suite import ALL_RUNS
 
-    title = SUITE[name].title
+    title = ALL_RUNS[name].title
     if name == "stylegan":
         title += f" (1/{round(1 / CPU_STYLEGAN_WIDTH)} width)"
     return title

@@ -317,6 +317,9 @@ class Trainer(TrainerState):
             )
         if self.ada is not None:  # every process adapts p from its own share of the batch
             stats["augment_p"] = torch.tensor(self.ada.step(), dtype=torch.float64)
+            if self.ada.log and self.ada.log[-1][0] == self.ada.steps:  # p was updated now
+                # from the overfitting signal r_t of the steps since the last update
+                stats["augment_rt"] = torch.tensor(self.ada.log[-1][2], dtype=torch.float64)
         if self.world > 1:  # log the mean over processes, as one process would see it
             import torch.distributed as dist
 
