@@ -13,6 +13,8 @@ DEVICE ?= auto
 RUNS ?=
 
 ONLY ?=
+# make train PLAN=beyond: notebook 07's runs (published without their weights)
+PLAN ?= paper
 THREADS ?= 0
 
 .PHONY: env figures lesson train published-check test test-fast lab bench lint clean-runs help
@@ -30,7 +32,7 @@ TEST_BROWSER := $(if $(HAVE_CHROMIUM),,$(if $(CAN_APT),test-browser-deps,))
 help:
 	@echo "make figures  regenerate the figures into figures/ (DATASET=$(DATASET) PROFILE=$(PROFILE) RUNS=published|local)"
 	@echo "make lesson   rebuild the class notebooks (lessons/student, lessons/teacher) and execute the teacher's"
-	@echo "make train    train the paper-budget runs on the embedded data and publish each into published/ (hours on a CPU; resumable; ONLY=ssd-seed42 for one)"
+	@echo "make train    train the paper-budget runs on the embedded data and publish each into published/ (hours on a CPU; resumable; ONLY=ssd-seed42 for one; PLAN=beyond for notebook 07's runs)"
 	@echo "make test     run the test suite"
 	@echo "make test-fast  the suite without the tests marked slow (under a minute)"
 	@echo "make lab      open JupyterLab on notebooks/"
@@ -62,7 +64,7 @@ lesson: env
 # as it is complete; stop it at any time and run it again to resume. ONLY="ssd-seed42 ..."
 # trains those; THREADS=1 keeps one core free for other work.
 train: env
-	$(PY) -m ssd_lib.experiments.published train --device $(DEVICE) --threads $(THREADS) $(if $(ONLY),--only $(ONLY),)
+	$(PY) -m ssd_lib.experiments.published train --plan $(PLAN) --device $(DEVICE) --threads $(THREADS) $(if $(ONLY),--only $(ONLY),)
 
 published-check: env
 	$(PY) -m ssd_lib.experiments.published check

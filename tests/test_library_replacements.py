@@ -293,7 +293,7 @@ def test_build_takes_seed_and_net_seed_only_by_keyword(monkeypatch):
         return {"FD-toy": 1.0}
 
     monkeypatch.setattr(tables, "_toy_net", toy_net)
-    monkeypatch.setattr(tables, "_toy_cells", toy_cells)
+    monkeypatch.setattr(tables, "toy_cells", toy_cells)
     dataset = SimpleNamespace(name="tiny", content_hash="ab" * 32, val=None)
     for build in (tables.table1, tables.table2):
         if build is tables.table1:

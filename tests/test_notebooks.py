@@ -39,6 +39,7 @@ def test_the_numbered_notebooks_exist():
         "04_fid.ipynb",
         "05_latent_explorer.ipynb",
         "06_claims.ipynb",
+        "07_beyond_the_paper.ipynb",
     ]
 
 

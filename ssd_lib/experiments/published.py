@@ -16,6 +16,12 @@ notebooks do not train: they read the runs in ``published/``, made once by ``mak
         discriminator.safetensors only where a notebook needs D (the exact-SVD check of SN)
         samples/epoch_NNN.png     the top-left 4x4 images of a few per-epoch sample grids,
                                   where a notebook shows the run's progress
+      ada_25-seed42/              a run beyond the paper (notebook 07), published without its
+        config.json status.json   weights to keep the folder under 80 MB: the generator's
+        history.csv               SHA-256 stays in the manifest, the history is thinned to
+        samples/final.png         every 20th step and the evaluation points, 16 samples are
+                                  kept as one PNG, and what notebook 07 shows of it was
+                                  measured when it was published (published/measurements)
 
 Nothing here is ever unpickled (safetensors and JSON only), and every file is checked against
 its SHA-256 in the manifest before use: a missing or altered file is one error line naming it
@@ -33,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +97,9 @@ class Planned:
     weights: str = "int8"
     discriminator: bool = False  # publish D too (a notebook needs it)
     grids: bool = False  # publish a few per-epoch sample grids (progression figures)
+    # False: publish without the generator's weights (samples, thinned history and the
+    # measurements notebook 07 reads instead; see the module docstring)
+    generator: bool = True
 
     @property
     def key(self) -> str:
@@ -119,11 +129,24 @@ PLAN: tuple[Planned, ...] = (
 )
 
 
+# The runs beyond the paper (notebook 07, ssd_lib.experiments.suite.BEYOND), published without
+# their weights: 25 % of the data first (a quarter of the cost), then all of it, then 25 % for
+# the full run's steps. Their baselines with the release's recipe are ssd, ssd_25 and
+# ssd_25_steps in PLAN.
+BEYOND_PLAN: tuple[Planned, ...] = tuple(
+    Planned(f"{option}{suffix}", 42, generator=False)
+    for suffix in ("_25", "", "_25_steps")
+    for option in ("corrected", "demod", "diffaugment", "ada", "r1_ema", "lapgan")
+)
+PLANS = {"paper": PLAN, "beyond": BEYOND_PLAN}
+
+
 def planned(key: str) -> Planned:
-    for p in PLAN:
+    for p in PLAN + BEYOND_PLAN:
         if p.key == key:
             return p
-    raise KeyError(f"{key!r} is not in the published plan; planned: {[p.key for p in PLAN]}")
+    known = [p.key for p in PLAN + BEYOND_PLAN]
+    raise KeyError(f"{key!r} is not in the published plans; planned: {known}")
 
 
 # --- weights on disk ----------------------------------------------------------------------
@@ -243,9 +266,16 @@ class PublishedRun(Run):
             "discriminator.safetensors (load_discriminator)"
         )
 
+    @property
+    def has_generator(self) -> bool:
+        """False for a run published without its weights (``Planned.generator``)."""
+        return "generator.safetensors" in self.entry["files"]
+
     def weights_id(self) -> str:
-        """The published generator file and the start of its SHA-256."""
-        digest = self.entry["files"]["generator.safetensors"]
+        """The published generator file and the start of its SHA-256 (recorded in the
+        manifest also when the file itself was not published)."""
+        files = self.entry["files"]
+        digest = files.get("generator.safetensors") or self.entry["generator_sha256"]
         return f"{self.path.name}/generator.safetensors@{digest[:16]}"
 
     def label(self) -> str:
@@ -260,6 +290,13 @@ class PublishedRun(Run):
         return sorted((self.path / "samples").glob("*.png"))
 
     def load_generator(self, device: str | torch.device = "cpu") -> nn.Module:
+        if not self.has_generator:
+            raise PublishedRunError(
+                f"{self.path.name} was published without its generator's weights (to keep "
+                f"published/ under 80 MB): its samples ({self.path / FINAL_SAMPLES}) and the "
+                "numbers measured when it was published (published/measurements) are "
+                f"committed; for the weights, retrain it with `make train ONLY={self.path.name}`"
+            )
         g = build_generator(self.config)
         f = self.path / "generator.safetensors"
         load_state_strict(g, _load_weights(f), str(f))
@@ -360,6 +397,19 @@ def check_all(root: str | Path | None = None) -> list[str]:
 
 
 FACTOR_NET_RUN = "toy-factor-net"
+# What a run published without its weights keeps of its samples: LIGHT_SAMPLES images at the
+# codes ``sample_z(LIGHT_SAMPLES, z_dim, 0)``, tiled 4 x 4 without padding.
+FINAL_SAMPLES = "samples/final.png"
+LIGHT_SAMPLES = 16
+LIGHT_HISTORY_EVERY = 20
+
+
+def read_final_samples(run: PublishedRun) -> torch.Tensor:
+    """The samples a run published without weights keeps: uint8 (16, 3, 64, 64)."""
+    with Image.open(run.path / FINAL_SAMPLES) as im:
+        tiles = torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
+    rows = tiles.unflatten(1, (-1, 64)).unflatten(3, (-1, 64))  # (3, r, 64, c, 64)
+    return rows.permute(1, 3, 0, 2, 4).flatten(0, 1).contiguous()
 
 
 def factor_net_stem(
@@ -518,9 +568,11 @@ def publish_run(
     root: str | Path | None = None,
     command: str = "",
     force: bool = False,
+    measure: Callable[[Any], Any] | None = None,
 ) -> Path:
     """Copy what the notebooks need of the complete ``run`` into ``root/<key>`` and record it
-    in the manifest. Refuses an incomplete run, and an existing entry unless ``force``."""
+    in the manifest. Refuses an incomplete run, and an existing entry unless ``force``. A plan
+    without the generator ends with ``strip_generator`` (``measure``: see there)."""
     root = Path(root or default_root())
     if not run.complete:
         raise PublishedRunError(f"{run.path} is not complete (state {run.status.get('state')!r})")
@@ -537,6 +589,8 @@ def publish_run(
         for name in ("config.json", "status.json", "history.csv", "warnings.json"):
             if (run.path / name).is_file():
                 shutil.copyfile(run.path / name, staging / name)
+        if not plan.generator:
+            _thin_history(run.path / "history.csv", staging / "history.csv", LIGHT_HISTORY_EVERY)
         tensors, meta = load_checkpoint(run.checkpoint)
         change = _write_networks(staging, cfg, tensors, plan.weights, plan.discriminator)
         status = run.status
@@ -552,7 +606,72 @@ def publish_run(
             "grids": _grid_crops(run, staging / "samples") if plan.grids else [],
             "command": command or f"python -m ssd_lib.experiments.published train --only {key}",
         }
-        return _commit(root, key, staging, manifest, entry)
+        path = _commit(root, key, staging, manifest, entry)
+    if not plan.generator:
+        strip_generator(key, root, measure)
+    return path
+
+
+def _thin_history(src: Path, dst: Path, every: int) -> None:
+    """The rows of every ``every``-th step, the last row, and every row with a value logged
+    only at evaluation points (D's train/val gap, the sample diversity)."""
+    import csv
+
+    with open(src, newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    evaluated = [i for i, h in enumerate(header) if h in EVALUATION_COLUMNS]
+    kept = [
+        r
+        for j, r in enumerate(body)
+        if int(float(r[0])) % every == 0
+        or j == len(body) - 1
+        or any(i < len(r) and r[i] != "" for i in evaluated)
+    ]
+    with open(dst, "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows([header, *kept])
+
+
+EVALUATION_COLUMNS = ("d_train_eval", "d_val_eval", "sample_diversity")
+
+
+def strip_generator(
+    key: str, root: str | Path | None = None, measure: Callable[[Any], Any] | None = None
+) -> None:
+    """Turn the published run ``key`` into one without its generator's weights: first measure
+    what notebook 07 shows of it (``analysis.beyond.measure_for_publication``, into the
+    committed ``published/measurements``) and keep LIGHT_SAMPLES samples as
+    ``samples/final.png``, then delete ``generator.safetensors``, keeping its SHA-256 in the
+    manifest (the measurements are keyed by it). ``measure(run)``: what to measure instead
+    (tests). Safe to call again after an interruption."""
+    from ssd_lib.analysis.beyond import measure_for_publication
+    from ssd_lib.generation.sampling import generate, sample_z
+    from ssd_lib.metrics.stored import publish_local
+
+    root = Path(root or default_root())
+    run = load_key(key, root)
+    if not run.has_generator:
+        return
+    (measure or measure_for_publication)(run)
+    publish_local(run_key=key, into=root / MEASUREMENTS)
+    g = run.load_generator()
+    images = generate(g, sample_z(LIGHT_SAMPLES, g.z_dim, 0), run.config.real_range)
+    side = int(LIGHT_SAMPLES**0.5)
+    tiles = images.unflatten(0, (side, side)).permute(2, 0, 3, 1, 4).flatten(3, 4).flatten(1, 2)
+    with locked(root / MANIFEST):
+        manifest = read_manifest(root)
+        entry = manifest["runs"][key]
+        path = root / key
+        (path / FINAL_SAMPLES).parent.mkdir(exist_ok=True)
+        tmp = path / "samples" / ".final.png.tmp"
+        Image.fromarray(tiles.permute(1, 2, 0).numpy()).save(tmp, format="PNG", optimize=True)
+        os.replace(tmp, path / FINAL_SAMPLES)
+        entry["files"][FINAL_SAMPLES] = sha256_file(path / FINAL_SAMPLES)
+        entry["generator_sha256"] = entry["files"].pop("generator.safetensors")
+        entry["files"] = dict(sorted(entry["files"].items()))
+        entry["bytes"] = sum((path / rel).stat().st_size for rel in entry["files"])
+        atomic_write_json(root / MANIFEST, manifest)
+        (path / "generator.safetensors").unlink()
 
 
 def publish_snapshot(
@@ -672,6 +791,8 @@ def train_and_publish(
     ds = prepare_dataset("embedded")
     for i, plan in enumerate(plans, 1):
         if plan.key in read_manifest(root)["runs"]:
+            if not plan.generator:  # finish a strip an interruption cut short (a no-op if done)
+                strip_generator(plan.key, root)
             print(f"[{i}/{len(plans)}] {plan.key}: published already, skipped", flush=True)
             continue
         print(f"[{i}/{len(plans)}] {plan.key}: training (resumes if interrupted)", flush=True)
@@ -760,6 +881,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train the planned runs in order, publishing each")
     t.add_argument("--only", nargs="*", default=None, help="keys such as ssd-seed42")
+    t.add_argument(
+        "--plan",
+        choices=list(PLANS),
+        default="paper",
+        help="paper: the runs notebooks 01-06 read; beyond: notebook 07's (default: paper)",
+    )
     t.add_argument("--device", default="auto")
     t.add_argument("--runs-dir", default=None, help="where run folders go (default: runs/)")
     t.add_argument(
@@ -777,7 +904,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.command == "train":
-        plans = list(PLAN) if not args.only else [planned(k) for k in args.only]
+        plans = list(PLANS[args.plan]) if not args.only else [planned(k) for k in args.only]
         if args.threads:
             torch.set_num_threads(args.threads)
         cmd = "python -m ssd_lib.experiments.published train" + (

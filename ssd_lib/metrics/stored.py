@@ -259,17 +259,22 @@ def remember_frame(
     return pd.DataFrame(values["rows"], columns=values["columns"])
 
 
-def publish_local(kinds: list[str] | None = None) -> dict[str, int]:
-    """Merge the local records (``local_folder``) into the committed files; returns the
-    number of new or changed records per kind. Run it after regenerating the figures from
-    retrained published runs, and commit ``published/measurements``."""
+def publish_local(
+    kinds: list[str] | None = None, run_key: str | None = None, into: str | Path | None = None
+) -> dict[str, int]:
+    """Merge the local records (``local_folder``) into the committed files (in ``into``,
+    default ``published/measurements``), those of the published run ``run_key`` only if
+    given; returns the number of new or changed records
+    per kind. Run it after regenerating the figures from retrained published runs, and commit
+    ``published/measurements``."""
     out = {}
     for path in sorted(local_folder().glob("*.json")):
         if kinds and path.stem not in kinds:
             continue
-        out[path.stem] = MeasurementStore(path.stem).merge(
-            MeasurementStore(path.stem, local_folder()).records()
-        )
+        records = MeasurementStore(path.stem, local_folder()).records()
+        if run_key is not None:
+            records = {k: r for k, r in records.items() if r.get("run") == run_key}
+        out[path.stem] = MeasurementStore(path.stem, into).merge(records)
     return out
 
 

@@ -276,9 +276,12 @@ def _label_packaged_columns(
     return frame.rename(columns=renames)
 
 
-def _toy_cells(
+def toy_cells(
     run: Run, dataset: PreparedDataset, toy_n: int, seed: int, net: Any
 ) -> dict[str, Any]:
+    """The toy columns of the paper's tables for ``run`` (FD-toy, KID-toy, combination
+    coverage on ``toy_n`` samples at the codes of ``seed``), measured once per published run
+    (``ssd_lib.metrics.stored.remember``, kind "toy")."""
     from ssd_lib.metrics.stored import remember
     from ssd_lib.metrics.toy import evaluate_generator_toy
 
@@ -377,7 +380,7 @@ def _build(
                 sources.setdefault(column, set()).add(source)
                 row["_source_" + column] = source
         if net is not None:
-            row.update(_toy_cells(run, dataset, toy_n, seed, net))
+            row.update(toy_cells(run, dataset, toy_n, seed, net))
         rows.append(row)
     _toy_floor(dataset, net, notes, toy_n, seed)
     widths = {r.config.stylegan_width for r in runs.values() if r.config.generator == "stylegan"}

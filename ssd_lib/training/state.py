@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,54 @@ from ssd_lib.training.metric_log import MetricLog
 from ssd_lib.utils.atomic import atomic_write_json
 
 log = logging.getLogger("ssd_lib.training.trainer")  # messages read as the trainer's
+
+
+@dataclass
+class CheckpointMeta:
+    """The JSON half of a checkpoint (the tensors are the other half, ``state_tensors``):
+    every value ``TrainerState.save`` writes and ``load`` reads, by name."""
+
+    config: dict[str, Any]  # TrainConfig.to_dict()
+    step: int
+    epoch: int
+    batch_in_epoch: int
+    total_steps: int
+    elapsed_s: float  # training time so far
+    history_columns: list[str]  # MetricLog's column order (its values are tensors)
+    opt_g: dict[str, Any]  # optimizer_to_tensors' non-tensor half
+    opt_d: dict[str, Any]
+    # Written by every version of the trainer since these were added; older checkpoints
+    # read with these defaults.
+    precision: str | None = None  # what "auto" resolved to on the machine that trained
+    versions: dict[str, str] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)  # n, content_hash, fingerprint
+    device: str = ""
+    grad_scalers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    rollbacks: list[dict[str, Any]] = field(default_factory=list)
+    ada: dict[str, Any] | None = None  # AdaptiveAugment.state_dict(), when augment="ada"
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.ada is None:
+            del out["ada"]
+        return out
+
+    @classmethod
+    def from_json(cls, meta: dict[str, Any], stem: Any) -> CheckpointMeta:
+        """The fields of ``meta`` (unknown keys, such as the checkpoint writer's own, are
+        ignored); a missing required one raises ``CheckpointError`` naming it."""
+        names = [f.name for f in fields(cls)]
+        required = [
+            f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+        ]
+        missing = [k for k in required if k not in meta]
+        if missing:
+            raise CheckpointError(
+                f"checkpoint {json_path(stem)} lacks the entry {missing[0]!r}: it was not written "
+                "by this project's trainer, or was edited; train a new run"
+            )
+        return cls(**{k: meta[k] for k in names if k in meta})
 
 
 class TrainerState:
@@ -243,30 +292,29 @@ class TrainerState:
         self._saved_step = self.step
         if not self.main:
             return None
-        meta = {
-            "config": self.cfg.to_dict(),
-            "precision": self.precision,  # what "auto" resolved to on this machine
-            "step": self.step,
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "total_steps": self.total_steps,
-            "elapsed_s": self.elapsed,
-            "history_columns": self.log.columns(),
-            "opt_g": optimizer_to_tensors(self.opt_g, "opt_g")[1],
-            "opt_d": optimizer_to_tensors(self.opt_d, "opt_d")[1],
-            "versions": {"ssd_lib": __version__, "torch": torch.__version__},
-            "data": {
+        meta = CheckpointMeta(
+            config=self.cfg.to_dict(),
+            step=self.step,
+            epoch=self.epoch,
+            batch_in_epoch=self.batch_in_epoch,
+            total_steps=self.total_steps,
+            elapsed_s=self.elapsed,
+            history_columns=self.log.columns(),
+            opt_g=optimizer_to_tensors(self.opt_g, "opt_g")[1],
+            opt_d=optimizer_to_tensors(self.opt_d, "opt_d")[1],
+            precision=self.precision,
+            versions={"ssd_lib": __version__, "torch": torch.__version__},
+            data={
                 "n": len(self.data),
                 "content_hash": self.data_hash,
                 "fingerprint": self.data_fingerprint,
             },
-            "device": str(self.device),
-            "grad_scalers": {k: v.state_dict() for k, v in self.scalers.items()},
-            "warnings": self.warnings,
-            "rollbacks": self.rollbacks,
-        }
-        if self.ada is not None:
-            meta["ada"] = self.ada.state_dict()
+            device=str(self.device),
+            grad_scalers={k: v.state_dict() for k, v in self.scalers.items()},
+            warnings=self.warnings,
+            rollbacks=self.rollbacks,
+            ada=self.ada.state_dict() if self.ada is not None else None,
+        ).to_json()
         path = save_checkpoint(self.checkpoint_stem, self.state_tensors(), meta)
         self.log.write_csv(self.run_dir / "history.csv")
         atomic_write_json(self.run_dir / "warnings.json", self.warnings)
@@ -274,18 +322,19 @@ class TrainerState:
 
     def load(self, stem: str | Path) -> None:
         """Restore everything ``save`` wrote; training then continues bit-identically on CPU."""
-        tensors, meta = load_checkpoint(stem)
+        tensors, raw = load_checkpoint(stem)
+        meta = CheckpointMeta.from_json(raw, stem)
         try:
             self._restore(tensors, meta, stem)
-        except KeyError as err:
+        except KeyError as err:  # a tensor the checkpoint should hold
             raise CheckpointError(
                 f"checkpoint {json_path(stem)} lacks the entry {err}: it was not written by "
                 "this project's trainer, or was edited; train a new run"
             ) from err
 
-    def _restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any], stem: Any) -> None:
+    def _restore(self, tensors: dict[str, torch.Tensor], meta: CheckpointMeta, stem: Any) -> None:
         try:
-            saved = TrainConfig.from_dict(meta["config"])
+            saved = TrainConfig.from_dict(meta.config)
         except ConfigError as err:
             raise ConfigError(f"checkpoint {json_path(stem)}: {err}") from err
         if saved != self.cfg:
@@ -293,19 +342,19 @@ class TrainerState:
                 f"checkpoint {stem} was made with a different config; "
                 "start a new run directory or load it with its own config"
             )
-        data = meta.get("data", {})
+        data = meta.data
         if data.get("content_hash") != self.data_hash:
             raise ConfigError(
                 f"checkpoint {stem} was trained on other images ({data.get('n')} "
                 f"images, hash {str(data.get('content_hash'))[:12]}) than the "
                 f"{len(self.data)} given now; resume it with its own data"
             )
-        if meta.get("precision", self.precision) != self.precision:
+        if (meta.precision or self.precision) != self.precision:
             log.warning(
                 "checkpoint %s was trained in %s; this machine continues in %s (precision=%r "
                 "resolves differently here), so the run mixes the two",
                 stem,
-                meta["precision"],
+                meta.precision,
                 self.precision,
                 self.cfg.precision,
             )
@@ -313,25 +362,27 @@ class TrainerState:
         load_state_strict(self.D, split_prefix(tensors, "D"), f"{stem} [D]")
         if self.G_ema is not None:
             load_state_strict(self.G_ema, split_prefix(tensors, "G_ema"), f"{stem} [G_ema]")
-        optimizer_from_tensors(self.opt_g, tensors, meta["opt_g"], "opt_g")
-        optimizer_from_tensors(self.opt_d, tensors, meta["opt_d"], "opt_d")
+        optimizer_from_tensors(self.opt_g, tensors, meta.opt_g, "opt_g")
+        optimizer_from_tensors(self.opt_d, tensors, meta.opt_d, "opt_d")
         self.epoch_start_state = tensors["rng.epoch_start"]
         self.noise_gen.set_state(tensors["rng.noise"])
         torch.set_rng_state(tensors["rng.torch_cpu"])
         if self.augment is not None:
             self.augment_gen.set_state(tensors["rng.augment"])
         if self.ada is not None:
-            self.ada.load_state_dict(meta["ada"])
+            if meta.ada is None:
+                raise CheckpointError(f"checkpoint {json_path(stem)} lacks the entry 'ada'")
+            self.ada.load_state_dict(meta.ada)
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
-        for name, state in meta.get("grad_scalers", {}).items():
+        for name, state in meta.grad_scalers.items():
             if state:  # empty when the run did not use fp16
                 self.scalers[name].load_state_dict(state)
         if self.tracker:
             self.tracker.v = split_prefix(tensors, "tracker")
-        self.step, self.epoch = meta["step"], meta["epoch"]
-        self.batch_in_epoch, self.elapsed = meta["batch_in_epoch"], meta["elapsed_s"]
-        self.log = MetricLog.from_tensors(tensors, meta["history_columns"], self.step)
+        self.step, self.epoch = meta.step, meta.epoch
+        self.batch_in_epoch, self.elapsed = meta.batch_in_epoch, meta.elapsed_s
+        self.log = MetricLog.from_tensors(tensors, meta.history_columns, self.step)
         self._saved_step, self._finite_at = self.step, None
-        self.warnings = list(meta.get("warnings", []))
-        self.rollbacks = list(meta.get("rollbacks", []))
+        self.warnings = list(meta.warnings)
+        self.rollbacks = list(meta.rollbacks)

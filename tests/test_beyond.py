@@ -1,0 +1,137 @@
+"""Beyond the paper (notebook 07): runs published without their weights, and the measures and
+verdicts the comparison rests on."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from conftest import train_smoke_run
+
+from ssd_lib.analysis import beyond
+from ssd_lib.config import make_config
+from ssd_lib.experiments import published as pub
+from ssd_lib.generation.sampling import generate, sample_z
+from ssd_lib.models import build_generator
+from ssd_lib.training.checkpoint import load_checkpoint, load_state_strict, split_prefix
+
+
+def test_a_run_published_without_weights_keeps_samples_and_measurements(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSD_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("SSD_PUBLISHED_DIR", str(tmp_path / "pub"))
+    run, ds = train_smoke_run(tmp_path, n=20)  # a collapse verdict needs 16 reference images
+    plan = pub.Planned("corrected_25", 42, generator=False)
+    # What the samples must be: the int8-stored generator at the codes of seed 0.
+    tensors, _ = load_checkpoint(run.checkpoint)
+    g = build_generator(run.config)
+    stored = pub.unpack_state(pub.pack_state(split_prefix(tensors, "G"), "int8"))
+    load_state_strict(g, stored, "G")
+    expected = generate(g, sample_z(pub.LIGHT_SAMPLES, g.z_dim, 0), run.config.real_range)
+
+    measured = []
+
+    def measure(r):
+        measured.append(beyond.measure_run(r, ds, profile="smoke"))
+
+    pub.publish_run(run, plan, tmp_path / "pub", measure=measure)
+    entry = pub.read_manifest(tmp_path / "pub")["runs"][plan.key]
+    assert "generator.safetensors" not in entry["files"] and len(entry["generator_sha256"]) == 64
+    assert not (tmp_path / "pub" / plan.key / "generator.safetensors").exists()
+    assert pub.check_all(tmp_path / "pub") == []
+    light = pub.load_key(plan.key, tmp_path / "pub")
+    assert not light.has_generator
+    assert torch.equal(pub.read_final_samples(light), expected)
+    assert torch.equal(beyond.samples_of(light, 4), expected[:4])
+    with pytest.raises(pub.PublishedRunError, match=r"without its generator's weights.*ONLY="):
+        light.load_generator()
+    # The measurements moved into the committed store, keyed by the generator's digest: they
+    # are read back without the weights.
+    (first,) = measured
+    assert first["verdict"]["verdict"] in ("healthy", "partially collapsed", "collapsed", "noise")
+    assert first["layer32"]["channel_sum_maps"] and 0 < first["layer32"]["hot_spot_share_median"]
+    records = beyond_records(tmp_path / "pub")
+    assert {r["run"] for r in records} == {plan.key}
+    assert {r["weights"] for r in records} == {light.weights_id()}
+    assert beyond.measure_run(light, ds, profile="smoke") == first
+    pub.strip_generator(plan.key, tmp_path / "pub")  # again: nothing left to do
+    assert pub.read_manifest(tmp_path / "pub")["runs"][plan.key] == entry
+
+
+def beyond_records(root):
+    from ssd_lib.metrics.stored import MeasurementStore
+
+    return list(MeasurementStore("beyond", root / pub.MEASUREMENTS).records().values())
+
+
+def test_the_thinned_history_keeps_every_20th_step_the_evaluations_and_the_last(tmp_path):
+    src, dst = tmp_path / "h.csv", tmp_path / "thin.csv"
+    with open(src, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "loss_g", "d_val_eval"])
+        for step in range(1, 102):
+            w.writerow([step, step / 10, 0.5 if step in (37, 74) else ""])
+    pub._thin_history(src, dst, 20)
+    rows = list(csv.reader(open(dst, newline="")))
+    assert rows[0] == ["step", "loss_g", "d_val_eval"]
+    assert [int(r[0]) for r in rows[1:]] == [20, 37, 40, 60, 74, 80, 100, 101]
+
+
+def test_the_hot_spot_share_is_an_even_spread_for_flat_maps_and_one_for_a_spike():
+    flat = torch.ones(2, 5, 32, 32)
+    torch.testing.assert_close(beyond.hot_spot_share(flat), torch.full((2,), 9 / 1024))
+    spike = torch.zeros(1, 5, 32, 32)
+    spike[0, 3, 10, 20] = 7.0
+    torch.testing.assert_close(beyond.hot_spot_share(spike), torch.ones(1))
+
+
+@pytest.mark.parametrize("preset", ["paper", "demod", "lapgan", "dcgan"])
+def test_the_32_pixel_layer_is_read_from_adain_or_demodulation_only(preset):
+    torch.manual_seed(0)
+    g = build_generator(make_config(preset, "smoke"))
+    acts = beyond.layer32_activations(g, torch.randn(3, 100))
+    if preset in ("paper", "demod"):
+        assert acts.shape == (3, 64, 32, 32) and (acts >= 0).all() and acts.max() > 0
+    else:
+        assert acts is None
+
+
+def _measured(fd: float, verdict: str = "healthy") -> dict:
+    return {"FD-toy": fd, "verdict": {"verdict": verdict}, "layer32": None}
+
+
+def test_verdicts_compare_with_the_baseline_against_the_seed_spread():
+    measured = {
+        "corrected": _measured(100.0),
+        "diffaugment": _measured(80.0),  # 20 better: beyond a spread of 5
+        "ada": _measured(103.0),  # within the spread
+        "lapgan": _measured(150.0, "collapsed"),
+        "corrected_25": _measured(200.0),
+    }
+    comp = beyond.Comparison({}, [], measured)
+    lines = {line.split(":")[0]: line for line in beyond.verdicts(comp, spread=5.0)}
+    assert "100 %, 20 epochs: helps (FD-toy 80.0 against 100.0)" in lines["+ DiffAugment"]
+    assert "25 %, 20 epochs: not measured yet" in lines["+ DiffAugment"]
+    assert "100 %, 20 epochs: no clear change" in lines["+ adaptive augmentation (ADA)"]
+    assert (
+        "hurts (FD-toy 150.0 against 100.0; its samples: collapsed)"
+        in lines["LAPGAN (corrected recipe)"]
+    )
+    table = beyond.results_table(comp)
+    row = table.set_index("option").loc["+ DiffAugment"]
+    assert row["FD-toy, 100 %, 20 epochs"] == 80.0 and row["change, 100 %, 20 epochs"] == -20.0
+    assert row["change, 25 %, 20 epochs"] == "-"
+    assert table.set_index("option").loc["SSD, corrected recipe"]["change, 100 %, 20 epochs"] == "-"
+
+
+def test_a_stored_map_decodes_to_its_levels():
+    torch.manual_seed(0)
+    g = build_generator(make_config("paper", "smoke"))
+    summary = beyond._layer32_summary(g, 8, 0)
+    maps = [beyond.decode_map(m) for m in summary["channel_sum_maps"]]
+    assert len(maps) == beyond.MAP_SAMPLES and all(m.shape == (32, 32) for m in maps)
+    acts = beyond.layer32_activations(g, sample_z(8, 100, 0)).sum(1)[: beyond.MAP_SAMPLES]
+    expected = (acts / acts.flatten(1).amax(1)[:, None, None]).numpy()
+    np.testing.assert_allclose(np.stack(maps), expected, atol=0.5 / 255 + 1e-6)
+    assert all(m.max() == 1.0 for m in maps)  # each scaled to its own maximum
