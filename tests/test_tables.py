@@ -151,3 +151,26 @@ def test_notes_on_missing_inception_statistics_name_every_run_once():
     assert "not stored for a-seed42, b-seed42 (paper protocol)" in merged[1]
     assert "for example the first with store_run_statistics(run, '/runs/a-seed42'" in merged[1]
     assert merged[2].startswith(f"{NEEDS_STATS}: clean-fid")
+
+
+def test_a_row_with_several_published_seeds_gets_their_fd_toy_spread(monkeypatch):
+    from types import SimpleNamespace
+
+    from ssd_lib.experiments import published
+    from ssd_lib.metrics import tables as t
+
+    def run(name, seed):
+        return SimpleNamespace(entry={"run": name}, config=SimpleNamespace(seed=seed))
+
+    seeds = {"ssd": {42: run("ssd", 42), 43: run("ssd", 43), 44: run("ssd", 44)}}
+    fd = {42: 222.5, 43: 247.9, 44: 327.7}
+    monkeypatch.setattr(published, "published_seeds", lambda name: seeds.get(name, {}))
+    monkeypatch.setattr(t, "toy_cells", lambda r, *a: {"FD-toy": fd[r.config.seed]})
+    notes: list[str] = []
+    runs = {"SSD": seeds["ssd"][42], "DCGAN": run("dcgan", 42), "local": SimpleNamespace()}
+    t._seed_spread_notes(runs, None, 1000, 0, "net", notes)
+    (note,) = notes  # DCGAN has one published seed, the local run none
+    assert note.startswith("Row SSD is training seed 42 of the 3 published; their FD-toy: ")
+    assert "222.5 (seed 42), 247.9 (seed 43), 327.7 (seed 44), mean 266.0 ± sd 54.9" in note
+    t._seed_spread_notes(runs, None, 1000, 0, None, notes)  # no toy net: no toy columns
+    assert len(notes) == 1

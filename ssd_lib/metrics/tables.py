@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -340,6 +341,33 @@ def _toy_floor(dataset: PreparedDataset, net: Any, notes: list[str], n: int, see
     )
 
 
+def _seed_spread_notes(
+    runs: dict, dataset: PreparedDataset, toy_n: int, seed: int, net: Any, notes: list[str]
+) -> None:
+    """For each row whose published run has other published training seeds: FD-toy over all
+    of them, so that a difference between rows can be told from what the seed alone does."""
+    if net is None:
+        return
+    from ssd_lib.experiments.published import published_seeds
+
+    for key, run in runs.items():
+        suite_name = (getattr(run, "entry", None) or {}).get("run")
+        if not suite_name:
+            continue
+        seeds = published_seeds(suite_name)
+        if len(seeds) < 2:
+            continue
+        values = {s: toy_cells(r, dataset, toy_n, seed, net)["FD-toy"] for s, r in seeds.items()}
+        listed = ", ".join(f"{v:.1f} (seed {s})" for s, v in values.items())
+        v = np.array(list(values.values()))
+        notes.append(
+            f"Row {key} is training seed {run.config.seed} of the {len(seeds)} published; "
+            f"their FD-toy: {listed}, mean {v.mean():.1f} ± sd {v.std(ddof=1):.1f}. A "
+            "difference between rows smaller than this spread is not a finding (notebook 06 "
+            "applies that rule to every claim); the other rows have one published seed."
+        )
+
+
 def _build(
     title: str,
     runs: dict,
@@ -383,6 +411,7 @@ def _build(
             row.update(toy_cells(run, dataset, toy_n, seed, net))
         rows.append(row)
     _toy_floor(dataset, net, notes, toy_n, seed)
+    _seed_spread_notes(runs, dataset, toy_n, seed, net, notes)
     widths = {r.config.stylegan_width for r in runs.values() if r.config.generator == "stylegan"}
     if widths - {1.0}:
         notes.append(
