@@ -208,3 +208,21 @@ def test_remember_measures_a_published_run_once_and_publishing_moves_it(
     # A local run is measured every time.
     assert stored.remember("toy", Run(run.path), params, compute, ds)["FD-toy"] == 4.0
     assert stored.remember("toy", Run(run.path), params, compute, ds)["FD-toy"] == 5.0
+
+
+def test_records_are_parsed_once_per_version_of_the_file(tmp_path, monkeypatch):
+    store = MeasurementStore("toy", tmp_path)
+    store.merge({"a": {"run": "x", "values": 1}})
+    parses = []
+    original = MeasurementStore._parse
+    monkeypatch.setattr(MeasurementStore, "_parse", lambda self: parses.append(1) or original(self))
+    first = store.records()
+    first["a"]["values"] = 99  # what a caller does to its copy stays there
+    assert store.records() == {"a": {"run": "x", "values": 1}} and len(parses) == 1
+    store.merge({"b": {"run": "y", "values": 2}})  # a new version of the file
+    assert set(store.records()) == {"a", "b"}
+    # Another process replacing the file (an atomic rename: a new inode) is seen too.
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"format": 1, "kind": "toy", "records": {}}))
+    other.replace(store.path)
+    assert store.records() == {}

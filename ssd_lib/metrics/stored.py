@@ -30,6 +30,7 @@ everything again.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import json
@@ -67,6 +68,10 @@ def record_digest(run_key: str, weights: str, params: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
+# path -> ((inode, mtime, size), parsed records) of the version of each file read last
+_PARSED: dict[str, tuple[tuple[int, int, int], dict[str, dict[str, Any]]]] = {}
+
+
 class MeasurementStore:
     """``<folder>/<kind>.json``: stored results of published runs (module docstring)."""
 
@@ -78,8 +83,19 @@ class MeasurementStore:
         return f"MeasurementStore({str(self.path)!r})"
 
     def records(self) -> dict[str, dict[str, Any]]:
-        if not self.path.is_file():
+        """Every record (digest -> record). The file is parsed again only when it was
+        replaced: writes are atomic renames, so a new file has a new inode."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
             return {}
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        cached = _PARSED.get(str(self.path))
+        if cached is None or cached[0] != stamp:
+            cached = _PARSED[str(self.path)] = (stamp, self._parse())
+        return copy.deepcopy(cached[1])  # callers may change what they get
+
+    def _parse(self) -> dict[str, dict[str, Any]]:
         try:
             data = json.loads(self.path.read_text())
         except json.JSONDecodeError as err:

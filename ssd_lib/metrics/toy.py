@@ -31,7 +31,7 @@ import hashlib
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -263,6 +263,7 @@ class FactorNetResult:
     train_config: dict[str, Any]
     from_cache: bool = False
     path: Path | None = None
+    _weights_sha256: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def feature_network(self) -> str:
@@ -272,16 +273,19 @@ class FactorNetResult:
         """What identifies this net's numbers on every machine: the version, seed and recipe,
         and the SHA-256 of its weights (the dataset hash is left out: the embedded renderer
         rounds differently on different CPUs, while the published net's weights are the
-        same file everywhere)."""
-        h = hashlib.sha256()
-        for name, tensor in sorted(self.net.state_dict().items()):
-            h.update(name.encode())
-            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        same file everywhere). The weights' hash is computed once per net (the net is not
+        trained after it is made)."""
+        if self._weights_sha256 is None:
+            h = hashlib.sha256()
+            for name, tensor in sorted(self.net.state_dict().items()):
+                h.update(name.encode())
+                h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            self._weights_sha256 = h.hexdigest()[:32]
         return {
             "version": NET_VERSION,
             "seed": self.seed,
             "recipe": self.train_config,
-            "weights_sha256": h.hexdigest()[:32],
+            "weights_sha256": self._weights_sha256,
         }
 
 
