@@ -927,18 +927,23 @@ def main(argv: list[str] | None = None) -> int:
         print("fingerprinted: " + (", ".join(filled) if filled else "none needed"))
         return 0
     manifest = read_manifest()["runs"]
-    for p in PLAN:
-        e = manifest.get(p.key)
-        state = (
-            f"published, {e['bytes'] / 1e6:.1f} MB, trained {e['train_wall_s'] / 60:.0f} min "
-            f"on {e['machine']['cpu']} ({e['machine']['simd']})"
-            if e
-            else "not yet published"
-        )
-        print(f"{p.key:20s} {state}")
+    for name, plan in PLANS.items():
+        print(f"plan {name}:")
+        for p in plan:
+            e = manifest.get(p.key)
+            state = (
+                f"published, {e['bytes'] / 1e6:.1f} MB, trained {e['train_wall_s'] / 60:.0f} "
+                f"min on {e['machine']['cpu']} ({e['machine']['simd']})"
+                if e
+                else "not yet published"
+            )
+            weights = "" if p.generator else " (no weights)"
+            print(f"  {p.key:28s} {state}{weights}")
+    planned_keys = {p.key for p in PLAN + BEYOND_PLAN}
+    print("other entries:")
     for key, e in manifest.items():
-        if key not in {p.key for p in PLAN}:
-            print(f"{key:20s} {e['title']}, {e['bytes'] / 1e6:.1f} MB")
+        if key not in planned_keys:
+            print(f"  {key:28s} {e['title']}, {e['bytes'] / 1e6:.1f} MB")
     print(f"published folder: {folder_size() / 1e6:.1f} MB")
     return 0
 
