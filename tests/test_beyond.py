@@ -135,3 +135,16 @@ def test_a_stored_map_decodes_to_its_levels():
     expected = (acts / acts.flatten(1).amax(1)[:, None, None]).numpy()
     np.testing.assert_allclose(np.stack(maps), expected, atol=0.5 / 255 + 1e-6)
     assert all(m.max() == 1.0 for m in maps)  # each scaled to its own maximum
+
+
+def test_the_beyond_plan_covers_every_compared_run_without_weights():
+    from ssd_lib.experiments.suite import BEYOND
+
+    keys = {p.key for p in pub.BEYOND_PLAN}
+    assert keys == {f"{name}-seed42" for name in BEYOND}
+    assert all(not p.generator for p in pub.BEYOND_PLAN)
+    assert pub.planned("lapgan_25-seed42").generator is False
+    assert pub.planned("ssd-seed42").generator is True
+    # Every run notebook 07 compares is either in the beyond plan or the paper's.
+    paper = {p.key for p in pub.PLAN}
+    assert {f"{n}-seed42" for n in beyond.comparison_names()} <= keys | paper
