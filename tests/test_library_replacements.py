@@ -270,7 +270,7 @@ def test_history_of_a_missing_file_raises_and_a_short_last_row_reads_as_nan(tmp_
 
 
 def _fake_run() -> SimpleNamespace:
-    cfg = SimpleNamespace(generator="ssd", stylegan_width=1.0, profile="smoke")
+    cfg = SimpleNamespace(generator="ssd", stylegan_width=1.0, profile="smoke", seed=42)
     return SimpleNamespace(config=cfg, path=Path("runs/fake"), status={"step": 3})
 
 
@@ -304,6 +304,7 @@ def test_build_takes_seed_and_net_seed_only_by_keyword(monkeypatch):
         )
         assert seen == {"evaluate seed": 11, "net seed": 22, "toy seed": 11, "toy_n": 7}
         assert t.frame.iloc[0]["FD-toy"] == 1.0
+        assert t.frame.iloc[0]["FD-toy over training seeds"] == "1 (n=1)"  # a local run
         assert t.frame.iloc[0][f"FID ({'matched' if build is tables.table1 else 'paper'})"] == 300
 
     positional = ("T", {}, dataset, "paper", False, 5, 0, 0, evaluate, {}, None, None)

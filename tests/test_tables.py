@@ -166,11 +166,16 @@ def test_a_row_with_several_published_seeds_gets_their_fd_toy_spread(monkeypatch
     fd = {42: 222.5, 43: 247.9, 44: 327.7}
     monkeypatch.setattr(published, "published_seeds", lambda name: seeds.get(name, {}))
     monkeypatch.setattr(t, "toy_cells", lambda r, *a: {"FD-toy": fd[r.config.seed]})
+    local = SimpleNamespace(config=SimpleNamespace(seed=7))
+    fd[7] = 100.0
+    assert t._seed_values(seeds["ssd"][42], None, 1000, 0, "net") == {
+        42: 222.5,
+        43: 247.9,
+        44: 327.7,
+    }
+    assert t._seed_values(local, None, 1000, 0, "net") == {7: 100.0}  # a local run: itself
     notes: list[str] = []
-    runs = {"SSD": seeds["ssd"][42], "DCGAN": run("dcgan", 42), "local": SimpleNamespace()}
-    t._seed_spread_notes(runs, None, 1000, 0, "net", notes)
-    (note,) = notes  # DCGAN has one published seed, the local run none
-    assert note.startswith("Row SSD is training seed 42 of the 3 published; their FD-toy: ")
-    assert "222.5 (seed 42), 247.9 (seed 43), 327.7 (seed 44), mean 266.0 ± sd 54.9" in note
-    t._seed_spread_notes(runs, None, 1000, 0, None, notes)  # no toy net: no toy columns
-    assert len(notes) == 1
+    t._seed_spread_notes([], {"SSD": {42: 222.5, 43: 247.9, 44: 327.7}, "local": {7: 100.0}}, notes)
+    (note,) = notes  # one seed: nothing to say
+    assert note.startswith("Row SSD: FD-toy of its 3 published training seeds: 222.5 (seed 42)")
+    assert t.format_mean_sd(list(fd.values())[:3], digits=4) == "266 ± 55 (n=3)"

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
+from ssd_lib.analysis.seeds import format_mean_sd
 from ssd_lib.data.cache import PreparedDataset
 from ssd_lib.metrics.features import MetricResult, SampleCountError
 from ssd_lib.metrics.inception_stats import MissingStatsError
@@ -341,30 +341,31 @@ def _toy_floor(dataset: PreparedDataset, net: Any, notes: list[str], n: int, see
     )
 
 
-def _seed_spread_notes(
-    runs: dict, dataset: PreparedDataset, toy_n: int, seed: int, net: Any, notes: list[str]
-) -> None:
-    """For each row whose published run has other published training seeds: FD-toy over all
-    of them, so that a difference between rows can be told from what the seed alone does."""
-    if net is None:
-        return
+SEEDS_COLUMN = "FD-toy over training seeds"
+
+
+def _seed_values(run: Any, dataset: PreparedDataset, toy_n: int, seed: int, net: Any) -> dict:
+    """Training seed -> FD-toy for every published seed of ``run``'s suite run (``run``'s own
+    seed alone for a local run)."""
     from ssd_lib.experiments.published import published_seeds
 
-    for key, run in runs.items():
-        suite_name = (getattr(run, "entry", None) or {}).get("run")
-        if not suite_name:
+    suite_name = (getattr(run, "entry", None) or {}).get("run")
+    seeds = published_seeds(suite_name) if suite_name else {}
+    seeds = seeds or {run.config.seed: run}
+    return {s: toy_cells(r, dataset, toy_n, seed, net)["FD-toy"] for s, r in seeds.items()}
+
+
+def _seed_spread_notes(rows: list[dict], spreads: dict, notes: list[str]) -> None:
+    """The seeds behind each row's ``SEEDS_COLUMN`` cell, for rows with two or more."""
+    for key, values in spreads.items():
+        if len(values) < 2:
             continue
-        seeds = published_seeds(suite_name)
-        if len(seeds) < 2:
-            continue
-        values = {s: toy_cells(r, dataset, toy_n, seed, net)["FD-toy"] for s, r in seeds.items()}
         listed = ", ".join(f"{v:.1f} (seed {s})" for s, v in values.items())
-        v = np.array(list(values.values()))
         notes.append(
-            f"Row {key} is training seed {run.config.seed} of the {len(seeds)} published; "
-            f"their FD-toy: {listed}, mean {v.mean():.1f} ± sd {v.std(ddof=1):.1f}. A "
-            "difference between rows smaller than this spread is not a finding (notebook 06 "
-            "applies that rule to every claim); the other rows have one published seed."
+            f"Row {key}: FD-toy of its {len(values)} published training seeds: {listed}. The "
+            f"other columns are seed {next(iter(values))}'s. A difference between rows smaller "
+            "than a row's spread is not a finding (notebook 06 applies that rule to every "
+            "claim)."
         )
 
 
@@ -394,6 +395,7 @@ def _build(
     if net is None or toy is False:  # a given net is used unless toy columns are refused
         net = _toy_net(dataset, toy, net_seed)
     rows = []
+    spreads: dict[Any, dict[int, float]] = {}
     sources: dict[str, set[str]] = {}
     for key, run in runs.items():
         row = first_cells(key, run)
@@ -409,9 +411,11 @@ def _build(
                 row["_source_" + column] = source
         if net is not None:
             row.update(toy_cells(run, dataset, toy_n, seed, net))
+            spreads[key] = _seed_values(run, dataset, toy_n, seed, net)
+            row[SEEDS_COLUMN] = format_mean_sd(list(spreads[key].values()), digits=4)
         rows.append(row)
     _toy_floor(dataset, net, notes, toy_n, seed)
-    _seed_spread_notes(runs, dataset, toy_n, seed, net, notes)
+    _seed_spread_notes(rows, spreads, notes)
     widths = {r.config.stylegan_width for r in runs.values() if r.config.generator == "stylegan"}
     if widths - {1.0}:
         notes.append(
