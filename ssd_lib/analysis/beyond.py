@@ -324,6 +324,19 @@ def verdicts(comp: Comparison, spread: float | None, metric: str = "FD-toy") -> 
     return lines
 
 
+def one_run_per_option(comp: Comparison) -> dict[str, Any]:
+    """Option -> the first published run of it (its networks' sizes do not depend on the
+    budget)."""
+    out = {}
+    for option in OPTIONS:
+        for budget in BUDGETS:
+            run = comp.runs.get(run_name(option, budget))
+            if run is not None:
+                out[option] = run
+                break
+    return out
+
+
 def samples_of(run: Any, n: int = 16) -> torch.Tensor:
     """uint8 (n, 3, 64, 64) samples at the codes ``sample_z(n, z_dim, 0)``: drawn from the
     generator when it is published, else the samples kept at publication."""
