@@ -125,3 +125,18 @@ def test_modulated_conv_rejects_styles_of_the_wrong_width():
     with pytest.raises(ValueError, match=r"styles has shape \(2, 5\); expected \(2, 4\)"):
         modulated_conv2d(torch.randn(2, 4, 5, 5), layer.weight, torch.randn(2, 5))
     assert layer(torch.randn(2, 4, 5, 5), torch.randn(2, 10)).shape == (2, 6, 5, 5)
+
+
+def test_modulated_weights_start_at_the_scale_of_ssds_convolutions():
+    """Adam moves every weight by about the learning rate per step, so weights stored as
+    N(0, 1) (StyleGAN2's run-time scaling) would learn about a hundred times slower,
+    relative to their size, than SSD's under the same learning rate; with demodulation the
+    scale changes nothing in the forward pass. Each modulated layer starts within a factor
+    of 4 of the SSD layer it replaces."""
+    from ssd_lib.models.ssd import SSDGenerator
+
+    torch.manual_seed(0)
+    ssd, demod = SSDGenerator(), SSDDemodGenerator()
+    for i in range(4):
+        ratio = float(demod.convs[i].weight.std() / ssd.convs[i].weight.std())
+        assert 0.25 < ratio < 4, (i, ratio)

@@ -124,8 +124,15 @@ class ModulatedConv2d(nn.Module):
     """A convolution whose weights are scaled per sample by ``affine(w)`` and demodulated.
 
     The affine map's bias starts at 1, so every style starts near 1 (as in StyleGAN2). A
-    learned per-channel bias is added after the convolution. Weights are stored as N(0, 1)
-    and scaled by 1 / sqrt(C_in * k * k) at run time; with demodulation that scale cancels.
+    learned per-channel bias is added after the convolution. Weights start as
+    N(0, 1 / (C_in * k * k)), the scale of SSD's own convolutions (about 0.01), and are used
+    as stored. StyleGAN2 stores N(0, 1) and scales at run time ("equalised learning rate"),
+    which with demodulation changes nothing in the forward pass but makes every Adam step
+    about a hundred times smaller relative to the weights: under SSD's learning rate (5e-4,
+    tuned for weights of SSD's scale) the demodulated convolutions then barely moved, D was
+    right about every image from step 2, and a 25 % run ended as a fixed colour-noise
+    pattern. Stored at SSD's scale, they learn at SSD's pace, so the comparison with AdaIN
+    changes one thing.
     """
 
     def __init__(
@@ -142,12 +149,12 @@ class ModulatedConv2d(nn.Module):
         gain: float = 1.0,
     ) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(c_out, c_in, kernel, kernel))
+        fan_in = c_in * kernel * kernel
+        self.weight = nn.Parameter(torch.randn(c_out, c_in, kernel, kernel) * fan_in**-0.5)
         self.bias = nn.Parameter(torch.zeros(c_out))
         self.affine = nn.Linear(w_dim, c_in)
         with torch.no_grad():
             self.affine.bias.fill_(1.0)
-        self.w_gain = (c_in * kernel * kernel) ** -0.5
         self.stride = stride
         self.padding = kernel // 2 if padding is None else padding
         self.transposed, self.demodulate, self.gain = transposed, demodulate, gain
@@ -157,7 +164,7 @@ class ModulatedConv2d(nn.Module):
         x = x.expand(w.shape[0], -1, -1, -1)
         out = modulated_conv2d(
             x,
-            self.weight * self.w_gain,
+            self.weight,
             self.affine(w),  # (N, C_in)
             demodulate=self.demodulate,
             stride=self.stride,
