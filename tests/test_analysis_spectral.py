@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
 from ssd_lib.analysis.spectral import (
@@ -10,6 +9,8 @@ from ssd_lib.analysis.spectral import (
     discriminator_figure,
     loss_comparison_figure,
     sigma_figure,
+    sn_seed_table,
+    sn_seed_values,
     sn_summary,
     verdict,
 )
@@ -40,19 +41,43 @@ def test_summary_has_late_means_and_the_train_val_gap(pair):
         sn_summary(pair, fraction=0)
 
 
-def _summary(sn: dict, plain: dict) -> pd.DataFrame:
-    base = {"d_acc": 0.9, "d_real": 0.9, "d_fake": 0.1, "grad_norm_g": 10.0}
-    return pd.DataFrame({"SN": {**base, **sn}, "no SN": {**base, **plain}})
+def _values(sn: dict, plain: dict, n: int = 3) -> dict:
+    """Per-seed values; each side's seeds spread by +-0.01 around the given mean."""
+    base = {"d_acc": 0.9, "d_real": 0.9, "d_fake": 0.1}
+    spread = [0.0, 0.01, -0.01][:n]
+    return {
+        t: {k: [v + e for e in spread] for k, v in {**base, **over}.items()}
+        for t, over in (("SN", sn), ("no SN", plain))
+    }
 
 
-def test_verdict_reads_the_numbers_in_each_direction():
-    weaker = _summary({"d_acc": 0.7, "d_real": 0.7, "d_fake": 0.3}, {})
-    assert "'SN slows the discriminator' holds" in verdict(weaker, "SN", "no SN")
-    stronger = _summary({"d_acc": 0.95, "d_real": 0.95, "d_fake": 0.05}, {})
-    assert "does not hold" in verdict(stronger, "SN", "no SN")
-    mixed = _summary({"d_acc": 0.8}, {})
-    text = verdict(mixed, "SN", "no SN")
-    assert "mixed" in text and "d_acc" in text and "seed noise" in text
+def test_verdict_reads_the_numbers_in_each_direction_over_seeds():
+    weaker = _values({"d_acc": 0.7, "d_real": 0.7, "d_fake": 0.3}, {})
+    assert "'SN slows the discriminator' holds here" in verdict(weaker, "SN", "no SN")
+    stronger = _values({"d_acc": 0.95, "d_real": 0.95, "d_fake": 0.05}, {})
+    text = verdict(stronger, "SN", "no SN")
+    assert "does not hold" in text and "stronger by D accuracy, D(x) on reals, D(G(z))" in text
+    # one measure called in SN's favour, two within the spread: not shown, never "mixed"
+    partial = _values({"d_acc": 0.8, "d_real": 0.905}, {})
+    text = verdict(partial, "SN", "no SN")
+    assert "Not shown" in text and "called weaker only by D accuracy" in text
+    assert "mixed" not in text
+
+
+def test_verdict_calls_nothing_from_one_seed_however_large_the_gap():
+    one = _values({"d_acc": 0.5, "d_real": 0.5, "d_fake": 0.5}, {}, n=1)
+    text = verdict(one, "SN", "no SN")
+    assert text.count("not called") == 3 and "Not shown" in text
+
+
+def test_seed_table_lists_seeds_and_each_quantity(pair):
+    values = sn_seed_values({"SN": {42: pair["SN"], 7: pair["SN"]}})
+    assert values["SN"]["d_acc"][0] == values["SN"]["d_acc"][1]
+    table = sn_seed_table(values, {"SN": [7, 42]}).set_index("quantity")
+    assert table.loc["training seeds", "SN"] == "7, 42"
+    assert table.loc["d_acc", "SN"].endswith(
+        "(n=2) [" + ", ".join([f"{values['SN']['d_acc'][0]:.3g}"] * 2) + "]"
+    )
 
 
 def test_check_sn_layers_exactly(pair):

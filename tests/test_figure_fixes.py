@@ -22,7 +22,7 @@ from ssd_lib.analysis.memorization import (
     pixel_nearest,
 )
 from ssd_lib.analysis.probes import PROBE_FLOOR, probe_bar_figure
-from ssd_lib.analysis.samples import diversity_figure
+from ssd_lib.analysis.samples import diversity_figure, diversity_key
 from ssd_lib.analysis.spectral import discriminator_figure, sigma_figure
 from ssd_lib.data.cache import ImageSplit, load_prepared, write_prepared
 from ssd_lib.data.embedded import FACTOR_NAMES, FACTORS, sample_factors
@@ -359,7 +359,9 @@ def test_diversity_warning_marker_has_a_colour_no_run_uses(tmp_path):
         runs[f"run{i}"] = make_run(
             tmp_path / f"r{i}", {"step": steps, "sample_diversity": div * (i + 1)}, warnings
         )
-    fig = diversity_figure(runs, 0.2, "label")
+    assert diversity_key(runs) == "sample_diversity"  # runs that logged the per-pixel one only
+    fig = diversity_figure(runs, 0.2, "label", key=diversity_key(runs))
+    assert "sees total collapse only" in fig.axes[0].get_title()
     ax = fig.axes[0]
     marks = [ln for ln in ax.lines if ln.get_marker() == "x"]
     curves = [ln for ln in ax.lines if ln.get_marker() != "x"]

@@ -221,6 +221,7 @@ def test_the_health_table_gives_each_run_the_sample_verdict(faces):
     assert rows.loc["dogs", "samples (64)"] == "healthy"
     assert rows.loc["dogs", "structural diversity / reals'"] > 0.5
     assert rows.loc["dogs", "warning at step"] == 40
-    assert rows.loc["dogs", "last logged sample diversity"] == 0.15
+    # the per-pixel spread the trainer logs fails its ladder: the table leaves it out
+    assert "last logged sample diversity" not in table.columns
     # Without reference images only the trainer's record is shown.
     assert "samples (64)" not in health_table({"dogs": _StubRun(DogGenerator())}).columns

@@ -144,10 +144,10 @@ def test_version_1_features_rank_shuffled_faces_above_blurred_ones(table_v1):
 
 
 def test_every_metric_passes_the_ladder_with_the_current_net(table_v2):
-    """All but one: sample-diversity, the per-pixel spread the trainer logs and warns on, still
-    counts pixel noise as variety (one image with fresh noise on every copy keeps 40 % of the
-    data's spread, over the trainer's 25 % collapse line). structural-diversity, which the
-    sample verdict uses, is its replacement and passes."""
+    """All but one: sample-diversity, the per-pixel spread, still counts pixel noise as
+    variety (one image with fresh noise on every copy keeps 40 % of the data's spread, over
+    the 25 % collapse line), so nothing judges on it any more. structural-diversity, which
+    the sample verdict and the trainer's collapse alarm use, is its replacement and passes."""
     failures = check(table_v2)
     assert len(failures) == 1, failures
     assert failures[0].startswith("sample-diversity: held_out") and "one_image_noisy" in failures[0]

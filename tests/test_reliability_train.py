@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import ssd_lib.training.checkpoint as ck
-from ssd_lib.analysis.samples import diversity_figure
+from ssd_lib.analysis.samples import diversity_figure, diversity_key
 from ssd_lib.config import make_config
 from ssd_lib.experiments.suite import health_table
 from ssd_lib.training.checkpoint import CheckpointError, load_checkpoint
@@ -315,12 +316,38 @@ def test_sample_diversity_is_the_per_pixel_spread_on_the_unit_scale():
 
 
 def test_generator_collapse_needs_a_sharp_fall_and_a_spread_far_below_the_reals():
-    history = [{"step": 25, "sample_diversity": 0.30}, {"step": 50, "sample_diversity": 0.12}]
+    key = "structural_diversity"
+    history = [{"step": 25, key: 0.30}, {"step": 50, key: 0.12}]
     # Half the best so far, but still half as varied as the reals: the early noise fading.
     assert g_collapse_warning(history, 0.12, 50, real=0.2) is None
     warning = g_collapse_warning(history, 0.01, 75, real=0.2)
     assert warning["kind"] == "g_collapse" and "0.0100" in warning["message"]
+    assert "structural diversity" in warning["message"]
     assert g_collapse_warning(history[:0], 0.0, 25, real=0.2) is None  # nothing to compare
+    # another logged key is read only when named
+    old = [{"step": 25, "sample_diversity": 0.30}]
+    assert g_collapse_warning(old, 0.01, 75, real=0.2) is None
+    assert g_collapse_warning(old, 0.01, 75, real=0.2, key="sample_diversity") is not None
+
+
+def test_the_alarm_sees_one_layout_with_pixel_noise_that_the_per_pixel_spread_misses():
+    """The trainer watches the structural spread: one image repeated with fresh pixel noise
+    on every copy (the rung of the validity ladder the per-pixel spread fails) falls under
+    the alarm's floor, while its per-pixel spread stays above it."""
+    from ssd_lib.training.health import G_COLLAPSE_FLOOR, structural_diversity
+
+    g = torch.Generator().manual_seed(0)
+    blocks = torch.rand(64, 3, 4, 4, generator=g)  # varied coarse layouts, like faces
+    reals = (F.interpolate(blocks, size=32, mode="nearest") * 255).to(torch.uint8)
+    noisy = reals[:1].float().expand(64, -1, -1, -1) + 25.0 * torch.randn(
+        64, 3, 32, 32, generator=g
+    )
+    noisy = noisy.clamp(0, 255).to(torch.uint8)
+    for measure, caught in ((structural_diversity, True), (sample_diversity, False)):
+        real, value = measure(reals), measure(noisy)
+        history = [{"step": 25, "structural_diversity": real}]  # a varied start
+        warned = g_collapse_warning(history, value, 50, real=real) is not None
+        assert warned is caught, (measure.__name__, value / real, G_COLLAPSE_FLOOR)
 
 
 def test_collapses_during_training_are_logged_saved_and_reported(
@@ -355,13 +382,16 @@ def test_collapses_during_training_are_logged_saved_and_reported(
     kinds = [w["kind"] for w in json.loads((run.path / "warnings.json").read_text())]
     assert kinds == ["d_collapse", "g_collapse"]
     assert "discriminator collapse" in caplog.text and "generator collapse" in caplog.text
-    assert run.history()["sample_diversity"][4] > 0  # logged at each epoch end
+    h = run.history()  # both spreads logged at each epoch end
+    assert h["sample_diversity"][4] > 0 and h["structural_diversity"][4] > 0
     # What notebook 01 shows for each suite run.
     table = health_table({"ssd": run})
     assert table["kind"].tolist() == ["d_collapse", "g_collapse"]
     assert table["warning at step"].tolist() == [4, 10] and (table["run"] == "ssd").all()
-    assert table["last logged sample diversity"].tolist() == [0.0, 0.0]
-    fig = diversity_figure({"ssd": run}, real=0.29, label="test")
+    key = diversity_key({"ssd": run})
+    assert key == "structural_diversity"  # what the alarm watched, so the figure shows it
+    fig = diversity_figure({"ssd": run}, real=0.29, label="test", key=key)
+    assert "what the trainer's alarm watches" in fig.axes[0].get_title()
     marks = [line for line in fig.axes[0].lines if line.get_marker() == "x"]
     # Both warnings, each at its own step: D's (step 4, before the first logged diversity,
     # drawn on the line) and G's (step 10, diversity 0: on the log axis' bottom edge).

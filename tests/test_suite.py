@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ssd_lib.analysis.disentangle import probe_summary, verdict
+from ssd_lib.analysis.disentangle import probe_summary
 from ssd_lib.analysis.samples import _grid_step, losses_overview_figure, progression_figure
 from ssd_lib.config import make_config
 from ssd_lib.experiments.suite import (
@@ -106,37 +106,72 @@ def test_progression_and_loss_figures_read_a_run(tiny_dataset, tmp_path):
         _grid_step("grid.png", 148)
 
 
-def _tables(acc_sn, acc_plain, ppl_sn, ppl_plain):
-    summary = pd.DataFrame(
-        [
-            {"model": "A", "space": "w", "accuracy over chance (mean)": acc_sn},
-            {"model": "B", "space": "w", "accuracy over chance (mean)": acc_plain},
-        ]
-    )
-    ppl = pd.DataFrame(
-        [
-            {"model": "A", "space": "W", "PPL-toy (mean, 1-99 %)": ppl_sn},
-            {"model": "B", "space": "W", "PPL-toy (mean, 1-99 %)": ppl_plain},
-        ]
-    )
-    return summary, ppl
+def _seed_values(sn: dict[str, list[float]], plain: dict[str, list[float]]) -> pd.DataFrame:
+    rows = [
+        {"model": model, "train_seed": 42 + i, "quantity": q, "value": v}
+        for model, per in (("SSD", sn), ("SSD without SN", plain))
+        for q, vals in per.items()
+        for i, v in enumerate(vals)
+    ]
+    return pd.DataFrame(rows)
+
+
+ACC, R2, PPL = "probe accuracy over chance, w", "probe R^2, w", "PPL-toy (mean, 1-99 %), W"
 
 
 @pytest.mark.parametrize(
-    "numbers, words",
+    "sn, plain, words",
     [
-        ((0.3, 0.1, 1.0, 2.0), "Both measures favour SN"),
-        ((0.1, 0.3, 2.0, 1.0), "Neither measure favours SN"),
-        ((0.3, 0.1, 2.0, 1.0), "Mixed: only the probes"),
-        ((0.1, 0.3, 1.0, 2.0), "Mixed: only path length"),
-        ((np.nan, 0.3, 1.0, 2.0), "cannot be compared"),
+        # SN clearly ahead on all three: higher probes, shorter paths
+        (
+            {ACC: [0.5, 0.52, 0.48], R2: [0.9, 0.91, 0.89], PPL: [10, 11, 9]},
+            {ACC: [0.2, 0.22, 0.18], R2: [0.5, 0.52, 0.48], PPL: [30, 31, 29]},
+            ["is larger (favours SN)", "SSD without SN is larger (favours SN)"],
+        ),
+        # SN behind on the probes, within spread on PPL
+        (
+            {ACC: [0.2, 0.22, 0.18], R2: [0.5, 0.52, 0.48], PPL: [10, 30, 20]},
+            {ACC: [0.5, 0.52, 0.48], R2: [0.9, 0.91, 0.89], PPL: [12, 28, 22]},
+            ["SSD without SN is larger (against SN)", "within the seed spread (not shown)."],
+        ),
+        # one seed a side: nothing is called
+        (
+            {ACC: [0.5], R2: [0.9], PPL: [10]},
+            {ACC: [0.2], R2: [0.5], PPL: [30]},
+            ["seed spread is unknown: not called."],
+        ),
     ],
 )
-def test_disentanglement_verdict_reads_the_numbers(numbers, words):
-    text = verdict(*_tables(*numbers), "A", "B")
-    assert words in text
-    if not np.isnan(numbers).any():  # one pair of runs is read, never judged
-        assert "not a verdict" in text and "one seed" in text
+def test_seed_verdict_calls_only_beyond_the_seed_spread_and_holds(sn, plain, words):
+    from ssd_lib.analysis.disentangle import seed_verdict
+
+    text = seed_verdict(_seed_values(sn, plain), "SSD", "SSD without SN")
+    for w in words:
+        assert w in text
+    if len(sn[ACC]) == 1:
+        assert "favours" not in text and "against SN" not in text
+    assert "Verdict held" in text  # probes and PPL-toy are not validated on such samples
+
+
+def test_seed_verdict_says_what_was_not_measured():
+    from ssd_lib.analysis.disentangle import seed_verdict
+
+    values = _seed_values({ACC: [0.5, 0.4]}, {ACC: [0.2, 0.3]})
+    text = seed_verdict(values, "SSD", "SSD without SN")
+    assert "probe R^2, w: not measured on both sides." in text
+    assert "SSD - SSD without SN = +0.2" in text
+
+
+def test_seed_spread_table_lists_each_seed_and_mean_sd():
+    from ssd_lib.analysis.disentangle import SEED_QUANTITIES, seed_spread_table
+
+    values = _seed_values({ACC: [0.5, 0.3]}, {ACC: [0.2]})
+    table = seed_spread_table(values).set_index("model")
+    assert list(table.columns) == ["training seeds", *SEED_QUANTITIES]
+    assert table.loc["SSD", "training seeds"] == "42, 43"
+    assert table.loc["SSD", ACC] == "0.4 ± 0.14 (n=2) [0.5, 0.3]"
+    assert table.loc["SSD without SN", ACC] == "0.2 (n=1)"
+    assert table.loc["SSD without SN", R2] == "n/a"
 
 
 def test_probe_summary_separates_class_and_continuous_factors_and_drops_skipped():
@@ -158,15 +193,6 @@ def test_figures_cli_refuses_an_unknown_notebook(capsys):
     with pytest.raises(SystemExit):
         figures_main(["--only", "99_nope.ipynb"])
     assert "invalid choice: '99_nope.ipynb'" in capsys.readouterr().err
-
-
-def test_verdict_warns_when_one_generator_varies_in_fewer_factors():
-    summary, ppl = _tables(0.3, 0.1, 2.0, 0.5)
-    summary["factors probed"] = [9, 4]
-    text = verdict(summary, ppl, "A", "B")
-    assert "vary in 9 factors with SN and 4 without" in text
-    summary["factors probed"] = [9, 9]
-    assert "vary in" not in verdict(summary, ppl, "A", "B")
 
 
 def test_published_lists_one_notebooks_files(tmp_path):

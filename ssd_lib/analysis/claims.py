@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ssd_lib.analysis.seeds import RULE, compare, format_mean_sd, mean_sd
+from ssd_lib.analysis.seeds import RULE, compare, format_mean_sd, mean_sd, per_seed_text
 
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
@@ -424,16 +424,6 @@ def seeds_of(frame: pd.DataFrame, name: str) -> list[int]:
     if frame.empty:
         return []
     return sorted(int(s) for s in frame.loc[frame["run"] == name, "seed"])
-
-
-def per_seed_text(vals: Sequence[float], digits: int = 3) -> str:
-    """``"0.323 ± 0.024 (n=2) [0.34, 0.306]"``: mean ± SD, n, then each seed's value."""
-    if not vals:
-        return "n/a"
-    text = format_mean_sd(vals, digits)
-    if len(vals) > 1:
-        text += " [" + ", ".join(f"{v:.{digits}g}" for v in vals) + "]"
-    return text
 
 
 # --- verdicts beyond a two-setting comparison ---------------------------------------------

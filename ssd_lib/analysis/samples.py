@@ -114,15 +114,51 @@ def _on_line(at: np.ndarray, steps: np.ndarray, values: np.ndarray) -> np.ndarra
     return np.where(np.isfinite(geometric), geometric, linear)
 
 
-def diversity_figure(runs: dict[str, Run], real: float, label: str) -> Figure:
-    """Each run's ``sample_diversity`` over training (the spread of its samples at the fixed
-    codes, logged at every sample grid), against the training images' own spread; the steps
-    where the trainer warned are marked with a red x, a colour no run line uses.
+# What a diversity curve can show, by the history column it plots.
+DIVERSITY_AXES = {
+    "structural_diversity": (
+        "structural diversity (4x4-averaged SD)",
+        "Coarse spread of the samples at the fixed codes (what the trainer's alarm watches)",
+    ),
+    "sample_diversity": (
+        "sample diversity (per-pixel SD)",
+        "Per-pixel spread of the samples at the fixed codes: sees total collapse only\n"
+        "(pixel noise counts as variety, eight repeated faces vary like the data)",
+    ),
+}
+
+
+def diversity_key(runs: dict[str, Run]) -> str:
+    """The diversity column every run logged: the structural spread the trainer watches
+    since it replaced the per-pixel one, else the per-pixel spread (runs trained before)."""
+    histories = [run.history() for run in runs.values()]
+    if histories and all("structural_diversity" in h for h in histories):
+        return "structural_diversity"
+    return "sample_diversity"
+
+
+def real_diversity(images, key: str) -> float:
+    """The training ``images``' own spread by the measure behind history column ``key``."""
+    from ssd_lib.training.health import sample_diversity, structural_diversity
+
+    measure = {"structural_diversity": structural_diversity, "sample_diversity": sample_diversity}
+    return measure[key](images)
+
+
+def diversity_figure(
+    runs: dict[str, Run], real: float, label: str, key: str = "sample_diversity"
+) -> Figure:
+    """Each run's logged ``key`` over training (``diversity_key``: the spread of its samples
+    at the fixed codes, logged at every sample grid), against the training images' own
+    spread ``real`` by the same measure; the steps where the trainer warned are marked with a
+    red x, a colour no run line uses.
 
     A warning is drawn at its own step on the run's line, also between two logged steps (a D
     collapse is found at any step); outside the logged steps, at the nearest end. A diversity
     of 0 (every code gives the same image) has no place on the log axis: such points, and
     warnings there, sit on the bottom edge, and the legend says so."""
+    if key not in DIVERSITY_AXES:
+        raise ValueError(f"key={key!r}: one of {list(DIVERSITY_AXES)}")
     from matplotlib.lines import Line2D
     from matplotlib.transforms import blended_transform_factory
 
@@ -132,12 +168,12 @@ def diversity_figure(runs: dict[str, Run], real: float, label: str) -> Figure:
     n_warnings, n_zero = 0, 0
     for i, (name, run) in enumerate(runs.items()):
         h = run.history()
-        if "sample_diversity" not in h:
+        if key not in h:
             continue
-        logged = np.isfinite(h["sample_diversity"])
+        logged = np.isfinite(h[key])
         if not logged.any():
             continue
-        steps, values = h["step"][logged], h["sample_diversity"][logged]
+        steps, values = h["step"][logged], h[key][logged]
         colour = RUN_COLOURS[i % len(RUN_COLOURS)]
         style = RUN_STYLES[(i // len(RUN_COLOURS)) % len(RUN_STYLES)]
         ax.plot(steps, values, marker="o", ms=3, lw=1.2, color=colour, ls=style, label=name)
@@ -196,7 +232,8 @@ def diversity_figure(runs: dict[str, Run], real: float, label: str) -> Figure:
     ax.set_yscale("log")
     plain_log_ticks(ax.yaxis)  # 0.01, 0.02, 0.05, 0.1 rather than 10^-2 next to 2x10^-2
     ax.set_xlabel("step")
-    ax.set_ylabel("sample diversity (per-pixel SD)")
-    ax.set_title("Spread of the samples at the fixed codes", fontsize=10)
+    ylabel, title = DIVERSITY_AXES[key]
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
     ax.legend(handles=handles, fontsize=7, ncol=2)
     return stamp(fig, label)

@@ -52,6 +52,16 @@ def format_mean_sd(values: Sequence[float], digits: int = 3) -> str:
     return f"{mean:.{digits}g} ± {sd:.2g} (n={n})"
 
 
+def per_seed_text(vals: Sequence[float], digits: int = 3) -> str:
+    """``"0.323 ± 0.024 (n=2) [0.34, 0.306]"``: mean ± SD, n, then each seed's value."""
+    if not vals:
+        return "n/a"
+    text = format_mean_sd(vals, digits)
+    if len(vals) > 1:
+        text += " [" + ", ".join(f"{v:.{digits}g}" for v in vals) + "]"
+    return text
+
+
 @dataclass(frozen=True)
 class Comparison:
     """The outcome of ``compare``: which side is larger, if the rule calls it."""

@@ -16,11 +16,14 @@ training vs held-out reals. This module turns two runs (with and without SN) int
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from ssd_lib.analysis.seeds import compare, per_seed_text
 from ssd_lib.reporting.plots import PlotFigure, moving_average, plain_log_ticks, stamp
 from ssd_lib.training.runs import Run
 from ssd_lib.training.sigma_tracker import exact_sigma, weight_matrix
@@ -52,34 +55,73 @@ def sn_summary(runs: dict[str, Run], fraction: float = 0.5) -> pd.DataFrame:
     return pd.DataFrame(table)
 
 
-def verdict(summary: pd.DataFrame, with_sn: str, without_sn: str) -> str:
-    """A plain reading of ``sn_summary``: does SN make D weaker (slower) on this run pair?"""
-    a, b = summary[with_sn], summary[without_sn]
-    slower = [
-        k for k, sign in (("d_acc", -1), ("d_real", -1), ("d_fake", +1)) if sign * (a[k] - b[k]) > 0
-    ]
-    lines = [
-        f"Late-training means: D accuracy {a['d_acc']:.3f} with SN vs {b['d_acc']:.3f} without; "
-        f"D(G(z)) {a['d_fake']:.3f} vs {b['d_fake']:.3f}; gradient norm reaching G "
-        f"{a['grad_norm_g']:.3g} vs {b['grad_norm_g']:.3g}."
-    ]
-    if len(slower) == 3:
+def sn_seed_values(
+    seed_runs: Mapping[str, Mapping[int, Run]], fraction: float = 0.5
+) -> dict[str, dict[str, list[float]]]:
+    """``{title: {quantity: [value per training seed, seeds ascending]}}`` of every
+    ``sn_summary`` quantity, for each setting's runs (``{title: {seed: run}}``)."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for title, by_seed in seed_runs.items():
+        per: dict[str, list[float]] = {}
+        for _, run in sorted(by_seed.items()):
+            for quantity, value in sn_summary({title: run}, fraction)[title].items():
+                per.setdefault(quantity, []).append(float(value))
+        out[title] = per
+    return out
+
+
+def sn_seed_table(
+    values: dict[str, dict[str, list[float]]], seeds: Mapping[str, Sequence[int]]
+) -> pd.DataFrame:
+    """``sn_summary`` over training seeds: one row per quantity, one column per setting, each
+    cell "mean ± sd (n=k) [each seed's value]"; the first row names the seeds."""
+    rows = [{"quantity": "training seeds", **{t: ", ".join(map(str, seeds[t])) for t in values}}]
+    quantities = dict.fromkeys(q for per in values.values() for q in per)
+    for q in quantities:
+        cells = {t: per_seed_text(per.get(q, [])) for t, per in values.items()}
+        rows.append({"quantity": q, **cells})
+    return pd.DataFrame(rows)
+
+
+# The three readings of "SN slows the discriminator down": the sign says which direction
+# means a weaker D (lower accuracy, lower D(x), higher D(G(z))).
+WEAKER = (("d_acc", -1, "D accuracy"), ("d_real", -1, "D(x) on reals"), ("d_fake", +1, "D(G(z))"))
+
+
+def verdict(values: dict[str, dict[str, list[float]]], with_sn: str, without_sn: str) -> str:
+    """Does SN make D weaker (slower)? Each of ``WEAKER`` compared over training seeds by the
+    rule of ``analysis.seeds``; the claim holds when all three are called in SN's favour, is
+    contradicted when any is called against it, and is otherwise not shown (one seed a side,
+    or differences within the seed spread)."""
+    a, b = values[with_sn], values[without_sn]
+    lines, weaker, stronger = [], [], []
+    for key, sign, name in WEAKER:
+        c = compare(a[key], b[key])
+        if c.called:
+            sn_larger = c.call == "a larger"
+            (weaker if sn_larger == (sign > 0) else stronger).append(name)
         lines.append(
-            "By all three measures (accuracy, D(x), D(G(z))) the discriminator with SN is "
-            "weaker: on this pair of runs, 'SN slows the discriminator' holds."
+            f"{name}, late-training mean: {with_sn} {per_seed_text(a[key])}, {without_sn} "
+            f"{per_seed_text(b[key])}; {c.describe(with_sn, without_sn)}."
         )
-    elif not slower:
+    if stronger:
         lines.append(
-            "By none of the three measures is the discriminator with SN weaker: on this "
-            "pair of runs, 'SN slows the discriminator' does not hold."
+            f"Against the claim: with SN the discriminator is called stronger by "
+            f"{', '.join(stronger)}, so 'SN slows the discriminator' does not hold here."
+        )
+    elif len(weaker) == len(WEAKER):
+        lines.append(
+            "By all three measures the discriminator with SN is called weaker: 'SN slows the "
+            "discriminator' holds here."
         )
     else:
+        called = f" (called weaker only by {', '.join(weaker)})" if weaker else ""
         lines.append(
-            f"The evidence is mixed (SN's D is weaker only by {', '.join(slower)}); one "
-            "pair of runs cannot settle the claim."
+            "Not shown: the differences are within the seed spread or rest on one seed a "
+            f"side{called}, so these runs neither support nor contradict 'SN slows the "
+            "discriminator'."
         )
-    lines.append("One seed per setting: differences of this size can be seed noise.")
-    return " ".join(lines)
+    return "\n".join(lines)
 
 
 def check_sn_layers(run: Run, tolerance: float = 0.02) -> pd.DataFrame:

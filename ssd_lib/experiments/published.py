@@ -632,7 +632,7 @@ def _thin_history(src: Path, dst: Path, every: int) -> None:
         csv.writer(f, lineterminator="\n").writerows([header, *kept])
 
 
-EVALUATION_COLUMNS = ("d_train_eval", "d_val_eval", "sample_diversity")
+EVALUATION_COLUMNS = ("d_train_eval", "d_val_eval", "sample_diversity", "structural_diversity")
 
 
 def strip_generator(

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -226,17 +225,12 @@ def health_table(
     ``ssd_lib.training.health.generator_verdict`` on ``n`` samples at the codes of ``seed``
     ("healthy", "partially collapsed", "collapsed" or "noise", the ladder-checked collapse
     test) with the numbers it rests on. Then one row per warning the trainer logged
-    (collapse, roll-back), or one "none" row. The trainer's per-pixel ``sample_diversity``
-    is shown as logged; it fails its validity ladder (pixel noise counts as variety), so the
-    verdict, not that number, says whether a run collapsed."""
+    (collapse, roll-back), or one "none" row. The per-pixel ``sample_diversity`` the trainer
+    logs is not shown: it fails its validity ladder (pixel noise counts as variety)."""
     from ssd_lib.training.health import generator_verdict
 
     rows = []
     for name, run in runs.items():
-        h = run.history()
-        logged = h.get("sample_diversity", np.array([]))
-        logged = logged[~np.isnan(logged)]
-        last = round(float(logged[-1]), 4) if len(logged) else None
         judged: dict[str, Any] = {}
         if reference is not None:
             v = generator_verdict(run.load_generator(), run.config.real_range, reference, n, seed)
@@ -257,7 +251,6 @@ def health_table(
                 {
                     "run": name,
                     **judged,
-                    "last logged sample diversity": last,
                     "warning at step": w["step"],
                     "kind": w["kind"],
                     "what": w["message"],

@@ -24,8 +24,9 @@ Each metric has an ``Expectation``: which rungs it must rank better than which (
 and which it is *not* meant to separate, with the reason (coverage does not see blur; precision
 does not see collapse, which is recall's job). ``check`` lists every broken expectation. With
 the toy net of version 1 it listed twelve (``docs/metrics.md``, "Validity ladder"); with
-version 2 one is left: ``sample-diversity``, the per-pixel spread the trainer logs, which
-counts pixel noise as variety (``structural-diversity`` replaces it in the collapse verdict).
+version 2 one is left: ``sample-diversity``, the per-pixel spread, which counts pixel noise
+as variety (``structural-diversity`` replaces it in the collapse verdict and the trainer's
+alarm; the per-pixel one is only logged, to compare with runs trained before).
 PPL-toy is not a function of a sample set (it needs a generator's latent paths), so it has no
 rung here: see ``NOT_ON_THE_LADDER``; it and the linear probes have a ladder of generators
 instead (``ssd_lib.metrics.generator_ladder``).
@@ -510,7 +511,7 @@ EXPECTATIONS: dict[str, Expectation] = {
         (("held_out", "one_image"), ("held_out", "one_image_noisy")),
         margin=0.0,
         ratio=4.0,
-        meaning="per-pixel SD across the samples (what the trainer logs); " + WHY["trainer_floor"],
+        meaning="per-pixel SD across the samples (logged, not judged on); " + WHY["trainer_floor"],
         not_separated={
             "eight_images": WHY["eight_vary"],
             **{r: WHY["diversity_not_fidelity"] for r in MILD + STRONG + NO_FACE},

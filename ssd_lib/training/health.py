@@ -9,11 +9,14 @@ The trainer calls these on the statistics it already logs, so watching costs not
 - **discriminator collapse**: D classifies every real and fake correctly (accuracy 100 %) or
   its BCE loss stays under ``D_COLLAPSE_LOSS`` for ``D_COLLAPSE_STEPS`` steps in a row. G then
   gets almost no gradient. Reported once per streak.
-- **generator collapse**: the spread of the samples at the fixed codes (``sample_diversity``,
-  measured at every sample grid) falls below ``G_COLLAPSE_RATIO`` of the largest spread seen
-  so far in the run *and* below ``G_COLLAPSE_FLOOR`` of the training images' own spread: G
-  maps many codes to the same few images. (The second condition keeps the noisy, very varied
-  samples of the first steps from making every later drop look like a collapse.)
+- **generator collapse**: the coarse spread of the samples at the fixed codes
+  (``structural_diversity``, measured at every sample grid) falls below ``G_COLLAPSE_RATIO``
+  of the largest spread seen so far in the run *and* below ``G_COLLAPSE_FLOOR`` of the
+  training images' own: G maps many codes to the same few layouts. (The second condition
+  keeps the noisy, very varied samples of the first steps from making every later drop look
+  like a collapse.) Runs trained before this check moved to the coarse spread logged and
+  watched the per-pixel ``sample_diversity``, which counts pixel noise as variety; the trainer
+  still logs it, for comparison with those runs.
 
 Collapses are warnings (logged, kept in the checkpoint and in ``warnings.json`` next to it),
 not errors: a short streak early in training often recovers.
@@ -196,8 +199,9 @@ def sample_diversity(images: torch.Tensor, lowpass: int = 1) -> float:
     the [0, 1] scale: 0 when every code gives the same image, about 0.2 for varied images.
 
     With ``lowpass`` > 1 each image is first averaged over ``lowpass`` x ``lowpass`` blocks
-    (``structural_diversity``). The default, 1, is what the trainer logs and warns on; it
-    counts independent pixel noise as variety (see the module docstring)."""
+    (``structural_diversity``, what the trainer warns on). The default, 1, counts independent
+    pixel noise as variety (see the module docstring); the trainer logs it beside the
+    structural one for comparison with runs trained before the change."""
     if images.dtype != torch.uint8 or images.ndim != 4 or len(images) < 2:
         raise ValueError(
             f"sample_diversity needs at least 2 uint8 images (N, C, H, W), got {images.dtype} "
@@ -210,22 +214,28 @@ def sample_diversity(images: torch.Tensor, lowpass: int = 1) -> float:
     return float(x.std(dim=0).mean())
 
 
+DIVERSITY_KEY = "structural_diversity"  # what the trainer watches (and logs) for G collapse
+
+
 def g_collapse_warning(
-    history: Sequence[dict[str, Any]], value: float, step: int, real: float
+    history: Sequence[dict[str, Any]],
+    value: float,
+    step: int,
+    real: float,
+    key: str = DIVERSITY_KEY,
 ) -> dict[str, Any] | None:
-    """A warning when ``value`` (this step's sample diversity) is under ``G_COLLAPSE_RATIO``
-    of the largest diversity logged earlier in ``history`` and under ``G_COLLAPSE_FLOOR`` of
-    ``real``, the diversity of the training images."""
-    earlier = [
-        r["sample_diversity"] for r in history if "sample_diversity" in r and r["step"] < step
-    ]
+    """A warning when ``value`` (this step's ``key``, by default the samples' structural
+    diversity) is under ``G_COLLAPSE_RATIO`` of the largest ``key`` logged earlier in
+    ``history`` and under ``G_COLLAPSE_FLOOR`` of ``real``, the training images' own."""
+    earlier = [r[key] for r in history if key in r and r["step"] < step]
     if not earlier or value >= G_COLLAPSE_RATIO * max(earlier) or value >= G_COLLAPSE_FLOOR * real:
         return None
+    what = "structural diversity" if key == DIVERSITY_KEY else key.replace("_", " ")
     return {
         "kind": "g_collapse",
         "step": step,
         "message": (
-            f"generator collapse: the samples' diversity fell to {value:.4f}, under "
+            f"generator collapse: the samples' {what} fell to {value:.4f}, under "
             f"{G_COLLAPSE_RATIO:.0%} of its best ({max(earlier):.4f}) and under "
             f"{G_COLLAPSE_FLOOR:.0%} of the training images' ({real:.4f}); G maps many codes "
             "to few images. Look at the sample grids; try spectral normalisation, a lower G "

@@ -41,10 +41,12 @@ from ssd_lib.training.devices import (
 )
 from ssd_lib.training.ema import ema_beta, make_ema, update_ema
 from ssd_lib.training.health import (
+    DIVERSITY_KEY,
     FaultPolicy,
     TrainingDiverged,
     g_collapse_warning,
     sample_diversity,
+    structural_diversity,
 )
 from ssd_lib.training.lapgan_step import lapgan_step
 from ssd_lib.training.losses import GANLoss, make_loss, r1_penalty
@@ -126,7 +128,7 @@ class Trainer(TrainerState):
         convs = self.D.tracked_convs() if hasattr(self.D, "tracked_convs") else {}
         self.tracker = SpectralTracker(convs) if convs else None
         # What generator collapse is measured against (see ssd_lib.training.health).
-        self.real_diversity = sample_diversity(data.images[:256]) if len(data) > 1 else 0.0
+        self.real_diversity = structural_diversity(data.images[:256]) if len(data) > 1 else 0.0
         self.step = self.epoch = self.batch_in_epoch = 0
         self.log = MetricLog()  # one row per step (ssd_lib.training.metric_log)
         self._saved_step: int | None = None  # the step of this run's checkpoint on disk
@@ -544,9 +546,12 @@ class Trainer(TrainerState):
         self.save_samples(path)
         if self._last_samples is None or len(self._last_samples) < 2:  # not the main process
             return
-        value = sample_diversity(self._last_samples)
+        value = structural_diversity(self._last_samples)
         self._warn(g_collapse_warning(self.log.rows, value, self.step, self.real_diversity))
-        self.log.add_to_last({"sample_diversity": value})
+        # The per-pixel spread too: runs trained before the check moved to the structural
+        # spread logged only that, and notebook 01 compares like with like.
+        per_pixel = sample_diversity(self._last_samples)
+        self.log.add_to_last({DIVERSITY_KEY: value, "sample_diversity": per_pixel})
 
 
 def train(
