@@ -20,6 +20,7 @@ small spot that carries much of the activation.
 from __future__ import annotations
 
 import base64
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,15 +145,16 @@ def measure_run(
         net = factor_net_for(ds, profile, show_progress=False)
         out.update(toy_cells(run, ds, toy_n, seed, net))
     rr = run.config.real_range
+    generator = functools.cache(run.load_generator)  # loaded once, only if something is new
 
     def verdict() -> dict[str, Any]:
-        return generator_verdict(run.load_generator(), rr, _reference(ds, n), n, seed).to_dict()
+        return generator_verdict(generator(), rr, _reference(ds, n), n, seed).to_dict()
 
     params = {"kind": "sample verdict", "n": n, "seed": seed}
     out["verdict"] = remember("beyond", run, params, verdict, ds)
     params = {"kind": "layer 32", "n": n, "seed": seed, "maps": MAP_SAMPLES, "encoding": "u8b64"}
     out["layer32"] = remember(
-        "beyond", run, params, lambda: _layer32_summary(run.load_generator(), n, seed), ds
+        "beyond", run, params, lambda: _layer32_summary(generator(), n, seed), ds
     )
     return out
 
