@@ -128,11 +128,11 @@ class ModulatedConv2d(nn.Module):
     N(0, 1 / (C_in * k * k)), the scale of SSD's own convolutions (about 0.01), and are used
     as stored. StyleGAN2 stores N(0, 1) and scales at run time ("equalised learning rate"),
     which with demodulation changes nothing in the forward pass but makes every Adam step
-    about a hundred times smaller relative to the weights: under SSD's learning rate (5e-4,
-    tuned for weights of SSD's scale) the demodulated convolutions then barely moved, D was
-    right about every image from step 2, and a 25 % run ended as a fixed colour-noise
-    pattern. Stored at SSD's scale, they learn at SSD's pace, so the comparison with AdaIN
-    changes one thing.
+    about a hundred times smaller relative to the weights than SSD's under the same learning
+    rate (5e-4, tuned for weights of SSD's scale). Stored at SSD's scale they learn at SSD's
+    pace, so the comparison with AdaIN changes one thing. (It did not rescue the 25 % run
+    under the release's recipe: with either storage D was right about every image from step
+    2 and the run ended as one fixed colour-noise pattern; see docs/beyond.md.)
     """
 
     def __init__(
