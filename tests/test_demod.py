@@ -159,3 +159,26 @@ def test_the_first_images_are_as_quiet_as_ssds():
     for seed in (0, 1):
         (sd_a, nb_a), (sd_b, nb_b) = stats(SSDGenerator, seed), stats(SSDDemodGenerator, seed)
         assert 0.5 < sd_b / sd_a < 2 and 0.5 < nb_b / nb_a < 2, (seed, sd_a, sd_b, nb_a, nb_b)
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_modulated_transposed_conv_gradients_equal_the_per_sample_loop(grouped):
+    """The fast paths' gradients (input, weights, styles), not only their outputs, equal
+    those of the per-sample loop, in float64."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, 5, 6, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(7, 5, 4, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    styles = (torch.rand(3, 5, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
+    fast = modulated_conv2d(
+        x, weight, styles, stride=2, padding=1, transposed=True, gain=2.0, grouped=grouped
+    )
+    slow = torch.cat(
+        [
+            F.conv_transpose2d(x[i : i + 1], w.transpose(0, 1), stride=2, padding=1)
+            for i, w in enumerate(_per_sample_weights(weight, styles, True, gain=2.0))
+        ]
+    )
+    got = torch.autograd.grad(fast.pow(2).sum(), (x, weight, styles))
+    want = torch.autograd.grad(slow.pow(2).sum(), (x, weight, styles))
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
