@@ -50,3 +50,12 @@ def test_seed_table_has_one_cell_per_setting_and_metric():
     t = seed_table({"SN": {"acc": [0.8, 0.82]}, "no SN": {"acc": [0.7]}})
     assert list(t["setting"]) == ["SN", "no SN"]
     assert list(t["acc"]) == ["0.81 ± 0.014 (n=2)", "0.7 (n=1)"]
+
+
+def test_favours_a_reads_the_called_direction_against_what_is_better():
+    high, low = [0.9, 0.91, 0.89], [0.5, 0.51, 0.49]
+    assert compare(high, low).favours_a(higher_is_better=True) is True
+    assert compare(high, low).favours_a(higher_is_better=False) is False
+    assert compare(low, high).favours_a(higher_is_better=False) is True
+    assert compare(high, [0.9, 0.92, 0.88]).favours_a(True) is None  # within the spread
+    assert compare([0.9], [0.1]).favours_a(True) is None  # one seed: nothing called

@@ -179,10 +179,9 @@ def seed_verdict(values: pd.DataFrame, with_sn: str, without_sn: str) -> str:
             lines.append(f"{quantity}: not measured on both sides.")
             continue
         c = compare(a, b)
-        favours = ""
-        if c.called:
-            sn_larger = c.call == "a larger"
-            favours = " (favours SN)" if sn_larger == (better == "higher") else " (against SN)"
+        favours = {None: "", True: " (favours SN)", False: " (against SN)"}[
+            c.favours_a(better == "higher")
+        ]
         lines.append(
             f"{quantity} ({better} is better): {with_sn} {per_seed_text(a)}, {without_sn} "
             f"{per_seed_text(b)}; {c.describe(with_sn, without_sn)}{favours}."

@@ -76,6 +76,13 @@ class Comparison:
     def called(self) -> bool:
         return self.call in ("a larger", "b larger")
 
+    def favours_a(self, higher_is_better: bool) -> bool | None:
+        """Whether the called difference is in ``a``'s favour for a quantity where higher (or
+        lower) is better; None when nothing is called."""
+        if not self.called:
+            return None
+        return (self.call == "a larger") == higher_is_better
+
     def describe(self, a: str = "a", b: str = "b") -> str:
         if self.call == "one seed: not called":
             return (

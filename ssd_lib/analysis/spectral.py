@@ -97,9 +97,9 @@ def verdict(values: dict[str, dict[str, list[float]]], with_sn: str, without_sn:
     lines, weaker, stronger = [], [], []
     for key, sign, name in WEAKER:
         c = compare(a[key], b[key])
-        if c.called:
-            sn_larger = c.call == "a larger"
-            (weaker if sn_larger == (sign > 0) else stronger).append(name)
+        sn_weaker = c.favours_a(higher_is_better=sign > 0)  # "better" here: weaker D
+        if sn_weaker is not None:
+            (weaker if sn_weaker else stronger).append(name)
         lines.append(
             f"{name}, late-training mean: {with_sn} {per_seed_text(a[key])}, {without_sn} "
             f"{per_seed_text(b[key])}; {c.describe(with_sn, without_sn)}."
