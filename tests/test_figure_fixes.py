@@ -22,7 +22,7 @@ from ssd_lib.analysis.memorization import (
     pixel_nearest,
 )
 from ssd_lib.analysis.probes import PROBE_FLOOR, probe_bar_figure
-from ssd_lib.analysis.samples import diversity_figure, diversity_key
+from ssd_lib.analysis.samples import diversity_curve, diversity_figure
 from ssd_lib.analysis.spectral import discriminator_figure, sigma_figure
 from ssd_lib.data.cache import ImageSplit, load_prepared, write_prepared
 from ssd_lib.data.embedded import FACTOR_NAMES, FACTORS, sample_factors
@@ -359,8 +359,7 @@ def test_diversity_warning_marker_has_a_colour_no_run_uses(tmp_path):
         runs[f"run{i}"] = make_run(
             tmp_path / f"r{i}", {"step": steps, "sample_diversity": div * (i + 1)}, warnings
         )
-    assert diversity_key(runs) == "sample_diversity"  # runs that logged the per-pixel one only
-    fig = diversity_figure(runs, 0.2, "label", key=diversity_key(runs))
+    fig = diversity_figure(runs, 0.2, "label", key="sample_diversity")
     assert "sees total collapse only" in fig.axes[0].get_title()
     ax = fig.axes[0]
     marks = [ln for ln in ax.lines if ln.get_marker() == "x"]
@@ -383,6 +382,34 @@ def test_diversity_warning_marker_has_a_colour_no_run_uses(tmp_path):
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "trainer warning (2)" in legend
     assert "red" not in ax.get_title()
+
+
+def test_a_run_that_did_not_log_the_structural_spread_gets_it_from_its_grids_or_generator(
+    tmp_path,
+):
+    from conftest import train_smoke_run
+
+    from ssd_lib.generation.sampling import fixed_codes, generate
+    from ssd_lib.training.health import structural_diversity
+
+    run, _ = train_smoke_run(tmp_path)
+    history = run.path / "history.csv"  # as runs trained before the trainer logged it
+    frame = pd.read_csv(history)
+    frame.drop(columns=["structural_diversity"], errors="ignore").to_csv(history, index=False)
+    steps, values, source = diversity_curve(run)
+    assert source == "grids" and len(steps) == len(run.sample_grids()) >= 1
+    final = structural_diversity(
+        generate(run.load_generator(), fixed_codes(run.config), run.config.real_range)
+    )
+    assert values[-1] == pytest.approx(final, abs=1e-6)  # the last grid: the final generator
+    for grid in run.sample_grids():  # no grids kept: one point, the final generator's
+        grid.unlink()
+    steps, values, source = diversity_curve(run)
+    assert source == "final" and steps.tolist() == [run.status["step"]]
+    assert values[0] == pytest.approx(final, abs=1e-6)
+    fig = diversity_figure({"old": run}, real=0.2, label="test")
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "1 of 1 runs: final generator only (no grids kept)" in legend
 
 
 def test_a_warning_between_logged_steps_sits_on_the_line_the_log_axis_draws():

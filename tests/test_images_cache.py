@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 
 from ssd_lib.data import cache
@@ -18,7 +20,7 @@ from ssd_lib.data.cache import (
     write_prepared,
 )
 from ssd_lib.utils.atomic import atomic_write, atomic_write_json, sha256_file
-from ssd_lib.utils.images import float_to_uint8, make_grid, uint8_to_float
+from ssd_lib.utils.images import float_to_uint8, make_grid, save_grid, split_grid, uint8_to_float
 
 
 def test_value_range_round_trips_and_endpoints():
@@ -49,6 +51,17 @@ def test_make_grid_places_images_row_major():
     assert grid.shape == (2 * 3 + 1, 3 * 3 + 1, 3)
     assert grid[1, 1, 0] == 0 and grid[1, 4, 0] == 10 and grid[4, 1, 0] == 30
     assert grid[4, 7, 0] == 255  # the empty sixth cell stays padding
+
+
+@pytest.mark.parametrize(("n", "nrow", "size"), [(1, 8, 64), (5, 3, 8), (16, 4, 64), (13, 8, 16)])
+def test_split_grid_gives_back_the_images_a_saved_grid_tiled(tmp_path, n, nrow, size):
+    imgs = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8)
+    path = save_grid(imgs, tmp_path / "g.png", nrow=nrow)
+    with Image.open(path) as im:
+        back = split_grid(np.asarray(im.convert("RGB")), n, nrow=nrow)
+    assert torch.equal(back, imgs)  # exact: PNG is lossless
+    with pytest.raises(ValueError, match=f"not a grid of {n + nrow} square images"):
+        split_grid(np.asarray(Image.open(path).convert("RGB")), n + nrow, nrow=nrow)
 
 
 def test_atomic_write_leaves_old_file_on_error(tmp_path):

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 import ssd_lib.training.checkpoint as ck
-from ssd_lib.analysis.samples import diversity_figure, diversity_key
+from ssd_lib.analysis.samples import diversity_curve, diversity_figure, grid_diversity
 from ssd_lib.config import make_config
 from ssd_lib.experiments.suite import health_table
 from ssd_lib.training.checkpoint import CheckpointError, load_checkpoint
@@ -388,9 +388,13 @@ def test_collapses_during_training_are_logged_saved_and_reported(
     table = health_table({"ssd": run})
     assert table["kind"].tolist() == ["d_collapse", "g_collapse"]
     assert table["warning at step"].tolist() == [4, 10] and (table["run"] == "ssd").all()
-    key = diversity_key({"ssd": run})
-    assert key == "structural_diversity"  # what the alarm watched, so the figure shows it
-    fig = diversity_figure({"ssd": run}, real=0.29, label="test", key=key)
+    steps, values, source = diversity_curve(run)
+    assert source == "logged" and steps.tolist() == [5, 10]
+    # A run that did not log the structural spread (trained before the alarm moved to it)
+    # gets it back from its saved grids: the same images, so the same numbers.
+    grid_steps, grid_values = grid_diversity(run)
+    assert grid_steps.tolist() == [5, 10] and grid_values == pytest.approx(values, abs=1e-6)
+    fig = diversity_figure({"ssd": run}, real=0.29, label="test")
     assert "what the trainer's alarm watches" in fig.axes[0].get_title()
     marks = [line for line in fig.axes[0].lines if line.get_marker() == "x"]
     # Both warnings, each at its own step: D's (step 4, before the first logged diversity,

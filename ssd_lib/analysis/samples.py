@@ -6,16 +6,18 @@ Every figure is stamped with the run's dataset, preset, profile and checkpoint.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ssd_lib.generation.sampling import generate, sample_z
+from ssd_lib.generation.sampling import fixed_codes, generate, sample_z
 from ssd_lib.reporting.plots import PlotFigure, grid_figure, moving_average, plain_log_ticks, stamp
 from ssd_lib.training.runs import Run
 
 GRID_PAD = 2  # ssd_lib.utils.images.make_grid's padding
+GRID_NAME = re.compile(r"(step|epoch)_(\d+)\.png")  # the trainer's sample grids
 
 
 def run_label(run: Run, note: str = "") -> str:
@@ -31,9 +33,24 @@ def samples_figure(run: Run, title: str, seed: int, n: int = 32, note: str = "")
     return grid_figure(images, f"{title}, z seed {seed}", run_label(run, note))
 
 
+def _grids_by_step(run: Run) -> list[tuple[int, Path]]:
+    """The run's saved sample grids with the step each shows, oldest first."""
+    st = run.status
+    steps_per_epoch = st.get("steps_per_epoch")
+    if not steps_per_epoch:  # runs saved before status.json recorded it
+        epochs = max(1, int(st.get("epoch", 1)))
+        steps_per_epoch = max(1, int(st.get("total_steps", 1)) // epochs)
+    found = (
+        (_grid_step(p.name, steps_per_epoch), p)
+        for p in run.sample_grids()
+        if GRID_NAME.fullmatch(p.name)  # not a published run's final.png
+    )
+    return sorted(found, key=lambda t: t[0])
+
+
 def _grid_step(path_name: str, steps_per_epoch: int) -> int:
     """The training step a saved grid shows: ``step_000025.png`` or ``epoch_002.png``."""
-    m = re.fullmatch(r"(step|epoch)_(\d+)\.png", path_name)
+    m = GRID_NAME.fullmatch(path_name)
     if m is None:
         raise ValueError(f"{path_name!r} is not a sample grid name (step_N.png or epoch_N.png)")
     n = int(m.group(2))
@@ -45,15 +62,7 @@ def progression_figure(
 ) -> Figure:
     """The run's fixed-code sample grids as training went on: one panel per saved grid, each
     showing the top-left ``cells`` x ``cells`` images of the grid."""
-    st = run.status
-    steps_per_epoch = st.get("steps_per_epoch")
-    if not steps_per_epoch:  # runs saved before status.json recorded it
-        epochs = max(1, int(st.get("epoch", 1)))
-        steps_per_epoch = max(1, int(st.get("total_steps", 1)) // epochs)
-    grids = sorted(
-        ((_grid_step(p.name, steps_per_epoch), p) for p in run.sample_grids()),
-        key=lambda t: t[0],
-    )
+    grids = _grids_by_step(run)
     if not grids:
         raise FileNotFoundError(f"{run.path / 'samples'} holds no sample grids")
     if len(grids) > max_panels:  # keep the first and last, evenly spaced between
@@ -128,28 +137,74 @@ DIVERSITY_AXES = {
 }
 
 
-def diversity_key(runs: dict[str, Run]) -> str:
-    """The diversity column every run logged: the structural spread the trainer watches
-    since it replaced the per-pixel one, else the per-pixel spread (runs trained before)."""
-    histories = [run.history() for run in runs.values()]
-    if histories and all("structural_diversity" in h for h in histories):
-        return "structural_diversity"
-    return "sample_diversity"
+def _diversity_measure(key: str):
+    from ssd_lib.training.health import sample_diversity, structural_diversity
+
+    measure = {"structural_diversity": structural_diversity, "sample_diversity": sample_diversity}
+    if key not in measure:
+        raise ValueError(f"key={key!r}: one of {list(measure)}")
+    return measure[key]
+
+
+def grid_diversity(run: Run, key: str = "structural_diversity") -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values): the spread ``key`` of the images in the run's saved fixed-code sample
+    grids (``Run.grid_layout``: all the trainer's fixed codes, or the 16 a published grid
+    keeps), each grid split back into the images the trainer drew at that step (lossless
+    PNGs); for a run that did not log ``key`` while training."""
+    from ssd_lib.utils.images import split_grid
+
+    measure = _diversity_measure(key)
+    n, nrow = run.grid_layout()
+    steps, values = [], []
+    for step, path in _grids_by_step(run):
+        with Image.open(path) as im:
+            images = split_grid(np.asarray(im.convert("RGB")), n, nrow=nrow, padding=GRID_PAD)
+        steps.append(step)
+        values.append(measure(images))
+    return np.array(steps, float), np.array(values, float)
+
+
+# Where a run's diversity curve comes from (``diversity_curve``), as the figure's legend says it.
+DIVERSITY_SOURCES = {
+    "logged": "logged while training",
+    "grids": "measured on the saved sample grids",
+    "final": "final generator only (no grids kept)",
+}
+
+
+def diversity_curve(
+    run: Run, key: str = "structural_diversity"
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """(steps, values, source) of the run's spread ``key`` at its fixed codes over training:
+    the logged column ("logged"); for a run that did not log it, its saved sample grids
+    ("grids", ``grid_diversity``); without grids, one point, the final generator at the
+    trainer's fixed codes ("final"); empty arrays and "none" without a generator either."""
+    h = run.history()
+    if key in h and np.isfinite(h[key]).any():
+        logged = np.isfinite(h[key])
+        return h["step"][logged], h[key][logged], "logged"
+    if _grids_by_step(run):
+        steps, values = grid_diversity(run, key)
+        return steps, values, "grids"
+    try:
+        g = run.load_generator()
+    except (FileNotFoundError, RuntimeError):  # no checkpoint, or weights not published
+        return np.array([]), np.array([]), "none"
+    value = _diversity_measure(key)(generate(g, fixed_codes(run.config), run.config.real_range))
+    return np.array([float(run.status.get("step", 0))]), np.array([value]), "final"
 
 
 def real_diversity(images, key: str) -> float:
     """The training ``images``' own spread by the measure behind history column ``key``."""
-    from ssd_lib.training.health import sample_diversity, structural_diversity
-
-    measure = {"structural_diversity": structural_diversity, "sample_diversity": sample_diversity}
-    return measure[key](images)
+    return _diversity_measure(key)(images)
 
 
 def diversity_figure(
-    runs: dict[str, Run], real: float, label: str, key: str = "sample_diversity"
+    runs: dict[str, Run], real: float, label: str, key: str = "structural_diversity"
 ) -> Figure:
-    """Each run's logged ``key`` over training (``diversity_key``: the spread of its samples
-    at the fixed codes, logged at every sample grid), against the training images' own
+    """Each run's spread ``key`` of its samples at the fixed codes over training
+    (``diversity_curve``: logged at every sample grid, or measured from the saved grids of a
+    run that did not log it, as the legend then says), against the training images' own
     spread ``real`` by the same measure; the steps where the trainer warned are marked with a
     red x, a colour no run line uses.
 
@@ -165,15 +220,12 @@ def diversity_figure(
     fig = PlotFigure(figsize=(7.0, 3.6), layout="constrained")
     ax = fig.subplots()
     bottom = blended_transform_factory(ax.transData, ax.transAxes)  # x: step, y: axis edge
-    n_warnings, n_zero = 0, 0
+    n_warnings, n_zero, sources = 0, 0, {}
     for i, (name, run) in enumerate(runs.items()):
-        h = run.history()
-        if key not in h:
+        steps, values, source = diversity_curve(run, key)
+        if not len(steps):
             continue
-        logged = np.isfinite(h[key])
-        if not logged.any():
-            continue
-        steps, values = h["step"][logged], h[key][logged]
+        sources[source] = sources.get(source, 0) + 1
         colour = RUN_COLOURS[i % len(RUN_COLOURS)]
         style = RUN_STYLES[(i // len(RUN_COLOURS)) % len(RUN_STYLES)]
         ax.plot(steps, values, marker="o", ms=3, lw=1.2, color=colour, ls=style, label=name)
@@ -217,6 +269,11 @@ def diversity_figure(
             [], [], marker="x", ms=7, mew=2, color=WARNING_COLOUR, ls="none", label=warning_label
         )
     )
+    if set(sources) != {"logged"}:  # say where each curve comes from when not all logged
+        handles += [
+            Line2D([], [], ls="none", label=f"{k} of {len(runs)} runs: {DIVERSITY_SOURCES[src]}")
+            for src, k in sources.items()
+        ]
     if n_zero:
         handles.append(
             Line2D(

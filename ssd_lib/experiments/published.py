@@ -289,6 +289,10 @@ class PublishedRun(Run):
     def sample_grids(self) -> list[Path]:
         return sorted((self.path / "samples").glob("*.png"))
 
+    def grid_layout(self) -> tuple[int, int]:
+        """Published grids keep the top-left GRID_CELLS x GRID_CELLS images (``_grid_crops``)."""
+        return GRID_CELLS * GRID_CELLS, GRID_CELLS
+
     def load_generator(self, device: str | torch.device = "cpu") -> nn.Module:
         if not self.has_generator:
             raise PublishedRunError(

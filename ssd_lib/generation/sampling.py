@@ -36,6 +36,12 @@ def sample_z(n: int, z_dim: int, seed: int) -> torch.Tensor:
     return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
 
 
+def fixed_codes(cfg) -> torch.Tensor:
+    """The codes a training run of ``cfg`` draws its sample grids from (and measures its
+    samples' spread on): ``cfg.sample_count`` codes of seed ``cfg.seed + 2``."""
+    return sample_z(cfg.sample_count, cfg.nz, cfg.seed + 2)
+
+
 @torch.no_grad()
 def generate(
     generator: nn.Module,

@@ -118,6 +118,10 @@ class Run:
     def sample_grids(self) -> list[Path]:
         return sorted((self.path / "samples").glob("*.png"))
 
+    def grid_layout(self) -> tuple[int, int]:
+        """(images, images per row) of each saved sample grid: the trainer's fixed codes."""
+        return int(self.config.sample_count), 8
+
     @property
     def work_dir(self) -> Path:
         """Where analyses of this run keep their caches (the run folder itself)."""

@@ -29,7 +29,7 @@ import torch
 
 from ssd_lib.config import ConfigError, TrainConfig
 from ssd_lib.data.cache import ImageSplit, PreparedDataset
-from ssd_lib.generation.sampling import generate
+from ssd_lib.generation.sampling import fixed_codes, generate
 from ssd_lib.models import build_discriminator, build_generator
 from ssd_lib.training.augment import AdaptiveAugment, diff_augment
 from ssd_lib.training.devices import (
@@ -121,9 +121,7 @@ class Trainer(TrainerState):
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=cfg.betas)
         self.noise_gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.epoch_start_state = torch.Generator().manual_seed(cfg.seed).get_state()
-        self.fixed_z = torch.randn(
-            cfg.sample_count, cfg.nz, generator=torch.Generator().manual_seed(cfg.seed + 2)
-        )
+        self.fixed_z = fixed_codes(cfg)
         self._set_augmentation(cfg)
         convs = self.D.tracked_convs() if hasattr(self.D, "tracked_convs") else {}
         self.tracker = SpectralTracker(convs) if convs else None

@@ -84,3 +84,23 @@ def save_image(array: np.ndarray, path: str | Path) -> Path:
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
     """Save uint8 images (N, 3, H, W) as one PNG grid, atomically."""
     return save_image(make_grid(images, nrow=nrow), path)
+
+
+def split_grid(grid: np.ndarray, n: int, nrow: int = 8, padding: int = 2) -> torch.Tensor:
+    """The ``n`` uint8 images (N, 3, S, S) that ``make_grid(images, nrow, padding)`` tiled
+    into ``grid`` (H', W', 3), S read off the grid's width: the inverse of ``make_grid``,
+    exact for a grid read back from a PNG (lossless)."""
+    rows, cols = -(-n // nrow), min(n, nrow)
+    size = (grid.shape[1] - padding) // cols - padding if grid.ndim == 3 else 0
+    step = size + padding
+    expected = (padding + rows * step, padding + cols * step, 3)
+    if n < 1 or size < 1 or grid.dtype != np.uint8 or grid.shape != expected:
+        raise ValueError(
+            f"not a grid of {n} square images, {nrow} per row with {padding} px padding: "
+            f"shape {grid.shape}, dtype {grid.dtype}"
+        )
+    cells = [
+        grid[padding + r * step : padding + r * step + size, padding + c * step :][:, :size]
+        for r, c in (divmod(i, nrow) for i in range(n))
+    ]
+    return torch.from_numpy(np.stack(cells)).permute(0, 3, 1, 2).contiguous()
