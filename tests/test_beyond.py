@@ -148,3 +148,40 @@ def test_the_beyond_plan_covers_every_compared_run_without_weights():
     # Every run notebook 07 compares is either in the beyond plan or the paper's.
     paper = {p.key for p in pub.PLAN}
     assert {f"{n}-seed42" for n in beyond.comparison_names()} <= keys | paper
+
+
+def _history_run(path, spreads, status_step):
+    """A run folder with only a history (per-pixel spread at every 10th step) and a status."""
+    import json
+
+    import pandas as pd
+
+    from ssd_lib.training.runs import Run
+
+    path.mkdir(parents=True)
+    steps = np.arange(1, status_step + 1)
+    column = np.full(len(steps), np.nan)
+    for i, value in enumerate(spreads):
+        column[(i + 1) * 10 - 1] = value
+    pd.DataFrame({"step": steps, "sample_diversity": column}).to_csv(
+        path / "history.csv", index=False
+    )
+    (path / "status.json").write_text(json.dumps({"step": status_step}))
+    return Run(path)
+
+
+def test_the_codes_matter_from_the_first_sample_point_at_a_tenth_of_the_reals_spread(tmp_path):
+    real = 0.2  # a run counts from a spread of 0.02
+    late = _history_run(tmp_path / "late", [0.002, 0.019, 0.021, 0.001, 0.15], 50)
+    never = _history_run(tmp_path / "never", [0.002, 0.003, 0.019], 30)
+    assert beyond.codes_onset(late, real) == 30  # the first point over 0.02; a later dip is ignored
+    assert beyond.codes_onset(never, real) is None
+    assert beyond.codes_onset(never, real, share=0.01) == 10
+    comp = beyond.Comparison({"corrected_25": late, "ada_25": never}, [], {})
+    table = beyond.onset_table(comp, real).set_index("option")
+    assert table.loc["SSD, corrected recipe", "25 %, 20 epochs"] == "step 30 of 50"
+    assert table.loc["+ adaptive augmentation (ADA)", "25 %, 20 epochs"] == "never in 30 steps"
+    assert table.loc["+ DiffAugment", "25 %, 20 epochs"] == "-"  # not published
+    fig = beyond.onset_figure(comp, real, "test", "25 %, 20 epochs")
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "SSD, corrected recipe" in labels and "+ adaptive augmentation (ADA)" in labels

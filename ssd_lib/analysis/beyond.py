@@ -326,6 +326,60 @@ def verdicts(comp: Comparison, spread: float | None, metric: str = "FD-toy") -> 
     return lines
 
 
+# --- when the codes start to matter -------------------------------------------------------
+
+# A run "uses its codes" from the first sample point at which the per-pixel spread of its
+# samples at the fixed codes reaches this share of the training images' own. The per-pixel
+# spread fails its ladder as a measure of variety, but it passes the rung asked here: one
+# image repeated scores 0 (docs/metrics.md).
+ONSET_SHARE = 0.1
+
+
+def codes_onset(run: Any, real: float, share: float = ONSET_SHARE) -> int | None:
+    """The first logged step at which ``run``'s samples at its fixed codes spread at least
+    ``share`` x ``real`` (the training images' per-pixel spread), None if never. Generators
+    built on a learned constant start with one image for every code (SSD's tied mapping
+    hardly varies w with z at initialisation); this is when a run broke out of that."""
+    from ssd_lib.analysis.samples import diversity_curve
+
+    steps, values, source = diversity_curve(run, "sample_diversity")
+    if source != "logged":
+        return None
+    reached = np.flatnonzero(values >= share * real)
+    return int(steps[reached[0]]) if len(reached) else None
+
+
+def onset_table(comp: Comparison, real: float) -> pd.DataFrame:
+    """Option x budget: the step from which each run's samples differ from code to code
+    (``codes_onset``) and the run's length, or "never" within it; "-" where not published."""
+    rows = []
+    for option, (title, _) in OPTIONS.items():
+        row: dict[str, Any] = {"option": title}
+        for budget in BUDGETS:
+            run = comp.runs.get(run_name(option, budget))
+            if run is None:
+                row[budget] = "-"
+                continue
+            total = int(run.status["step"])
+            at = codes_onset(run, real)
+            row[budget] = f"never in {total} steps" if at is None else f"step {at} of {total}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def onset_figure(comp: Comparison, real: float, label: str, budget: str) -> Any:
+    """The per-pixel spread of each run's samples at its fixed codes over training, for the
+    runs of ``budget``, against the training images' (notebook 01's figure, per-pixel)."""
+    from ssd_lib.analysis.samples import diversity_figure
+
+    runs = {
+        title: comp.runs[run_name(option, budget)]
+        for option, (title, _) in OPTIONS.items()
+        if run_name(option, budget) in comp.runs
+    }
+    return diversity_figure(runs, real, f"{label}, {budget}", key="sample_diversity")
+
+
 def one_run_per_option(comp: Comparison) -> dict[str, Any]:
     """Option -> the first published run of it (its networks' sizes do not depend on the
     budget)."""

@@ -217,7 +217,7 @@ def diversity_figure(
     from matplotlib.lines import Line2D
     from matplotlib.transforms import blended_transform_factory
 
-    fig = PlotFigure(figsize=(7.0, 3.6), layout="constrained")
+    fig = PlotFigure(figsize=(8.6, 3.6), layout="constrained")
     ax = fig.subplots()
     bottom = blended_transform_factory(ax.transData, ax.transAxes)  # x: step, y: axis edge
     n_warnings, n_zero, sources = 0, 0, {}
@@ -292,5 +292,5 @@ def diversity_figure(
     ylabel, title = DIVERSITY_AXES[key]
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
-    ax.legend(handles=handles, fontsize=7, ncol=2)
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return stamp(fig, label)
