@@ -16,6 +16,7 @@ from ssd_lib.experiments import published as pub
 from ssd_lib.generation.sampling import generate, sample_z
 from ssd_lib.models import build_generator
 from ssd_lib.training.checkpoint import load_checkpoint, load_state_strict, split_prefix
+from ssd_lib.training.runs import Run
 
 
 def test_a_run_published_without_weights_keeps_samples_and_measurements(tmp_path, monkeypatch):
@@ -156,8 +157,6 @@ def _history_run(path, spreads, status_step):
 
     import pandas as pd
 
-    from ssd_lib.training.runs import Run
-
     path.mkdir(parents=True)
     steps = np.arange(1, status_step + 1)
     column = np.full(len(steps), np.nan)
@@ -174,14 +173,28 @@ def test_the_codes_matter_from_the_first_sample_point_at_a_tenth_of_the_reals_sp
     real = 0.2  # a run counts from a spread of 0.02
     late = _history_run(tmp_path / "late", [0.002, 0.019, 0.021, 0.001, 0.15], 50)
     never = _history_run(tmp_path / "never", [0.002, 0.003, 0.019], 30)
-    assert beyond.codes_onset(late, real) == 30  # the first point over 0.02; a later dip is ignored
-    assert beyond.codes_onset(never, real) is None
-    assert beyond.codes_onset(never, real, share=0.01) == 10
-    comp = beyond.Comparison({"corrected_25": late, "ada_25": never}, [], {})
+    early = _history_run(tmp_path / "early", [0.05, 0.1], 20)
+    # the first point over 0.02; a later dip is ignored
+    assert beyond.codes_onset(late, real) == {"step": 30, "first": 10}
+    assert beyond.codes_onset(never, real) == {"step": None, "first": 10}
+    assert beyond.codes_onset(never, real, share=0.0125)["step"] == 20  # 0.0025 < 0.003
+    (tmp_path / "blank").mkdir()  # no history, no grids: nothing to say
+    assert beyond.codes_onset(Run(tmp_path / "blank"), real) is None
+    comp = beyond.Comparison({"corrected_25": late, "ada_25": never, "lapgan_25": early}, [], {})
     table = beyond.onset_table(comp, real).set_index("option")
     assert table.loc["SSD, corrected recipe", "25 %, 20 epochs"] == "step 30 of 50"
     assert table.loc["+ adaptive augmentation (ADA)", "25 %, 20 epochs"] == "never in 30 steps"
+    # over the threshold at its first sample point: that bounds the onset, no more
+    assert (
+        table.loc["LAPGAN (corrected recipe)", "25 %, 20 epochs"]
+        == "by step 10 (first sample point) of 20"
+    )
     assert table.loc["+ DiffAugment", "25 %, 20 epochs"] == "-"  # not published
+    assert beyond.onset_text(None, 20) == "not measured"
     fig = beyond.onset_figure(comp, real, "test", "25 %, 20 epochs")
-    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "SSD, corrected recipe" in labels and "+ adaptive augmentation (ADA)" in labels
+    dotted = [ln for ln in ax.lines if ln.get_linestyle() == ":"]
+    assert [ln.get_ydata()[0] for ln in dotted] == [pytest.approx(0.02)]
+    assert any("codes matter above" in t for t in labels)

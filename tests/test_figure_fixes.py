@@ -409,7 +409,21 @@ def test_a_run_that_did_not_log_the_structural_spread_gets_it_from_its_grids_or_
     assert values[0] == pytest.approx(final, abs=1e-6)
     fig = diversity_figure({"old": run}, real=0.2, label="test")
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert "1 of 1 runs: final generator only (no grids kept)" in legend
+    assert "1 of 1 runs: final generator only (no grids)" in legend
+
+
+def test_a_published_grid_keeps_16_codes_whose_spread_matches_the_logged_one():
+    from ssd_lib.analysis.samples import grid_diversity
+    from ssd_lib.experiments.published import load_published
+
+    run = load_published("ssd")  # its grids: the top-left 4x4 of the trainer's 64 codes
+    assert run.grid_layout() == (16, 4)
+    steps, values = grid_diversity(run, "sample_diversity")
+    h = run.history()
+    logged = dict(zip(h["step"], h["sample_diversity"], strict=True))
+    assert len(steps) == 7
+    # 16 codes against the 64 logged: close, not equal (measured: within 0.011)
+    assert values == pytest.approx([logged[s] for s in steps], abs=0.015)
 
 
 def test_a_warning_between_logged_steps_sits_on_the_line_the_log_axis_draws():

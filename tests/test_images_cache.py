@@ -60,6 +60,8 @@ def test_split_grid_gives_back_the_images_a_saved_grid_tiled(tmp_path, n, nrow, 
     with Image.open(path) as im:
         back = split_grid(np.asarray(im.convert("RGB")), n, nrow=nrow)
     assert torch.equal(back, imgs)  # exact: PNG is lossless
+    with pytest.raises(ValueError, match="n >= 1 and nrow >= 1"):
+        split_grid(np.asarray(Image.open(path).convert("RGB")), 0, nrow=nrow)
     with pytest.raises(ValueError, match=f"not a grid of {n + nrow} square images"):
         split_grid(np.asarray(Image.open(path).convert("RGB")), n + nrow, nrow=nrow)
 

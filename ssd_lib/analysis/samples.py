@@ -127,7 +127,7 @@ def _on_line(at: np.ndarray, steps: np.ndarray, values: np.ndarray) -> np.ndarra
 DIVERSITY_AXES = {
     "structural_diversity": (
         "structural diversity (4x4-averaged SD)",
-        "Coarse spread of the samples at the fixed codes (what the trainer's alarm watches)",
+        "Coarse spread of the samples at the fixed codes\n(what the trainer's alarm watches)",
     ),
     "sample_diversity": (
         "sample diversity (per-pixel SD)",
@@ -167,31 +167,57 @@ def grid_diversity(run: Run, key: str = "structural_diversity") -> tuple[np.ndar
 # Where a run's diversity curve comes from (``diversity_curve``), as the figure's legend says it.
 DIVERSITY_SOURCES = {
     "logged": "logged while training",
-    "grids": "measured on the saved sample grids",
-    "final": "final generator only (no grids kept)",
+    "grids": "from the saved sample grids",
+    "final": "final generator only (no grids)",
+    "none": "nothing to measure (no history, grids or generator)",
 }
+
+
+def _history(run: Run) -> dict[str, np.ndarray]:
+    try:
+        return run.history()
+    except FileNotFoundError:
+        return {}
 
 
 def diversity_curve(
     run: Run, key: str = "structural_diversity"
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """(steps, values, source) of the run's spread ``key`` at its fixed codes over training:
-    the logged column ("logged"); for a run that did not log it, its saved sample grids
-    ("grids", ``grid_diversity``); without grids, one point, the final generator at the
-    trainer's fixed codes ("final"); empty arrays and "none" without a generator either."""
-    h = run.history()
+    the logged column ("logged"), if it was logged from the run's first sample point on; else
+    its saved sample grids ("grids", ``grid_diversity``); else a column logged only from some
+    step on (a run resumed across the change that added it), as "logged"; else one point,
+    G's final weights at the trainer's fixed codes ("final"; the trainer draws its grids from
+    G, not from a moving average); else empty arrays and "none"."""
+    h = _history(run)
+    partial = None
     if key in h and np.isfinite(h[key]).any():
         logged = np.isfinite(h[key])
-        return h["step"][logged], h[key][logged], "logged"
+        first = [h["step"][np.isfinite(h[k])].min() for k in DIVERSITY_AXES if k in h]
+        if h["step"][logged].min() <= min(first):
+            return h["step"][logged], h[key][logged], "logged"
+        partial = (h["step"][logged], h[key][logged], "logged")
     if _grids_by_step(run):
         steps, values = grid_diversity(run, key)
         return steps, values, "grids"
+    if partial is not None:
+        return partial
     try:
-        g = run.load_generator()
-    except (FileNotFoundError, RuntimeError):  # no checkpoint, or weights not published
+        g = run.load_generator(ema=False)
+    except (FileNotFoundError, RuntimeError):  # no checkpoint, weights or G not published
         return np.array([]), np.array([]), "none"
     value = _diversity_measure(key)(generate(g, fixed_codes(run.config), run.config.real_range))
     return np.array([float(run.status.get("step", 0))]), np.array([value]), "final"
+
+
+def _source_label(run: Run, source: str) -> str:
+    """The legend's words for ``source``, with how many codes a saved grid holds when that is
+    fewer than the trainer drew (a published grid keeps the top-left 4x4)."""
+    if source == "grids":
+        kept, drawn = run.grid_layout()[0], run.config.sample_count
+        if kept < drawn:
+            return f"{DIVERSITY_SOURCES[source]}, {kept} of {drawn} codes"
+    return DIVERSITY_SOURCES[source]
 
 
 def real_diversity(images, key: str) -> float:
@@ -200,13 +226,17 @@ def real_diversity(images, key: str) -> float:
 
 
 def diversity_figure(
-    runs: dict[str, Run], real: float, label: str, key: str = "structural_diversity"
+    runs: dict[str, Run],
+    real: float,
+    label: str,
+    key: str = "structural_diversity",
+    threshold: tuple[float, str] | None = None,
 ) -> Figure:
     """Each run's spread ``key`` of its samples at the fixed codes over training
     (``diversity_curve``: logged at every sample grid, or measured from the saved grids of a
     run that did not log it, as the legend then says), against the training images' own
     spread ``real`` by the same measure; the steps where the trainer warned are marked with a
-    red x, a colour no run line uses.
+    red x, a colour no run line uses; ``threshold`` (value, legend text) adds a dotted level.
 
     A warning is drawn at its own step on the run's line, also between two logged steps (a D
     collapse is found at any step); outside the logged steps, at the nearest end. A diversity
@@ -223,9 +253,10 @@ def diversity_figure(
     n_warnings, n_zero, sources = 0, 0, {}
     for i, (name, run) in enumerate(runs.items()):
         steps, values, source = diversity_curve(run, key)
+        words = _source_label(run, source)
+        sources[words] = sources.get(words, 0) + 1
         if not len(steps):
             continue
-        sources[source] = sources.get(source, 0) + 1
         colour = RUN_COLOURS[i % len(RUN_COLOURS)]
         style = RUN_STYLES[(i // len(RUN_COLOURS)) % len(RUN_STYLES)]
         ax.plot(steps, values, marker="o", ms=3, lw=1.2, color=colour, ls=style, label=name)
@@ -260,6 +291,8 @@ def diversity_figure(
             )
         n_warnings += len(at)
     ax.axhline(real, ls="--", color=REFERENCE_COLOUR, lw=1, label="training images")
+    if threshold is not None:  # (value, legend text): a level the caller reads the curves by
+        ax.axhline(threshold[0], ls=":", color="0.3", lw=1, label=threshold[1])
     handles, _ = ax.get_legend_handles_labels()
     warning_label = (
         f"trainer warning ({n_warnings})" if n_warnings else "trainer warning (none in these runs)"
@@ -269,10 +302,10 @@ def diversity_figure(
             [], [], marker="x", ms=7, mew=2, color=WARNING_COLOUR, ls="none", label=warning_label
         )
     )
-    if set(sources) != {"logged"}:  # say where each curve comes from when not all logged
+    if set(sources) != {DIVERSITY_SOURCES["logged"]}:  # say where curves come from if mixed
         handles += [
-            Line2D([], [], ls="none", label=f"{k} of {len(runs)} runs: {DIVERSITY_SOURCES[src]}")
-            for src, k in sources.items()
+            Line2D([], [], ls="none", label=f"{k} of {len(runs)} runs: {words}")
+            for words, k in sources.items()
         ]
     if n_zero:
         handles.append(

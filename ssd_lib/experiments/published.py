@@ -293,7 +293,15 @@ class PublishedRun(Run):
         """Published grids keep the top-left GRID_CELLS x GRID_CELLS images (``_grid_crops``)."""
         return GRID_CELLS * GRID_CELLS, GRID_CELLS
 
-    def load_generator(self, device: str | torch.device = "cpu") -> nn.Module:
+    def load_generator(self, device: str | torch.device = "cpu", ema: bool = True) -> nn.Module:
+        """The published generator: the moving average for a run that kept one (the only
+        weights published for it; ``ema=False`` is refused there), else G."""
+        if not ema and self.config.ema_half_life_images:
+            raise PublishedRunError(
+                f"{self.path.name} kept a moving average of G and only that was published; "
+                "G's own weights are in the run's training checkpoint (retrain it with "
+                f"`make train ONLY={self.path.name}`)"
+            )
         if not self.has_generator:
             raise PublishedRunError(
                 f"{self.path.name} was published without its generator's weights (to keep "

@@ -29,6 +29,7 @@ from ssd_lib.models import build_discriminator, build_generator
 from ssd_lib.training.checkpoint import load_checkpoint, load_state_strict, split_prefix
 from ssd_lib.utils.atomic import read_json
 from ssd_lib.utils.errors import SSDError
+from ssd_lib.utils.images import GRID_NROW
 
 
 def default_runs_root() -> Path:
@@ -120,7 +121,7 @@ class Run:
 
     def grid_layout(self) -> tuple[int, int]:
         """(images, images per row) of each saved sample grid: the trainer's fixed codes."""
-        return int(self.config.sample_count), 8
+        return int(self.config.sample_count), GRID_NROW
 
     @property
     def work_dir(self) -> Path:

@@ -537,7 +537,7 @@ class Trainer(TrainerState):
             return None
         images = generate(self.G, self.fixed_z, self.cfg.real_range, device=self.device)
         self._last_samples = images
-        return save_grid(images, path, nrow=8)
+        return save_grid(images, path)  # GRID_NROW per row
 
     def _sample_point(self, path: Path) -> None:
         """A sample grid, with the samples' diversity logged and watched for collapse."""

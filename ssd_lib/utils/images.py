@@ -19,6 +19,8 @@ from PIL import Image
 from ssd_lib.utils.atomic import atomic_write
 from ssd_lib.utils.validate import VALUE_RANGES
 
+GRID_NROW = 8  # images per row of the trainer's sample grids
+
 
 def check_value_range(value_range: str) -> str:
     if value_range not in VALUE_RANGES:
@@ -81,20 +83,22 @@ def save_image(array: np.ndarray, path: str | Path) -> Path:
     return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int = GRID_NROW) -> Path:
     """Save uint8 images (N, 3, H, W) as one PNG grid, atomically."""
     return save_image(make_grid(images, nrow=nrow), path)
 
 
-def split_grid(grid: np.ndarray, n: int, nrow: int = 8, padding: int = 2) -> torch.Tensor:
+def split_grid(grid: np.ndarray, n: int, nrow: int = GRID_NROW, padding: int = 2) -> torch.Tensor:
     """The ``n`` uint8 images (N, 3, S, S) that ``make_grid(images, nrow, padding)`` tiled
     into ``grid`` (H', W', 3), S read off the grid's width: the inverse of ``make_grid``,
     exact for a grid read back from a PNG (lossless)."""
+    if n < 1 or nrow < 1:
+        raise ValueError(f"split_grid needs n >= 1 and nrow >= 1, got n={n!r}, nrow={nrow!r}")
     rows, cols = -(-n // nrow), min(n, nrow)
     size = (grid.shape[1] - padding) // cols - padding if grid.ndim == 3 else 0
     step = size + padding
     expected = (padding + rows * step, padding + cols * step, 3)
-    if n < 1 or size < 1 or grid.dtype != np.uint8 or grid.shape != expected:
+    if size < 1 or grid.dtype != np.uint8 or grid.shape != expected:
         raise ValueError(
             f"not a grid of {n} square images, {nrow} per row with {padding} px padding: "
             f"shape {grid.shape}, dtype {grid.dtype}"
