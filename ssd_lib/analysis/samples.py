@@ -146,17 +146,20 @@ def _diversity_measure(key: str):
     return measure[key]
 
 
-def grid_diversity(run: Run, key: str = "structural_diversity") -> tuple[np.ndarray, np.ndarray]:
+def grid_diversity(
+    run: Run, key: str = "structural_diversity", grids: list[tuple[int, Path]] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(steps, values): the spread ``key`` of the images in the run's saved fixed-code sample
     grids (``Run.grid_layout``: all the trainer's fixed codes, or the 16 a published grid
     keeps), each grid split back into the images the trainer drew at that step (lossless
-    PNGs); for a run that did not log ``key`` while training."""
+    PNGs); for a run that did not log ``key`` while training. ``grids``: ``_grids_by_step``'s
+    list when the caller has it already."""
     from ssd_lib.utils.images import split_grid
 
     measure = _diversity_measure(key)
     n, nrow = run.grid_layout()
     steps, values = [], []
-    for step, path in _grids_by_step(run):
+    for step, path in _grids_by_step(run) if grids is None else grids:
         with Image.open(path) as im:
             images = split_grid(np.asarray(im.convert("RGB")), n, nrow=nrow, padding=GRID_PAD)
         steps.append(step)
@@ -197,8 +200,9 @@ def diversity_curve(
         if h["step"][logged].min() <= min(first):
             return h["step"][logged], h[key][logged], "logged"
         partial = (h["step"][logged], h[key][logged], "logged")
-    if _grids_by_step(run):
-        steps, values = grid_diversity(run, key)
+    grids = _grids_by_step(run)
+    if grids:
+        steps, values = grid_diversity(run, key, grids)
         return steps, values, "grids"
     if partial is not None:
         return partial

@@ -286,9 +286,6 @@ class PublishedRun(Run):
             f"({self.entry['weights']} weights)"
         )
 
-    def sample_grids(self) -> list[Path]:
-        return sorted((self.path / "samples").glob("*.png"))
-
     def grid_layout(self) -> tuple[int, int]:
         """Published grids keep the top-left GRID_CELLS x GRID_CELLS images (``_grid_crops``)."""
         return GRID_CELLS * GRID_CELLS, GRID_CELLS
