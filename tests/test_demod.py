@@ -162,6 +162,19 @@ def test_the_first_images_are_as_quiet_as_ssds():
     assert loud["demod"]["pixel_sd"] > 3 * loud["ssd"]["pixel_sd"], loud
 
 
+def test_both_generators_start_with_nearly_one_image_for_every_code():
+    """SSD's tied mapping barely varies w with z at initialisation, so both generators start
+    by drawing almost the same image for every code; the demodulated one even more so
+    (docs/beyond.md, "When the codes start to matter")."""
+    import ssd_lib.models.demod as demod
+
+    s = demod.first_image_stats(n=64, seed=0)
+    for name in ("ssd", "demod"):
+        assert s[name]["w_sd_across_codes"] < 0.1 * s[name]["w_mean_abs"], s
+        assert s[name]["coarse_spread"] < 0.005, s  # the training images': about 0.18
+    assert s["demod"]["coarse_spread"] < 0.5 * s["ssd"]["coarse_spread"], s
+
+
 @pytest.mark.parametrize("grouped", [True, False])
 def test_modulated_transposed_conv_gradients_equal_the_per_sample_loop(grouped):
     """The fast paths' gradients (input, weights, styles), not only their outputs, equal

@@ -193,19 +193,31 @@ class ModulatedConv2d(nn.Module):
 
 
 def first_image_stats(n: int = 32, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Pixel SD and RMS difference of neighbouring pixels of the first images (freshly
-    initialised, ``torch.manual_seed(seed)`` before building each) of SSD's generator and of
-    ``SSDDemodGenerator``, on ``n`` codes: how loud each starts (module docstring)."""
+    """What the first images (freshly initialised, ``torch.manual_seed(seed)`` before building
+    each) of SSD's generator and of ``SSDDemodGenerator`` look like on ``n`` codes: pixel SD
+    and RMS difference of neighbouring pixels (how loud each starts; module docstring), and
+    how little they depend on the code: the SD of w across the codes (mean over its
+    dimensions) beside its mean absolute value, and the samples' coarse spread across the
+    codes (``health.structural_diversity``; the training images': about 0.18)."""
     from ssd_lib.models.ssd import SSDGenerator
+    from ssd_lib.training.health import structural_diversity
+    from ssd_lib.utils.images import float_to_uint8
 
     out = {}
     for name, cls in (("ssd", SSDGenerator), ("demod", SSDDemodGenerator)):
         torch.manual_seed(seed)
         g = cls()
+        z = torch.randn(n, g.z_dim)
         with torch.no_grad():
-            x = g(torch.randn(n, g.z_dim))
+            w, x = g.mapping(z), g(z)
         neighbour = (x[..., 1:] - x[..., :-1]).pow(2).mean().sqrt()
-        out[name] = {"pixel_sd": float(x.std()), "neighbour_rms": float(neighbour)}
+        out[name] = {
+            "pixel_sd": float(x.std()),
+            "neighbour_rms": float(neighbour),
+            "w_sd_across_codes": float(w.std(dim=0).mean()),
+            "w_mean_abs": float(w.abs().mean()),
+            "coarse_spread": structural_diversity(float_to_uint8(x, "[-1, 1]")),
+        }
     return out
 
 
