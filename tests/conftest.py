@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import pkgutil
+import shutil
 
 import pytest
 import torch
 
 import ssd_lib
 from ssd_lib.data.cache import ImageSplit, load_prepared, write_prepared
+
+# What `make test` needed at its peak (measured in docs/benchmarks.md), with a margin.
+MIN_FREE_DISK_GB = 5
 
 
 def project_module_names(under: tuple[str, ...] | None = None) -> list[str]:
@@ -30,6 +34,26 @@ def pytest_configure(config):
     two single-threaded workers keep both cores busy without oversubscribing them."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         torch.set_num_threads(1)
+
+
+def pytest_sessionstart(session):
+    """Says so at the start when the disk where the tests write is nearly full: the suite needs
+    a few GB at its peak, and a full disk otherwise shows up as checkpoint errors deep inside
+    unrelated tests, minutes later."""
+    config = session.config
+    factory = getattr(config, "_tmp_path_factory", None)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if factory is None or reporter is None or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    where = factory.getbasetemp()
+    free = shutil.disk_usage(where).free / 2**30
+    if free < MIN_FREE_DISK_GB:
+        reporter.write_line(
+            f"warning: only {free:.1f} GB free under {where.parent}; the full suite may need "
+            f"{MIN_FREE_DISK_GB} GB: free some space there (old pytest-of-* folders?) or set "
+            "--basetemp to a roomier disk",
+            yellow=True,
+        )
 
 
 @pytest.fixture(autouse=True)
