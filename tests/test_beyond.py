@@ -198,3 +198,57 @@ def test_the_codes_matter_from_the_first_sample_point_at_a_tenth_of_the_reals_sp
     dotted = [ln for ln in ax.lines if ln.get_linestyle() == ":"]
     assert [ln.get_ydata()[0] for ln in dotted] == [pytest.approx(0.02)]
     assert any("codes matter above" in t for t in labels)
+
+
+def test_a_chosen_option_brings_its_baseline_and_bad_choices_name_the_parameter():
+    from ssd_lib.reporting.notebooks import NotebookParameterError
+
+    assert beyond.select() == (list(beyond.OPTIONS), list(beyond.BUDGETS))
+    # order follows OPTIONS and BUDGETS, whatever the order asked; ADA's baseline comes along
+    assert beyond.select(" lapgan,ada ", "25_steps,25") == (
+        ["corrected", "ada", "lapgan"],
+        ["25 %, 20 epochs", "25 %, same steps"],
+    )
+    assert beyond.select("demod", "100") == (["ssd", "demod"], ["100 %, 20 epochs"])
+    assert beyond.comparison_names(*beyond.select("demod", "25")) == ["ssd_25", "demod_25"]
+    assert len(beyond.comparison_names()) == len(beyond.OPTIONS) * len(beyond.BUDGETS) == 21
+    for options, budgets, bad in [
+        ("adaa", "all", r"parameter options='adaa' \(type str\).*'ssd', 'demod'"),
+        ("", "all", r"parameter options=''"),
+        ("ada", "50", r"parameter budgets='50'.*\['100', '25', '25_steps'\]"),
+        ("ada", 25, r"parameter budgets=25 \(type int\)"),
+        (["ada"], "all", r"parameter options=\['ada'\] \(type list\)"),
+    ]:
+        with pytest.raises(NotebookParameterError, match=bad):
+            beyond.select(options, budgets)
+
+
+def test_a_narrowed_comparison_shows_only_its_options_and_budgets(tmp_path):
+    options, budgets = beyond.select("ada", "25")
+    measured = {"corrected_25": _measured(200.0), "ada_25": _measured(180.0)}
+    comp = beyond.Comparison({}, [], measured, options, budgets)
+    assert beyond.selection_text(comp) == "; options: corrected, ada; budgets: 25 %, 20 epochs"
+    assert beyond.selection_text(beyond.Comparison({}, [], {})) == ""
+    table = beyond.results_table(comp)
+    assert list(table["option"]) == ["SSD, corrected recipe", "+ adaptive augmentation (ADA)"]
+    assert [c for c in table.columns if c != "option"] == [
+        "FD-toy, 25 %, 20 epochs",
+        "change, 25 %, 20 epochs",
+        "verdict, 25 %, 20 epochs",
+    ]
+    assert table.set_index("option").loc["+ adaptive augmentation (ADA)"].iloc[1] == -20.0
+    (line,) = beyond.verdicts(comp, spread=5.0)
+    assert (
+        line == "+ adaptive augmentation (ADA): 25 %, 20 epochs: helps (FD-toy 180.0 against 200.0)"
+    )
+    status = beyond.status_table(comp)
+    assert status.shape == (2, 2) and status.iloc[1, 1] == "not published yet"
+    # one option, one budget: a single cell, not a crash on a 1x1 grid of axes
+    one = beyond.Comparison({}, ["corrected_25_steps"], {}, ["corrected"], ["25 %, same steps"])
+    fig = beyond.samples_figure(one, "test")
+    assert len(fig.axes) == 1 and fig.axes[0].get_title() == "25 %, same steps"
+    assert fig.axes[0].texts[0].get_text() == "not published yet"
+    # the onset figure falls back on the one chosen budget
+    one.runs["corrected_25_steps"] = _history_run(tmp_path / "early", [0.05, 0.1], 20)
+    stamped = " ".join(t.get_text() for t in beyond.onset_figure(one, 0.2, "test").texts)
+    assert "test, 25 %, same steps" in stamped.replace("\n", " ")

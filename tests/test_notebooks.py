@@ -50,8 +50,11 @@ def test_notebook_runs_under_smoke_on_runs_it_trains_and_publishes(
     monkeypatch.setenv("SSD_DATA_DIR", str(shared_dirs[0]))
     monkeypatch.setenv("SSD_RUNS_DIR", str(shared_dirs[1]))
     out = tmp_path / "figures"
+    params = {"profile": "smoke", "device": "cpu", "out_dir": str(out), "run_source": "local"}
+    if name == "07_beyond_the_paper.ipynb":  # every option, one budget: 7 runs, not 21
+        params["budgets"] = "25"
     (executed,) = run_notebooks(
-        {"profile": "smoke", "device": "cpu", "out_dir": str(out), "run_source": "local"},
+        params,
         names=[name],
         output_dir=tmp_path / "nb",
         progress=False,

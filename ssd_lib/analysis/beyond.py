@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,10 @@ BUDGETS: dict[str, str] = {
     "100 %, 20 epochs": "",
     "25 %, 20 epochs": "_25",
     "25 %, same steps": "_25_steps",
+}
+# the short names notebook 07's `budgets` parameter takes -> BUDGETS labels
+BUDGET_KEYS: dict[str, str] = {
+    suffix.lstrip("_") or "100": label for label, suffix in BUDGETS.items()
 }
 SEED = 42  # the training seed of every run compared here
 VERDICT_N = 256
@@ -177,16 +181,66 @@ def measure_for_publication(run: Any) -> list[dict[str, Any]]:
 
 @dataclass
 class Comparison:
-    """The published runs of notebook 07 and what was measured of them."""
+    """The runs of notebook 07 and what was measured of them, for the options and budgets
+    chosen (all by default): the tables and figures have a row per option and a column per
+    budget of these."""
 
-    runs: dict[str, Any]  # suite name -> PublishedRun
+    runs: dict[str, Any]  # suite name -> PublishedRun or Run
     missing: list[str]  # suite names not published yet
     measured: dict[str, dict[str, Any]]  # suite name -> measure_run's dict
+    options: list[str] = field(default_factory=lambda: list(OPTIONS))
+    budgets: list[str] = field(default_factory=lambda: list(BUDGETS))  # BUDGETS labels
+
+    def option_items(self) -> list[tuple[str, tuple[str, str | None]]]:
+        """(option, (title, baseline)) of the chosen options, in OPTIONS' order."""
+        return [(o, OPTIONS[o]) for o in self.options]
 
 
-def comparison_names() -> list[str]:
-    """Every suite run the comparison reads, option by option."""
-    return [run_name(option, budget) for option in OPTIONS for budget in BUDGETS]
+def _choose(value: Any, name: str, known: list[str]) -> list[str]:
+    """``value`` ("all" or comma-separated names of ``known``) as a list in ``known``'s order;
+    a bad value raises NotebookParameterError naming the parameter."""
+    from ssd_lib.reporting.notebooks import NotebookParameterError
+
+    if isinstance(value, str) and value.strip() == "all":
+        return list(known)
+    chosen = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else []
+    unknown = [v for v in chosen if v not in known]
+    if not chosen or unknown:
+        raise NotebookParameterError(
+            f"parameter {name}={value!r} (type {type(value).__name__}) is invalid; allowed: "
+            f"'all' or comma-separated names among {known}"
+        )
+    return [k for k in known if k in chosen]
+
+
+def select(options: Any = "all", budgets: Any = "all") -> tuple[list[str], list[str]]:
+    """Notebook 07's ``options`` and ``budgets`` parameters ("all", or comma-separated names:
+    options as in OPTIONS, budgets as in BUDGET_KEYS) as (options, BUDGETS labels). Each
+    chosen option brings its baseline along, since its verdicts are judged against it."""
+    chosen = _choose(options, "options", list(OPTIONS))
+    with_baselines = set(chosen) | {OPTIONS[o][1] for o in chosen if OPTIONS[o][1]}
+    keys = _choose(budgets, "budgets", list(BUDGET_KEYS))
+    return [o for o in OPTIONS if o in with_baselines], [BUDGET_KEYS[k] for k in keys]
+
+
+def selection_text(comp: Comparison) -> str:
+    """ "" when the comparison holds every option and budget, else "; options: ..., budgets:
+    ..." for the labels of its tables and figures."""
+    if comp.options == list(OPTIONS) and comp.budgets == list(BUDGETS):
+        return ""
+    return f"; options: {', '.join(comp.options)}; budgets: {', '.join(comp.budgets)}"
+
+
+def comparison_names(
+    options: list[str] | None = None, budgets: list[str] | None = None
+) -> list[str]:
+    """The suite runs the comparison reads, option by option: every one, or those of
+    ``options`` under ``budgets`` (BUDGETS labels)."""
+    return [
+        run_name(option, budget)
+        for option in (OPTIONS if options is None else options)
+        for budget in (BUDGETS if budgets is None else budgets)
+    ]
 
 
 def load_comparison(
@@ -196,11 +250,14 @@ def load_comparison(
     device: str = "auto",
     train_seed: int = SEED,
     seed: int = 0,
+    options: Any = "all",
+    budgets: Any = "all",
 ) -> Comparison:
     """The comparison's runs and their measurements. ``run_source="published"``: SSD's from
     the paper's suite, the others from suite.BEYOND, hash-checked; runs not published yet are
     listed in ``missing``, not an error. ``"local"``: every run trained (or reused) here under
-    ``profile`` with ``train_seed``."""
+    ``profile`` with ``train_seed``. ``options`` and ``budgets`` (see ``select``) narrow the
+    comparison: at the paper's budget each local run takes about an hour on a 2-core CPU."""
     from ssd_lib.experiments.published import (
         PublishedRunError,
         check_trained_on,
@@ -208,13 +265,13 @@ def load_comparison(
     )
     from ssd_lib.experiments.suite import train_suite
 
+    chosen_options, chosen_budgets = select(options, budgets)
+    names = comparison_names(chosen_options, chosen_budgets)
     runs, missing = {}, []
     if run_source == "local":
-        runs = train_suite(
-            dataset, profile, device, names=comparison_names(), train_seed=train_seed
-        )
+        runs = train_suite(dataset, profile, device, names=names, train_seed=train_seed)
     else:
-        for name in comparison_names():
+        for name in names:
             try:
                 run = load_published(name, train_seed)
             except PublishedRunError as err:
@@ -225,15 +282,15 @@ def load_comparison(
             check_trained_on(run, dataset, "use run_source='local'")
             runs[name] = run
     measured = {name: measure_run(run, dataset, profile, seed) for name, run in runs.items()}
-    return Comparison(runs, missing, measured)
+    return Comparison(runs, missing, measured, chosen_options, chosen_budgets)
 
 
 def status_table(comp: Comparison) -> pd.DataFrame:
     """Option x budget: the run's steps and training time, or "not published yet"."""
     rows = []
-    for option, (title, _) in OPTIONS.items():
+    for option, (title, _) in comp.option_items():
         row: dict[str, Any] = {"option": title}
-        for budget in BUDGETS:
+        for budget in comp.budgets:
             name = run_name(option, budget)
             run = comp.runs.get(name)
             if run is None:
@@ -250,9 +307,9 @@ def results_table(comp: Comparison, metric: str = "FD-toy") -> pd.DataFrame:
     factor labels), the change against the option's baseline under the same budget, and the
     collapse verdict; "-" where a run or its baseline is not published (or has no baseline)."""
     rows = []
-    for option, (title, baseline) in OPTIONS.items():
+    for option, (title, baseline) in comp.option_items():
         row: dict[str, Any] = {"option": title}
-        for budget in BUDGETS:
+        for budget in comp.budgets:
             a = _value(comp, run_name(option, budget), metric)
             b = _value(comp, run_name(baseline, budget), metric) if baseline else None
             row[f"{metric}, {budget}"] = "-" if a is None else round(a, 2)
@@ -292,11 +349,11 @@ def verdicts(comp: Comparison, spread: float | None, metric: str = "FD-toy") -> 
     ``spread`` (the baseline's seed spread; None: the direction only, not judged), with the
     numbers and any collapse."""
     lines = []
-    for option, (title, baseline) in OPTIONS.items():
+    for option, (title, baseline) in comp.option_items():
         if baseline is None:
             continue
         parts = []
-        for budget in BUDGETS:
+        for budget in comp.budgets:
             m = comp.measured.get(run_name(option, budget))
             a = _value(comp, run_name(option, budget), metric)
             b = _value(comp, run_name(baseline, budget), metric)
@@ -371,9 +428,9 @@ def onset_table(comp: Comparison, real: float) -> pd.DataFrame:
     """Option x budget: the step from which each run's samples differ from code to code
     (``codes_onset``, ``onset_text``); "-" where not published."""
     rows = []
-    for option, (title, _) in OPTIONS.items():
+    for option, (title, _) in comp.option_items():
         row: dict[str, Any] = {"option": title}
-        for budget in BUDGETS:
+        for budget in comp.budgets:
             run = comp.runs.get(run_name(option, budget))
             row[budget] = (
                 "-" if run is None else onset_text(codes_onset(run, real), int(run.status["step"]))
@@ -382,15 +439,19 @@ def onset_table(comp: Comparison, real: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def onset_figure(comp: Comparison, real: float, label: str, budget: str) -> Any:
+def onset_figure(comp: Comparison, real: float, label: str, budget: str | None = None) -> Any:
     """The per-pixel spread of each run's samples at its fixed codes over training, for the
-    runs of ``budget``, against the training images' (notebook 01's figure, per-pixel), with
-    the threshold of ``codes_onset`` dotted."""
+    runs of ``budget`` (default: 25 %, 20 epochs, or the first chosen budget without it),
+    against the training images' (notebook 01's figure, per-pixel), with the threshold of
+    ``codes_onset`` dotted."""
     from ssd_lib.analysis.samples import diversity_figure
+
+    if budget is None:
+        budget = BUDGET_KEYS["25"] if BUDGET_KEYS["25"] in comp.budgets else comp.budgets[0]
 
     runs = {
         title: comp.runs[run_name(option, budget)]
-        for option, (title, _) in OPTIONS.items()
+        for option, (title, _) in comp.option_items()
         if run_name(option, budget) in comp.runs
     }
     threshold = (ONSET_SHARE * real, f"{ONSET_SHARE:g} x the training images' (codes matter above)")
@@ -403,8 +464,8 @@ def one_run_per_option(comp: Comparison) -> dict[str, Any]:
     """Option -> the first published run of it (its networks' sizes do not depend on the
     budget)."""
     out = {}
-    for option in OPTIONS:
-        for budget in BUDGETS:
+    for option in comp.options:
+        for budget in comp.budgets:
             run = comp.runs.get(run_name(option, budget))
             if run is not None:
                 out[option] = run
@@ -431,11 +492,12 @@ def samples_figure(comp: Comparison, label: str, n: int = 16) -> Any:
     from ssd_lib.reporting.plots import PlotFigure, stamp
     from ssd_lib.utils.images import make_grid
 
-    fig = PlotFigure(figsize=(2.3 * len(BUDGETS) + 1.2, 2.3 * len(OPTIONS)), layout="constrained")
+    n_rows, n_cols = len(comp.options), len(comp.budgets)
+    fig = PlotFigure(figsize=(2.3 * n_cols + 1.2, 2.3 * n_rows), layout="constrained")
     fig.inline_format = "jpeg"  # many generated images: see PlotFigure
-    axes = fig.subplots(len(OPTIONS), len(BUDGETS))
-    for i, (option, (title, _)) in enumerate(OPTIONS.items()):
-        for j, budget in enumerate(BUDGETS):
+    axes = np.atleast_2d(fig.subplots(n_rows, n_cols, squeeze=False))
+    for i, (option, (title, _)) in enumerate(comp.option_items()):
+        for j, budget in enumerate(comp.budgets):
             ax = axes[i, j]
             ax.set_xticks([])
             ax.set_yticks([])
@@ -456,9 +518,9 @@ def ada_figure(comp: Comparison, label: str) -> Any:
     panel per budget, with the target r_t."""
     from ssd_lib.reporting.plots import PlotFigure, stamp
 
-    fig = PlotFigure(figsize=(4 * len(BUDGETS), 3.2), layout="constrained")
-    axes = fig.subplots(1, len(BUDGETS), sharey=True)
-    for ax, budget in zip(axes, BUDGETS, strict=True):
+    fig = PlotFigure(figsize=(4 * len(comp.budgets), 3.2), layout="constrained")
+    axes = fig.subplots(1, len(comp.budgets), sharey=True, squeeze=False)[0]
+    for ax, budget in zip(axes, comp.budgets, strict=True):
         run = comp.runs.get(run_name("ada", budget))
         ax.set_title(f"ADA, {budget}", fontsize=9)
         ax.set_xlabel("step")
@@ -496,4 +558,10 @@ def layer32_figure(comp: Comparison, names: list[str], label: str) -> Any:
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
+    if not names:
+        axes[0, 0].text(
+            0, 0.5, "none of these runs has a 32x32 AdaIN or demodulated layer", fontsize=9
+        )
+        for ax in axes.flat:
+            ax.axis("off")
     return stamp(fig, label)
