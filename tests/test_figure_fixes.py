@@ -402,6 +402,19 @@ def test_a_run_that_did_not_log_the_structural_spread_gets_it_from_its_grids_or_
         generate(run.load_generator(), fixed_codes(run.config), run.config.real_range)
     )
     assert values[-1] == pytest.approx(final, abs=1e-6)  # the last grid: the final generator
+    # A grid that no longer splits into the trainer's layout is left out, with a warning.
+    from PIL import Image
+
+    (good,) = run.sample_grids()  # the smoke run's one grid, at its last step
+    bad = good.parent / "step_000001.png"
+    Image.new("RGB", (50, 50)).save(bad)
+    with pytest.warns(UserWarning, match=r"step_000001.png left out of the diversity curve"):
+        again, again_values, source = diversity_curve(run)
+    assert source == "grids" and again.tolist() == steps.tolist()
+    assert again_values.tolist() == values.tolist()
+    Image.new("RGB", (50, 50)).save(good)  # none splits: the next source, not an empty curve
+    with pytest.warns(UserWarning, match="left out of the diversity curve"):
+        assert diversity_curve(run)[2] == "final"
     for grid in run.sample_grids():  # no grids kept: one point, the final generator's
         grid.unlink()
     steps, values, source = diversity_curve(run)

@@ -6,6 +6,7 @@ Every figure is stamped with the run's dataset, preset, profile and checkpoint.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -153,7 +154,9 @@ def grid_diversity(
     grids (``Run.grid_layout``: all the trainer's fixed codes, or the 16 a published grid
     keeps), each grid split back into the images the trainer drew at that step (lossless
     PNGs); for a run that did not log ``key`` while training. ``grids``: ``_grids_by_step``'s
-    list when the caller has it already."""
+    list when the caller has it already. A grid that does not split into that layout (an image
+    edited or saved by other code) is left out with a warning naming it, not an error: the
+    other grids still make a curve."""
     from ssd_lib.utils.images import split_grid
 
     measure = _diversity_measure(key)
@@ -161,7 +164,14 @@ def grid_diversity(
     steps, values = [], []
     for step, path in _grids_by_step(run) if grids is None else grids:
         with Image.open(path) as im:
-            images = split_grid(np.asarray(im.convert("RGB")), n, nrow=nrow, padding=GRID_PAD)
+            pixels = np.asarray(im.convert("RGB"))
+        try:
+            images = split_grid(pixels, n, nrow=nrow, padding=GRID_PAD)
+        except ValueError as err:
+            warnings.warn(
+                f"sample grid {path} left out of the diversity curve: {err}", stacklevel=2
+            )
+            continue
         steps.append(step)
         values.append(measure(images))
     return np.array(steps, float), np.array(values, float)
@@ -203,7 +213,8 @@ def diversity_curve(
     grids = _grids_by_step(run)
     if grids:
         steps, values = grid_diversity(run, key, grids)
-        return steps, values, "grids"
+        if len(steps):
+            return steps, values, "grids"
     if partial is not None:
         return partial
     try:
