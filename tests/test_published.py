@@ -294,3 +294,36 @@ def test_add_fingerprints_fills_what_is_missing_preparing_each_dataset_once(
         after["ssd-seed43"]["fingerprint_added"]["content_hash_here"] == entry["train_split_hash"]
     )
     assert pub.add_fingerprints(published_root) == []  # nothing left to fill
+
+
+def test_runs_published_elsewhere_are_brought_with_their_measurements_only(
+    published_root, tmp_path, monkeypatch, capsys
+):
+    from ssd_lib.metrics.stored import MeasurementStore
+
+    theirs = published_root  # a worktree that trained "ssd-seed42" while this one was busy
+    other = {"run": "ssd_25-seed42", "weights": "x"}  # a record of a run not brought
+    MeasurementStore("toy", theirs / "measurements").merge(
+        {"a": {"run": "ssd-seed42", "weights": "w", "FD-toy": 1.0}, "b": other}
+    )
+    mine = tmp_path / "mine"
+    MeasurementStore("toy", mine / "measurements").merge({"c": {"run": "dcgan-seed42"}})
+    assert pub.bring(["ssd-seed42"], theirs, mine) == ["ssd-seed42"]
+    assert pub.check_all(mine) == []
+    entry = pub.read_manifest(theirs)["runs"]["ssd-seed42"]
+    assert pub.read_manifest(mine)["runs"] == {"ssd-seed42": entry}  # the entry as it stands
+    assert set(MeasurementStore("toy", mine / "measurements").records()) == {"a", "c"}
+    assert torch.equal(
+        pub.load_key("ssd-seed42", mine).load_generator().const,
+        pub.load_key("ssd-seed42", theirs).load_generator().const,
+    )
+    # Again, after the source changed on disk: refused before anything is copied.
+    (theirs / "ssd-seed42" / "history.csv").write_text("step\n1\n")
+    with pytest.raises(PublishedRunError, match=r"history.csv does not match its SHA-256"):
+        pub.bring(["ssd-seed42"], theirs, mine)
+    assert pub.check_all(mine) == []
+    with pytest.raises(PublishedRunError, match=r"not published in .*\['nope'\].*'ssd-seed42'"):
+        pub.bring(["nope"], theirs, mine)
+    monkeypatch.setenv("SSD_PUBLISHED_DIR", str(mine))
+    assert pub.main(["bring", "nope", "--from", str(theirs)]) == 1
+    assert "not published in" in capsys.readouterr().err

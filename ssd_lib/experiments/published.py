@@ -557,6 +557,16 @@ def _commit(
         machine=machine_record(),
         published_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
+    final = _move_into_place(root, key, staging, manifest, entry)
+    log.info("published %s (%.1f MB)", key, entry["bytes"] / 1e6)
+    return final
+
+
+def _move_into_place(
+    root: Path, key: str, staging: Path, manifest: dict[str, Any], entry: dict[str, Any]
+) -> Path:
+    """Replace ``root/key`` by ``staging`` and write ``manifest`` with ``entry`` under
+    ``key``. Called holding the manifest lock."""
     final, old = root / key, root / f".old-{key}"
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
@@ -567,8 +577,47 @@ def _commit(
     manifest["runs"] = dict(sorted({**manifest["runs"], key: entry}.items()))
     atomic_write_json(root / MANIFEST, manifest)
     shutil.rmtree(old, ignore_errors=True)
-    log.info("published %s (%.1f MB)", key, entry["bytes"] / 1e6)
     return final
+
+
+def bring(keys: list[str], source: str | Path, root: str | Path | None = None) -> list[str]:
+    """Copy the published runs ``keys`` from another published folder ``source`` (a second
+    checkout or worktree that trained them while this one was busy, or another machine's
+    copy) into ``root``: each run's files, checked against ``source``'s manifest before and
+    after the copy, its manifest entry as it stands there, and its records in the measurement
+    stores (``published/measurements``), no others. A key already here is replaced. Returns
+    the keys brought."""
+    from ssd_lib.metrics.stored import MeasurementStore
+
+    source, root = Path(source), Path(root or default_root())
+    if source.resolve() == root.resolve():
+        raise PublishedRunError(f"{source} is the folder to bring the runs into")
+    theirs = read_manifest(source)["runs"]
+    unknown = [k for k in keys if k not in theirs]
+    if not keys or unknown:
+        raise PublishedRunError(
+            f"not published in {source / MANIFEST}: {unknown or 'no keys given'}; "
+            f"published there: {sorted(theirs)}"
+        )
+    for key in keys:
+        verify(source / key, theirs[key])
+    root.mkdir(parents=True, exist_ok=True)
+    with locked(root / MANIFEST):
+        manifest = read_manifest(root)
+        for key in keys:
+            staging = _stage(root, key)
+            for rel in theirs[key]["files"]:
+                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source / key / rel, staging / rel)
+            verify(staging, theirs[key])
+            _move_into_place(root, key, staging, manifest, dict(theirs[key]))
+            log.info("brought %s from %s", key, source)
+    for store in sorted((source / MEASUREMENTS).glob("*.json")):
+        records = MeasurementStore(store.stem, source / MEASUREMENTS).records()
+        mine = {d: r for d, r in records.items() if r.get("run") in keys}
+        if mine:
+            MeasurementStore(store.stem, root / MEASUREMENTS).merge(mine)
+    return list(keys)
 
 
 def publish_run(
@@ -905,6 +954,13 @@ def main(argv: list[str] | None = None) -> int:
         help="torch threads (default: torch's choice); 1 keeps a CPU run steady while the "
         "machine does other work",
     )
+    b = sub.add_parser(
+        "bring",
+        help="copy published runs (files, manifest entries, measurement records) from another "
+        "published folder, such as a worktree that trained them",
+    )
+    b.add_argument("keys", nargs="+", help="keys such as ada_25_steps-seed42")
+    b.add_argument("--from", dest="source", required=True, help="the other published/ folder")
     sub.add_parser("check", help="verify every published file against the manifest")
     sub.add_parser("list", help="the plan and what is published")
     sub.add_parser(
@@ -924,6 +980,14 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("interrupted: run the same command again to resume", file=sys.stderr)
             return 130
+        return 0
+    if args.command == "bring":
+        try:
+            brought = bring(args.keys, args.source)
+        except PublishedRunError as err:
+            print(err, file=sys.stderr)
+            return 1
+        print(f"brought {', '.join(brought)} into {default_root()}; `git add` it and commit")
         return 0
     if args.command == "check":
         problems = check_all()
