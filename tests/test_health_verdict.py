@@ -225,3 +225,15 @@ def test_the_health_table_gives_each_run_the_sample_verdict(faces):
     assert "last logged sample diversity" not in table.columns
     # Without reference images only the trainer's record is shown.
     assert "samples (64)" not in health_table({"dogs": _StubRun(DogGenerator())}).columns
+
+
+def test_the_reference_images_are_one_fixed_draw_without_repeats():
+    from ssd_lib.training.health import reference_images
+
+    images = torch.arange(50).view(50, 1, 1, 1).expand(50, 3, 2, 2).to(torch.uint8)
+    first = reference_images(images, 20)
+    ids = first[:, 0, 0, 0].tolist()
+    assert len(set(ids)) == 20 and ids != list(range(20))  # a shuffled draw, no repeats
+    assert torch.equal(reference_images(images, 20), first)  # the same every time
+    assert not torch.equal(reference_images(images, 20, seed=1), first)
+    assert len(reference_images(images, 80)) == 50  # asked for more: every image once

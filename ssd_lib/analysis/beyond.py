@@ -122,13 +122,6 @@ def decode_map(text: str, side: int = 32) -> np.ndarray:
 # --- measuring a run --------------------------------------------------------------------------
 
 
-def _reference(dataset: Any, n: int) -> torch.Tensor:
-    """The real images collapse verdicts compare with (as notebook 01 draws them)."""
-    images = dataset.train.images
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
-    return images[order[:n]]
-
-
 def measure_run(
     run: Any, dataset: Any = None, profile: str = "paper", seed: int = 0
 ) -> dict[str, Any]:
@@ -139,7 +132,7 @@ def measure_run(
     from ssd_lib.experiments.suite import eval_budget, factor_net_for
     from ssd_lib.metrics.stored import remember
     from ssd_lib.metrics.tables import toy_cells
-    from ssd_lib.training.health import generator_verdict
+    from ssd_lib.training.health import generator_verdict, reference_images
 
     ds = dataset if dataset is not None else prepare_dataset("embedded")
     toy_n = eval_budget(profile)["toy_n"]
@@ -152,7 +145,8 @@ def measure_run(
     generator = functools.cache(run.load_generator)  # loaded once, only if something is new
 
     def verdict() -> dict[str, Any]:
-        return generator_verdict(generator(), rr, _reference(ds, n), n, seed).to_dict()
+        reference = reference_images(ds.train.images, n)
+        return generator_verdict(generator(), rr, reference, n, seed).to_dict()
 
     params = {"kind": "sample verdict", "n": n, "seed": seed}
     out["verdict"] = remember("beyond", run, params, verdict, ds)

@@ -462,6 +462,13 @@ def sample_verdict(samples: torch.Tensor, reference: torch.Tensor) -> SampleVerd
     return SampleVerdict(verdict, reason, m, verdict_thresholds())
 
 
+def reference_images(images: torch.Tensor, n: int = 256, seed: int = 0) -> torch.Tensor:
+    """The ``n`` real images a collapse verdict compares samples with: a fixed random draw
+    (``seed``) from ``images``, the same in every notebook that judges the same runs."""
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    return images[order[:n]]
+
+
 def generator_verdict(
     generator: torch.nn.Module,
     value_range: str,
