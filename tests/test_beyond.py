@@ -227,7 +227,7 @@ def test_a_narrowed_comparison_shows_only_its_options_and_budgets(tmp_path):
     options, budgets = beyond.select("ada", "25")
     measured = {"corrected_25": _measured(200.0), "ada_25": _measured(180.0)}
     comp = beyond.Comparison({}, [], measured, options, budgets)
-    assert beyond.selection_text(comp) == "; options: corrected, ada; budgets: 25 %, 20 epochs"
+    assert beyond.selection_text(comp) == "; options: corrected, ada; budgets: 25"
     assert beyond.selection_text(beyond.Comparison({}, [], {})) == ""
     table = beyond.results_table(comp)
     assert list(table["option"]) == ["SSD, corrected recipe", "+ adaptive augmentation (ADA)"]
@@ -241,6 +241,7 @@ def test_a_narrowed_comparison_shows_only_its_options_and_budgets(tmp_path):
     assert (
         line == "+ adaptive augmentation (ADA): 25 %, 20 epochs: helps (FD-toy 180.0 against 200.0)"
     )
+    assert beyond.layer32_names(comp) == ["corrected_25"]  # the AdaIN runs among those chosen
     status = beyond.status_table(comp)
     assert status.shape == (2, 2) and status.iloc[1, 1] == "not published yet"
     # one option, one budget: a single cell, not a crash on a 1x1 grid of axes
@@ -252,3 +253,18 @@ def test_a_narrowed_comparison_shows_only_its_options_and_budgets(tmp_path):
     one.runs["corrected_25_steps"] = _history_run(tmp_path / "early", [0.05, 0.1], 20)
     stamped = " ".join(t.get_text() for t in beyond.onset_figure(one, 0.2, "test").texts)
     assert "test, 25 %, same steps" in stamped.replace("\n", " ")
+
+
+def test_baselines_alone_say_why_there_is_no_verdict_and_budgets_alone_name_only_budgets():
+    ssd_only = beyond.Comparison({}, [], {}, *beyond.select("ssd", "25_steps"))
+    assert beyond.verdicts(ssd_only, 5.0) == [
+        "no verdicts: the chosen options (ssd) are baselines only"
+    ]
+    assert beyond.selection_text(ssd_only) == "; options: ssd; budgets: 25_steps"
+    # same-steps runs are looked into only when no 20-epoch budget is chosen
+    assert beyond.layer32_names(ssd_only) == ["ssd_25_steps"]
+    every = beyond.Comparison({}, [], {}, *beyond.select("all", "100,25_steps"))
+    assert beyond.selection_text(every) == "; budgets: 100, 25_steps"
+    assert beyond.layer32_names(every) == ["ssd", "demod", "corrected"]
+    fig = beyond.layer32_figure(every, beyond.layer32_names(every), "test")  # none measured
+    assert "no measured 32x32" in fig.axes[0].texts[0].get_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -299,31 +300,72 @@ def test_add_fingerprints_fills_what_is_missing_preparing_each_dataset_once(
 def test_runs_published_elsewhere_are_brought_with_their_measurements_only(
     published_root, tmp_path, monkeypatch, capsys
 ):
+    import shutil
+
     from ssd_lib.metrics.stored import MeasurementStore
 
-    theirs = published_root  # a worktree that trained "ssd-seed42" while this one was busy
-    other = {"run": "ssd_25-seed42", "weights": "x"}  # a record of a run not brought
+    theirs = published_root  # a worktree that trained two runs while this one was busy
+    entry = pub.read_manifest(theirs)["runs"]["ssd-seed42"]
+    shutil.copytree(theirs / "ssd-seed42", theirs / "ssd-seed43")
+    manifest = pub.read_manifest(theirs)
+    manifest["runs"]["ssd-seed43"] = entry
+    (theirs / "MANIFEST.json").write_text(json.dumps(manifest))
+    weights = pub.load_key("ssd-seed42", theirs).weights_id()
     MeasurementStore("toy", theirs / "measurements").merge(
-        {"a": {"run": "ssd-seed42", "weights": "w", "FD-toy": 1.0}, "b": other}
+        {
+            "a": {"run": "ssd-seed42", "weights": weights, "FD-toy": 1.0},
+            "old": {"run": "ssd-seed42", "weights": "ssd-seed42/generator.safetensors@0"},
+            "b": {"run": "ssd_25-seed42", "weights": "ssd_25-seed42/x"},  # not brought
+        }
     )
     mine = tmp_path / "mine"
     MeasurementStore("toy", mine / "measurements").merge({"c": {"run": "dcgan-seed42"}})
-    assert pub.bring(["ssd-seed42"], theirs, mine) == ["ssd-seed42"]
+    assert pub.bring(["ssd-seed42", "ssd-seed43"], theirs, mine) == ["ssd-seed42", "ssd-seed43"]
     assert pub.check_all(mine) == []
-    entry = pub.read_manifest(theirs)["runs"]["ssd-seed42"]
-    assert pub.read_manifest(mine)["runs"] == {"ssd-seed42": entry}  # the entry as it stands
+    assert pub.read_manifest(mine)["runs"] == {"ssd-seed42": entry, "ssd-seed43": entry}
+    # only the records of the brought weights (ssd-seed43's weights id differs by its folder)
     assert set(MeasurementStore("toy", mine / "measurements").records()) == {"a", "c"}
     assert torch.equal(
         pub.load_key("ssd-seed42", mine).load_generator().const,
         pub.load_key("ssd-seed42", theirs).load_generator().const,
     )
-    # Again, after the source changed on disk: refused before anything is copied.
+    assert pub.bring(["ssd-seed42"], theirs, mine) == ["ssd-seed42"]  # the same entry: fine
+    before = sorted(p.name for p in mine.iterdir())
+
+    # Altered on disk there: refused before anything is staged or copied here.
     (theirs / "ssd-seed42" / "history.csv").write_text("step\n1\n")
     with pytest.raises(PublishedRunError, match=r"history.csv does not match its SHA-256"):
         pub.bring(["ssd-seed42"], theirs, mine)
-    assert pub.check_all(mine) == []
+    assert sorted(p.name for p in mine.iterdir()) == before and pub.check_all(mine) == []
+    # Another entry under a key already here: refused unless forced.
+    other = pub.read_manifest(theirs)
+    other["runs"]["ssd-seed43"] = dict(entry, title="retrained")
+    (theirs / "MANIFEST.json").write_text(json.dumps(other))
+    with pytest.raises(PublishedRunError, match=r"\['ssd-seed43'\] already published .*--force"):
+        pub.bring(["ssd-seed43"], theirs, mine)
+    assert pub.read_manifest(mine)["runs"]["ssd-seed43"] == entry
+    pub.bring(["ssd-seed43"], theirs, mine, force=True)
+    assert pub.read_manifest(mine)["runs"]["ssd-seed43"]["title"] == "retrained"
+    # A file that changes between its check and its copy: the staged copy fails its own check
+    # and nothing of the run is left behind.
+    real_copy = shutil.copyfile
+
+    def corrupting(src, dst, *args, **kwargs):
+        out = real_copy(src, dst, *args, **kwargs)
+        if str(dst).endswith("config.json"):
+            Path(dst).write_text("{}")
+        return out
+
+    monkeypatch.setattr(shutil, "copyfile", corrupting)
+    with pytest.raises(PublishedRunError, match=r"\.staging-ssd-seed43/config.json does not"):
+        pub.bring(["ssd-seed43"], theirs, mine, force=True)
+    monkeypatch.undo()
+    assert sorted(p.name for p in mine.iterdir()) == before and pub.check_all(mine) == []
+
     with pytest.raises(PublishedRunError, match=r"not published in .*\['nope'\].*'ssd-seed42'"):
         pub.bring(["nope"], theirs, mine)
     monkeypatch.setenv("SSD_PUBLISHED_DIR", str(mine))
     assert pub.main(["bring", "nope", "--from", str(theirs)]) == 1
     assert "not published in" in capsys.readouterr().err
+    assert pub.main(["bring", "ssd-seed43", "--from", str(theirs)]) == 0
+    assert "brought ssd-seed43" in capsys.readouterr().out

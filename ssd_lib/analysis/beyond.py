@@ -218,11 +218,16 @@ def select(options: Any = "all", budgets: Any = "all") -> tuple[list[str], list[
 
 
 def selection_text(comp: Comparison) -> str:
-    """ "" when the comparison holds every option and budget, else "; options: ..., budgets:
-    ..." for the labels of its tables and figures."""
-    if comp.options == list(OPTIONS) and comp.budgets == list(BUDGETS):
-        return ""
-    return f"; options: {', '.join(comp.options)}; budgets: {', '.join(comp.budgets)}"
+    """What narrowed the comparison, for the labels of its tables and figures: "" for every
+    option and budget, else "; options: a, b" and/or "; budgets: 25, 25_steps" (the short
+    names the parameters take)."""
+    text = ""
+    if comp.options != list(OPTIONS):
+        text += f"; options: {', '.join(comp.options)}"
+    if comp.budgets != list(BUDGETS):
+        keys = {label: key for key, label in BUDGET_KEYS.items()}
+        text += f"; budgets: {', '.join(keys[b] for b in comp.budgets)}"
+    return text
 
 
 def comparison_names(
@@ -374,6 +379,10 @@ def verdicts(comp: Comparison, spread: float | None, metric: str = "FD-toy") -> 
                 )
             parts.append(f"{budget}: {word} ({metric} {a:.1f} against {b:.1f}{note})")
         lines.append(f"{title}: " + "; ".join(parts))
+    if not lines:
+        lines.append(
+            f"no verdicts: the chosen options ({', '.join(comp.options)}) are baselines only"
+        )
     return lines
 
 
@@ -532,6 +541,18 @@ def ada_figure(comp: Comparison, label: str) -> Any:
     return stamp(fig, label)
 
 
+# the options whose generators have a 32x32 AdaIN or demodulated layer to look into
+LAYER32_OPTIONS = ("ssd", "demod", "corrected")
+
+
+def layer32_names(comp: Comparison) -> list[str]:
+    """The runs ``layer32_figure`` shows: the AdaIN and demodulated options under the chosen
+    budgets of 20 epochs (the same-steps runs only when no other budget is chosen), whether
+    published or not."""
+    budgets = [b for b in comp.budgets if b != BUDGET_KEYS["25_steps"]] or comp.budgets
+    return [run_name(o, b) for b in budgets for o in LAYER32_OPTIONS if o in comp.options]
+
+
 def layer32_figure(comp: Comparison, names: list[str], label: str) -> Any:
     """For each run of ``names``, the channel sum of its 32x32 layer's activations for the
     first MAP_SAMPLES codes (each scaled to its maximum), titled with the hot-spot share."""
@@ -554,7 +575,7 @@ def layer32_figure(comp: Comparison, names: list[str], label: str) -> Any:
         ax.set_yticks([])
     if not names:
         axes[0, 0].text(
-            0, 0.5, "none of these runs has a 32x32 AdaIN or demodulated layer", fontsize=9
+            0, 0.5, "no measured 32x32 AdaIN or demodulated layer among the chosen runs", fontsize=9
         )
         for ax in axes.flat:
             ax.axis("off")

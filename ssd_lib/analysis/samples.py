@@ -155,19 +155,20 @@ def grid_diversity(
     keeps), each grid split back into the images the trainer drew at that step (lossless
     PNGs); for a run that did not log ``key`` while training. ``grids``: ``_grids_by_step``'s
     list when the caller has it already. A grid that does not split into that layout (an image
-    edited or saved by other code) is left out with a warning naming it, not an error: the
-    other grids still make a curve."""
+    edited or saved by other code) or cannot be read is left out with a warning naming it,
+    not an error: the other grids still make a curve (which then starts later if it was the
+    first)."""
     from ssd_lib.utils.images import split_grid
 
     measure = _diversity_measure(key)
     n, nrow = run.grid_layout()
     steps, values = [], []
     for step, path in _grids_by_step(run) if grids is None else grids:
-        with Image.open(path) as im:
-            pixels = np.asarray(im.convert("RGB"))
         try:
+            with Image.open(path) as im:
+                pixels = np.asarray(im.convert("RGB"))
             images = split_grid(pixels, n, nrow=nrow, padding=GRID_PAD)
-        except ValueError as err:
+        except (ValueError, OSError) as err:  # another layout; a truncated or damaged file
             warnings.warn(
                 f"sample grid {path} left out of the diversity curve: {err}", stacklevel=2
             )

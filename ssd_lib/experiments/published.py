@@ -580,13 +580,17 @@ def _move_into_place(
     return final
 
 
-def bring(keys: list[str], source: str | Path, root: str | Path | None = None) -> list[str]:
+def bring(
+    keys: list[str], source: str | Path, root: str | Path | None = None, force: bool = False
+) -> list[str]:
     """Copy the published runs ``keys`` from another published folder ``source`` (a second
     checkout or worktree that trained them while this one was busy, or another machine's
     copy) into ``root``: each run's files, checked against ``source``'s manifest before and
     after the copy, its manifest entry as it stands there, and its records in the measurement
-    stores (``published/measurements``), no others. A key already here is replaced. Returns
-    the keys brought."""
+    stores (``published/measurements``) for exactly those weights, no others. A key already
+    here with another entry is refused unless ``force``. Every run is staged and checked
+    before any is moved into place, and the records go in before the runs, so a run never
+    sits in the manifest without its measurements. Returns the keys brought."""
     from ssd_lib.metrics.stored import MeasurementStore
 
     source, root = Path(source), Path(root or default_root())
@@ -604,19 +608,32 @@ def bring(keys: list[str], source: str | Path, root: str | Path | None = None) -
     root.mkdir(parents=True, exist_ok=True)
     with locked(root / MANIFEST):
         manifest = read_manifest(root)
-        for key in keys:
-            staging = _stage(root, key)
-            for rel in theirs[key]["files"]:
-                (staging / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source / key / rel, staging / rel)
-            verify(staging, theirs[key])
-            _move_into_place(root, key, staging, manifest, dict(theirs[key]))
-            log.info("brought %s from %s", key, source)
-    for store in sorted((source / MEASUREMENTS).glob("*.json")):
-        records = MeasurementStore(store.stem, source / MEASUREMENTS).records()
-        mine = {d: r for d, r in records.items() if r.get("run") in keys}
-        if mine:
-            MeasurementStore(store.stem, root / MEASUREMENTS).merge(mine)
+        clash = [k for k in keys if manifest["runs"].get(k, theirs[k]) != theirs[k]]
+        if clash and not force:
+            raise PublishedRunError(
+                f"{clash} already published in {root} with other contents; pass --force to "
+                "replace them"
+            )
+        staged: dict[str, Path] = {}
+        try:
+            for key in keys:
+                staged[key] = staging = _stage(root, key)
+                for rel in theirs[key]["files"]:
+                    (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(source / key / rel, staging / rel)
+                verify(staging, theirs[key])
+            weights = {PublishedRun(source / k, theirs[k]).weights_id() for k in keys}
+            for store in sorted((source / MEASUREMENTS).glob("*.json")):
+                records = MeasurementStore(store.stem, source / MEASUREMENTS).records()
+                mine = {d: r for d, r in records.items() if r.get("weights") in weights}
+                if mine:
+                    MeasurementStore(store.stem, root / MEASUREMENTS).merge(mine)
+            for key in keys:
+                _move_into_place(root, key, staged.pop(key), manifest, dict(theirs[key]))
+                log.info("brought %s from %s", key, source)
+        finally:
+            for staging in staged.values():  # not moved into place: leave nothing behind
+                shutil.rmtree(staging, ignore_errors=True)
     return list(keys)
 
 
@@ -961,6 +978,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     b.add_argument("keys", nargs="+", help="keys such as ada_25_steps-seed42")
     b.add_argument("--from", dest="source", required=True, help="the other published/ folder")
+    b.add_argument(
+        "--force", action="store_true", help="replace runs published here with other contents"
+    )
     sub.add_parser("check", help="verify every published file against the manifest")
     sub.add_parser("list", help="the plan and what is published")
     sub.add_parser(
@@ -983,7 +1003,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "bring":
         try:
-            brought = bring(args.keys, args.source)
+            brought = bring(args.keys, args.source, force=args.force)
         except PublishedRunError as err:
             print(err, file=sys.stderr)
             return 1
