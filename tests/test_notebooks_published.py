@@ -42,7 +42,7 @@ def test_every_notebook_runs_on_a_folder_of_photos_without_labels(tmp_path, monk
     beyond = "07_beyond_the_paper.ipynb"
     first = [n for n in NOTEBOOKS if n != beyond]
     executed = run_notebooks(params, first, output_dir=tmp_path / "nb", progress=False)
-    # 07 on two of its 21 runs (LAPGAN brings its baseline): the smoke test of 07 trains the rest
+    # 07 on two of its 21 runs (LAPGAN brings its baseline); 07's smoke test takes every option
     executed += run_notebooks(
         params | {"options": "lapgan", "budgets": "25"},
         [beyond],

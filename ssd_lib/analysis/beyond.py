@@ -193,17 +193,14 @@ class Comparison:
 def _choose(value: Any, name: str, known: list[str]) -> list[str]:
     """``value`` ("all" or comma-separated names of ``known``) as a list in ``known``'s order;
     a bad value raises NotebookParameterError naming the parameter."""
-    from ssd_lib.reporting.notebooks import NotebookParameterError
+    from ssd_lib.reporting.notebooks import parameter_error
 
     if isinstance(value, str) and value.strip() == "all":
         return list(known)
     chosen = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else []
     unknown = [v for v in chosen if v not in known]
     if not chosen or unknown:
-        raise NotebookParameterError(
-            f"parameter {name}={value!r} (type {type(value).__name__}) is invalid; allowed: "
-            f"'all' or comma-separated names among {known}"
-        )
+        raise parameter_error(name, value, f"'all' or comma-separated names among {known}")
     return [k for k in known if k in chosen]
 
 
@@ -256,7 +253,8 @@ def load_comparison(
     the paper's suite, the others from suite.BEYOND, hash-checked; runs not published yet are
     listed in ``missing``, not an error. ``"local"``: every run trained (or reused) here under
     ``profile`` with ``train_seed``. ``options`` and ``budgets`` (see ``select``) narrow the
-    comparison: at the paper's budget each local run takes about an hour on a 2-core CPU."""
+    comparison: at the paper's budget a local run takes from a quarter of an hour (25 %, 20
+    epochs) to about an hour on a 2-core CPU."""
     from ssd_lib.experiments.published import (
         PublishedRunError,
         check_trained_on,
@@ -498,7 +496,7 @@ def samples_figure(comp: Comparison, label: str, n: int = 16) -> Any:
     n_rows, n_cols = len(comp.options), len(comp.budgets)
     fig = PlotFigure(figsize=(2.3 * n_cols + 1.2, 2.3 * n_rows), layout="constrained")
     fig.inline_format = "jpeg"  # many generated images: see PlotFigure
-    axes = np.atleast_2d(fig.subplots(n_rows, n_cols, squeeze=False))
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for i, (option, (title, _)) in enumerate(comp.option_items()):
         for j, budget in enumerate(comp.budgets):
             ax = axes[i, j]
@@ -562,7 +560,7 @@ def layer32_figure(comp: Comparison, names: list[str], label: str) -> Any:
     fig = PlotFigure(
         figsize=(1.8 * MAP_SAMPLES + 0.6, 1.9 * max(1, len(names)) + 0.4), layout="constrained"
     )
-    axes = np.atleast_2d(fig.subplots(max(1, len(names)), MAP_SAMPLES, squeeze=False))
+    axes = fig.subplots(max(1, len(names)), MAP_SAMPLES, squeeze=False)
     for i, name in enumerate(names):
         summary = comp.measured[name]["layer32"]
         for j, m in enumerate(summary["channel_sum_maps"]):

@@ -235,6 +235,12 @@ def verify(path: Path, entry: dict[str, Any]) -> None:
             )
 
 
+def weights_id_of(key: str, entry: dict[str, Any]) -> str:
+    """``PublishedRun.weights_id`` from the manifest entry alone, without opening the run."""
+    digest = entry["files"].get("generator.safetensors") or entry["generator_sha256"]
+    return f"{key}/generator.safetensors@{digest[:16]}"
+
+
 class PublishedRun(Run):
     """A committed run: read-only files, checked against the manifest when opened.
 
@@ -274,9 +280,7 @@ class PublishedRun(Run):
     def weights_id(self) -> str:
         """The published generator file and the start of its SHA-256 (recorded in the
         manifest also when the file itself was not published)."""
-        files = self.entry["files"]
-        digest = files.get("generator.safetensors") or self.entry["generator_sha256"]
-        return f"{self.path.name}/generator.safetensors@{digest[:16]}"
+        return weights_id_of(self.path.name, self.entry)
 
     def label(self) -> str:
         cfg, st = self.config, self.status
@@ -622,7 +626,7 @@ def bring(
                     (staging / rel).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(source / key / rel, staging / rel)
                 verify(staging, theirs[key])
-            weights = {PublishedRun(source / k, theirs[k]).weights_id() for k in keys}
+            weights = {weights_id_of(k, theirs[k]) for k in keys}  # verified above
             for store in sorted((source / MEASUREMENTS).glob("*.json")):
                 records = MeasurementStore(store.stem, source / MEASUREMENTS).records()
                 mine = {d: r for d, r in records.items() if r.get("weights") in weights}

@@ -35,6 +35,13 @@ class NotebookParameterError(SSDError, ValueError):
     """A notebook parameter has the wrong type or value."""
 
 
+def parameter_error(name: str, value: Any, allowed: str) -> NotebookParameterError:
+    """The error for notebook parameter ``name``: its value, its type and what is allowed."""
+    return NotebookParameterError(
+        f"parameter {name}={value!r} (type {type(value).__name__}) is invalid; allowed: {allowed}"
+    )
+
+
 def check_parameters(
     dataset: Any,
     profile: Any,
@@ -53,10 +60,7 @@ def check_parameters(
     the committed paper-budget runs, ``"local"`` trains (or reuses) runs under ``profile``."""
 
     def bad(name: str, value: Any, allowed: str) -> None:
-        raise NotebookParameterError(
-            f"parameter {name}={value!r} (type {type(value).__name__}) is invalid; "
-            f"allowed: {allowed}"
-        )
+        raise parameter_error(name, value, allowed)
 
     if not isinstance(dataset, str) or not dataset:
         bad("dataset", dataset, "a str: 'embedded', 'afhq', a folder path or a dataset name")
