@@ -30,10 +30,18 @@ def _committed_source(name: str) -> str:
 PUBLISHED_NOTEBOOKS = [n for n in NOTEBOOKS if 'run_source = "published"' in _committed_source(n)]
 
 
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """One prepared-data folder for every re-execution, as for a reader who runs the notebooks
+    in turn: the embedded data is rendered once, not once per notebook. (This module runs on
+    one worker, its tests one after another.)"""
+    return tmp_path_factory.mktemp("data")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", PUBLISHED_NOTEBOOKS)
 def test_a_committed_notebook_reproduces_its_outputs_from_the_published_runs(
-    name, tmp_path, monkeypatch
+    name, tmp_path, data_dir, monkeypatch
 ):
     """The committed notebook, executed again from the published runs, prints what it
     committed in every NBVAL_CHECK_OUTPUT cell (numbers rounded so that another CPU kind
@@ -47,6 +55,7 @@ def test_a_committed_notebook_reproduces_its_outputs_from_the_published_runs(
     copy = tmp_path / name
     copy.write_text(json.dumps(nb))
     monkeypatch.setenv("SSD_RUNS_DIR", str(tmp_path / "runs"))  # caches of published runs
+    monkeypatch.setenv("SSD_DATA_DIR", str(data_dir))
     monkeypatch.setenv("SSD_PROGRESS", "text")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "-q", "-p", "no:cacheprovider", str(copy)],
