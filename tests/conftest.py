@@ -36,6 +36,19 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
+def low_disk_message(where) -> str | None:
+    """The warning to show when fewer than ``MIN_FREE_DISK_GB`` are free on the disk holding
+    ``where`` (the folder pytest writes its tmp folders into); None when there is room."""
+    free = shutil.disk_usage(where).free / 2**30
+    if free >= MIN_FREE_DISK_GB:
+        return None
+    return (
+        f"warning: only {free:.1f} GB free under {where}; the full suite may need "
+        f"{MIN_FREE_DISK_GB} GB: free some space there (old pytest-of-* folders?) or set "
+        "--basetemp to a roomier disk"
+    )
+
+
 def pytest_sessionstart(session):
     """Says so at the start when the disk where the tests write is nearly full: the suite needs
     a few GB at its peak, and a full disk otherwise shows up as checkpoint errors deep inside
@@ -45,15 +58,9 @@ def pytest_sessionstart(session):
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if factory is None or reporter is None or os.environ.get("PYTEST_XDIST_WORKER"):
         return
-    where = factory.getbasetemp()
-    free = shutil.disk_usage(where).free / 2**30
-    if free < MIN_FREE_DISK_GB:
-        reporter.write_line(
-            f"warning: only {free:.1f} GB free under {where.parent}; the full suite may need "
-            f"{MIN_FREE_DISK_GB} GB: free some space there (old pytest-of-* folders?) or set "
-            "--basetemp to a roomier disk",
-            yellow=True,
-        )
+    message = low_disk_message(factory.getbasetemp().parent)
+    if message:
+        reporter.write_line(message, yellow=True)
 
 
 @pytest.fixture(autouse=True)

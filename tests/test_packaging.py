@@ -92,3 +92,20 @@ def test_makefile_has_the_documented_targets_and_ci_calls_make_test():
     for target in ("figures", "test", "lab", "bench", "app", "browser", "lesson"):
         assert re.search(rf"^{target}:", makefile, re.M), target
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_suite_warns_at_its_start_when_the_disk_is_nearly_full(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from conftest import MIN_FREE_DISK_GB, low_disk_message
+
+    usage = namedtuple("usage", "total used free")
+    gb = 2**30
+    monkeypatch.setattr(shutil, "disk_usage", lambda where: usage(100 * gb, 98 * gb, 2 * gb))
+    message = low_disk_message(tmp_path)
+    assert f"only 2.0 GB free under {tmp_path}" in message
+    assert f"{MIN_FREE_DISK_GB} GB" in message and "--basetemp" in message
+    free = (MIN_FREE_DISK_GB + 1) * gb
+    monkeypatch.setattr(shutil, "disk_usage", lambda where: usage(100 * gb, 100 * gb - free, free))
+    assert low_disk_message(tmp_path) is None
