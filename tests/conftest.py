@@ -44,7 +44,7 @@ def low_disk_message(where) -> str | None:
         return None
     return (
         f"warning: only {free:.1f} GB free under {where}; the full suite may need "
-        f"{MIN_FREE_DISK_GB} GB: free some space there (old pytest-of-* folders?) or set "
+        f"{MIN_FREE_DISK_GB} GB: free some space there (old pytest-N folders?) or set "
         "--basetemp to a roomier disk"
     )
 

@@ -32,9 +32,12 @@ PUBLISHED_NOTEBOOKS = [n for n in NOTEBOOKS if 'run_source = "published"' in _co
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    """One prepared-data folder for every re-execution, as for a reader who runs the notebooks
-    in turn: the embedded data is rendered once, not once per notebook. (This module runs on
-    one worker, its tests one after another.)"""
+    """One prepared-data folder for the re-executions of a worker, as for a reader who runs the
+    notebooks in turn: the embedded data is rendered once, not once per notebook (preparing it
+    is locked, so two processes would not clash either). So only the first notebook starts
+    from an empty folder (01 under ``make test``'s ``--dist loadfile``); the caches the later
+    ones find (rendered data, the factor net's features) are those a reader's first notebook
+    leaves."""
     return tmp_path_factory.mktemp("data")
 
 

@@ -94,7 +94,7 @@ def test_makefile_has_the_documented_targets_and_ci_calls_make_test():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
-def test_the_suite_warns_at_its_start_when_the_disk_is_nearly_full(tmp_path, monkeypatch):
+def test_the_low_disk_message_names_the_free_space_the_folder_and_the_fix(tmp_path, monkeypatch):
     import shutil
     from collections import namedtuple
 
