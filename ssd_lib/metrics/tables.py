@@ -492,14 +492,13 @@ def _build(
     own_seeds: dict[Any, int] = {}
     sources: dict[str, set[str]] = {}
     statuses: dict[str, WeightsStatus] = {}  # resolved (and hashed) once per table
-    n_fid = eval_kwargs.get("n") or len(dataset.train)
     seeds_column = fid_seeds_column(protocol)
 
     def stored_fid(other: Any, source: str) -> float | str:
         """Another seed's FID as stored, from the network the row's own FID used."""
         if source not in statuses:
             statuses[source] = resolve_weights(PYTORCH_FID, source)
-        status = statuses[source]
+        status, n_fid = statuses[source], eval_kwargs.get("n") or len(dataset.train)
         return _stored_fid(other, dataset, protocol, status, n_fid, seed, eval_kwargs.get("store"))
 
     for key, run in runs.items():
