@@ -72,7 +72,7 @@ from ssd_lib.metrics.toy import (
     embed_all,
     toy_metrics,
 )
-from ssd_lib.metrics.weights import WEIGHT_CHOICES, WeightsStatus
+from ssd_lib.metrics.weights import WEIGHT_CHOICES, WeightsStatus, resolve_weights
 from ssd_lib.training.health import (
     LOWPASS,
     sample_diversity,
@@ -842,8 +842,6 @@ def main(argv: list[str] | None = None) -> int:
         f"seed {args.seed}"
     )
     if args.inception:  # fail before any long work when the network is missing
-        from ssd_lib.metrics.weights import resolve_weights
-
         status = resolve_weights(args.inception, args.weights)
         print("Inception:", status.describe())
     after = None
