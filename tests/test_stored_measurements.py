@@ -226,3 +226,40 @@ def test_records_are_parsed_once_per_version_of_the_file(tmp_path, monkeypatch):
     other.write_text(json.dumps({"format": 1, "kind": "toy", "records": {}}))
     other.replace(store.path)
     assert store.records() == {}
+
+
+def test_notebook_01s_health_table_reads_the_verdict_notebook_07_stored(
+    published_run, tmp_path, monkeypatch
+):
+    """health_table(dataset=...) judges a published run once; 07's measure_run (and a second
+    table) read that record back instead of drawing and comparing the samples again."""
+    import ssd_lib.training.health as health
+    from ssd_lib.analysis.beyond import stored_verdict
+    from ssd_lib.experiments.suite import health_table
+
+    run, _, _ = published_run
+    monkeypatch.setattr(stored, "default_folder", lambda: tmp_path / "committed")
+    g = torch.Generator().manual_seed(1)
+    imgs = torch.randint(0, 256, (40, 3, 64, 64), dtype=torch.uint8, generator=g)
+    write_prepared("forty", {"train": ImageSplit(imgs)}, {"kind": "test"}, root=tmp_path)
+    ds = load_prepared("forty", tmp_path)
+    real = health.generator_verdict
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args[3])  # n
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(health, "generator_verdict", counted)
+    first = health_table({"ssd": run}, dataset=ds, n=32, seed=0)
+    assert calls == [32]
+    again = health_table({"ssd": run}, dataset=ds, n=32, seed=0)
+    assert calls == [32] and again.equals(first)
+    stored_one = stored_verdict(run, ds, 32, 0)
+    assert calls == [32] and stored_one["verdict"] == first.loc[0, "samples (32)"]
+    # The same verdict as computing it from the fixed draw of reference images.
+    direct = health_table({"ssd": run}, health.reference_images(ds.train.images, 32), 32, 0)
+    assert calls == [32, 32] and direct.equals(first)
+    # Another draw size is another record: measured again.
+    health_table({"ssd": run}, dataset=ds, n=16, seed=0)
+    assert calls == [32, 32, 16]

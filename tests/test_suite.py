@@ -20,6 +20,7 @@ from ssd_lib.experiments.suite import (
     suite_table,
     train_suite,
 )
+from ssd_lib.models.counting import format_millions
 from ssd_lib.reporting.figures import main as figures_main
 from ssd_lib.training.trainer import Trainer
 
@@ -82,10 +83,12 @@ def test_train_suite_trains_once_then_reuses(tiny_dataset, tmp_path, monkeypatch
     table = suite_table(runs)
     assert table["data %"].tolist() == [100, 25] and table["steps"].tolist() == [3, 2]
 
+    # The smoke profile's quarter-width networks (the paper's widths: tests/test_models.py).
     counts = parameter_table(runs).set_index("run")
-    assert counts.loc["ssd", "generator"] == 3_778_904
-    assert counts.loc["ssd", "discriminator"] == 2_765_568
-    assert counts.loc["ssd", "total (M), paper's tool"] == "6.574"
+    g, d = counts.loc["ssd", "generator"], counts.loc["ssd", "discriminator"]
+    assert (g, d) == (436_280, 175_296) and counts.loc["ssd", "total"] == g + d
+    # The paper's tool counts the tied 100 -> 100 mapping layer four times: 3 x 10,100 more.
+    assert counts.loc["ssd", "total (M), paper's tool"] == format_millions(g + d + 30_300)
 
     def fail(self):
         raise AssertionError("a finished run was trained again")

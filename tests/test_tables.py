@@ -23,8 +23,8 @@ def no_packaged(monkeypatch):
 @pytest.fixture
 def runs(tiny_dataset):
     out = {}
-    for method, preset in (("DCGAN", "dcgan"), ("SSD", "paper")):
-        cfg = make_config(preset, "smoke", dataset="tiny")
+    for method, preset in (("DCGAN", "dcgan"), ("SSD", "paper")):  # at the paper's width
+        cfg = make_config(preset, "smoke", dataset="tiny", ngf=64, ndf=64)
         out[method] = train(cfg, tiny_dataset, device="cpu", show_progress=False)
     return out
 

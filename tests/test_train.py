@@ -350,8 +350,15 @@ def test_augmentation_at_p_0_trains_exactly_as_none_and_at_p_1_differs(tiny_data
 
 def test_ada_logs_p_and_keeps_its_state_in_the_checkpoint(tiny_dataset, tmp_path):
     # Random reals: D separates them from G's early images at once, so r_t > target, p rises.
-    cfg = make_config(
-        "ada", "smoke", dataset="tiny", max_steps=8, ada_interval=2, ada_speed_images=64
+    cfg = make_config(  # at the paper's width: a D that tells random reals apart at once
+        "ada",
+        "smoke",
+        dataset="tiny",
+        max_steps=8,
+        ada_interval=2,
+        ada_speed_images=64,
+        ngf=64,
+        ndf=64,
     )
     run = train(cfg, tiny_dataset, device="cpu", show_progress=False)
     p = run.history()["augment_p"]

@@ -132,7 +132,6 @@ def measure_run(
     from ssd_lib.experiments.suite import eval_budget, factor_net_for
     from ssd_lib.metrics.stored import remember
     from ssd_lib.metrics.tables import toy_cells
-    from ssd_lib.training.health import generator_verdict, reference_images
 
     ds = dataset if dataset is not None else prepare_dataset("embedded")
     toy_n = eval_budget(profile)["toy_n"]
@@ -141,20 +140,34 @@ def measure_run(
     if ds.train.factors is not None:  # the toy columns need factor labels
         net = factor_net_for(ds, profile, show_progress=False)
         out.update(toy_cells(run, ds, toy_n, seed, net))
-    rr = run.config.real_range
     generator = functools.cache(run.load_generator)  # loaded once, only if something is new
-
-    def verdict() -> dict[str, Any]:
-        reference = reference_images(ds.train.images, n)
-        return generator_verdict(generator(), rr, reference, n, seed).to_dict()
-
-    params = {"kind": "sample verdict", "n": n, "seed": seed}
-    out["verdict"] = remember("beyond", run, params, verdict, ds)
+    out["verdict"] = stored_verdict(run, ds, n, seed, generator)
     params = {"kind": "layer 32", "n": n, "seed": seed, "maps": MAP_SAMPLES, "encoding": "u8b64"}
     out["layer32"] = remember(
         "beyond", run, params, lambda: _layer32_summary(generator(), n, seed), ds
     )
     return out
+
+
+def stored_verdict(
+    run: Any, dataset: Any, n: int = VERDICT_N, seed: int = 0, generator: Any = None
+) -> dict[str, Any]:
+    """The collapse verdict on ``run``'s ``n`` samples at the codes of ``seed`` against the
+    fixed draw of ``n`` training images (``ssd_lib.training.health.generator_verdict``, as a
+    dict: verdict, reason, measures), measured once for a published run and stored (kind
+    ``beyond``): notebooks 01 and 07 read the same record. ``generator`` (a callable) loads
+    the weights if they are needed; default ``run.load_generator``."""
+    from ssd_lib.metrics.stored import remember
+    from ssd_lib.training.health import generator_verdict, reference_images
+
+    load = generator or run.load_generator
+
+    def verdict() -> dict[str, Any]:
+        reference = reference_images(dataset.train.images, n)
+        return generator_verdict(load(), run.config.real_range, reference, n, seed).to_dict()
+
+    params = {"kind": "sample verdict", "n": n, "seed": seed}
+    return remember("beyond", run, params, verdict, dataset)
 
 
 # The evaluation budgets a run published without weights is measured under when it is

@@ -218,25 +218,33 @@ def health_table(
     reference: torch.Tensor | None = None,
     n: int = 256,
     seed: int = 0,
+    dataset: Any = None,
 ) -> pd.DataFrame:
     """What each run's samples look like and what the trainer's health checks saw.
 
     With ``reference`` (uint8 training images, shuffled), each run gets the verdict of
     ``ssd_lib.training.health.generator_verdict`` on ``n`` samples at the codes of ``seed``
     ("healthy", "partially collapsed", "collapsed" or "noise", the ladder-checked collapse
-    test) with the numbers it rests on. Then one row per warning the trainer logged
-    (collapse, roll-back), or one "none" row. The per-pixel ``sample_diversity`` the trainer
-    logs is not shown: it fails its validity ladder (pixel noise counts as variety)."""
+    test) with the numbers it rests on. With ``dataset`` instead, the reference is its fixed
+    draw of ``n`` training images and a published run's verdict is the stored one
+    (``ssd_lib.analysis.beyond.stored_verdict``, the record notebook 07 reads too). Then one
+    row per warning the trainer logged (collapse, roll-back), or one "none" row. The
+    per-pixel ``sample_diversity`` the trainer logs is not shown: it fails its validity
+    ladder (pixel noise counts as variety)."""
+    from ssd_lib.analysis.beyond import stored_verdict
     from ssd_lib.training.health import generator_verdict
 
     rows = []
     for name, run in runs.items():
         judged: dict[str, Any] = {}
-        if reference is not None:
-            v = generator_verdict(run.load_generator(), run.config.real_range, reference, n, seed)
-            m = v.measures
+        if reference is not None or dataset is not None:
+            if reference is not None:
+                rr = run.config.real_range
+                m = generator_verdict(run.load_generator(), rr, reference, n, seed).to_dict()
+            else:
+                m = stored_verdict(run, dataset, n, seed)
             judged = {
-                f"samples ({n})": v.verdict,
+                f"samples ({n})": m["verdict"],
                 "near-duplicate share": round(m["duplicate_share"], 3),
                 "largest group": round(m["largest_group_share"], 3),
                 "structural diversity / reals'": round(

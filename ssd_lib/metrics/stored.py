@@ -21,7 +21,9 @@ another CPU, ``PreparedDataset.differs_from``) does not use it.
 
 Kinds: ``inception`` (FID, clean-FID, clean-KID; ``inception_stats store-published``),
 ``toy`` (the tables' toy columns), ``probes`` and ``ppl`` (notebook 03), ``claims`` (the
-ledger's rows, notebook 06). The last four are filled by ``remember``: a notebook run on the
+ledger's rows, notebook 06), ``beyond`` (notebook 07's measures; its sample verdicts are also
+notebook 01's health table), ``fig7`` and ``memorization``. All but the first are filled by
+``remember``: a notebook run on the
 published runs measures what is not stored and keeps it under the runs folder
 (``runs/published/measurements``); ``python -m ssd_lib.metrics.stored publish`` moves those
 records into ``published/measurements`` to be committed. ``SSD_RECOMPUTE=1`` measures
