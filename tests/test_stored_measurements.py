@@ -231,8 +231,9 @@ def test_records_are_parsed_once_per_version_of_the_file(tmp_path, monkeypatch):
 def test_notebook_01s_health_table_reads_the_verdict_notebook_07_stored(
     published_run, tmp_path, monkeypatch
 ):
-    """health_table(dataset=...) judges a published run once; 07's measure_run (and a second
-    table) read that record back instead of drawing and comparing the samples again."""
+    """health_table(dataset=...) judges a published run once; stored_verdict (what 07's
+    measure_run calls) and a second table read that record back instead of drawing and
+    comparing the samples again."""
     import ssd_lib.training.health as health
     from ssd_lib.analysis.beyond import stored_verdict
     from ssd_lib.experiments.suite import health_table
