@@ -234,15 +234,17 @@ def health_table(
     from ssd_lib.analysis.beyond import stored_verdict
     from ssd_lib.training.health import generator_verdict
 
+    def verdict(run: Run) -> dict[str, Any] | None:
+        if reference is not None:
+            g = run.load_generator()
+            return generator_verdict(g, run.config.real_range, reference, n, seed).to_dict()
+        return None if dataset is None else stored_verdict(run, dataset, n, seed)
+
     rows = []
     for name, run in runs.items():
         judged: dict[str, Any] = {}
-        if reference is not None or dataset is not None:
-            if reference is not None:
-                rr = run.config.real_range
-                m = generator_verdict(run.load_generator(), rr, reference, n, seed).to_dict()
-            else:
-                m = stored_verdict(run, dataset, n, seed)
+        m = verdict(run)
+        if m is not None:
             judged = {
                 f"samples ({n})": m["verdict"],
                 "near-duplicate share": round(m["duplicate_share"], 3),
