@@ -80,7 +80,7 @@ ON_EMBEDDED = {
     "03_disentanglement.ipynb": {"published": ["fig7_ear_preserving_interpolation.png"]},
     "04_fid.ipynb": {"published": ["table1_paper.md", "memorization_audit.md"]},
     "07_beyond_the_paper.ipynb": {
-        "published": ["beyond_fd_toy.md", "beyond_kid_toy.md"],
+        "published": ["beyond_fd_toy.md", "beyond_kid_toy.md", "beyond_combo_coverage_toy.md"],
         "says": ["options: corrected, lapgan; budgets: 25"],
     },
 }
